@@ -1,0 +1,60 @@
+# The README's commands. Each target creates what it needs: the virtual environment, the packages,
+# Debian's chromium for browser tests, the project's Jupyter kernel, the demo data.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(BIN)/uv pip install --quiet --python $(BIN)/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PORT ?= 8866
+
+.PHONY: pipeline test lab reports docs bench data install install-dev chromium clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(UV) -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mlops-nb)" >/dev/null
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(UV) -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed  ## the package and its kernel in .venv
+
+install-dev: $(VENV)/.installed-dev  ## plus the test tools
+
+chromium:  ## Debian's chromium, for the browser tests
+	@if [ ! -x /usr/bin/chromium ]; then $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; fi
+
+data: install  ## the demo warehouse, data/warehouse.db
+	$(BIN)/mlops-nb demo init
+
+pipeline: data  ## run the whole lifecycle on the demo
+	$(BIN)/mlops-nb run
+
+test: install-dev chromium data  ## notebooks (nbdev-test) and pytest
+	$(BIN)/python -m pytest
+
+lab: install  ## JupyterLab on nbs/, on 127.0.0.1 with a token
+	$(BIN)/jupyter lab --notebook-dir=nbs --ip=127.0.0.1 --no-browser
+
+reports: install  ## serve the Voila reports on 127.0.0.1:$(PORT)
+	$(BIN)/mlops-nb reports --port $(PORT)
+
+docs: install  ## the documentation site (needs quarto; otherwise checks the notebooks' doc processing)
+	@if command -v quarto >/dev/null; then $(BIN)/nbdev-docs; \
+	else echo "quarto is not installed: running nbdev-proc-nbs only (the pages are processed, not rendered)"; \
+	$(BIN)/nbdev-proc-nbs; fi
+
+bench: install-dev data  ## benchmarks against the peers; results in bench/results/
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:  ## remove generated docs and caches (keeps runs, data and the tracking store)
+	rm -rf _docs _proc .pytest_cache

@@ -1,0 +1,38 @@
+"Shared fixtures: the repository, the venv's command, the demo warehouse, scratch projects."
+import os, shutil, subprocess, sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+WAREHOUSE = ROOT / "data" / "warehouse.db"
+
+
+def mlops_nb(*args, cwd=None, timeout=600, env=None):
+    "Run the `mlops-nb` command; return (exit code, stdout + stderr)."
+    p = subprocess.run([str(BIN / "mlops-nb"), *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                       timeout=timeout, env={**os.environ, **(env or {})})
+    return p.returncode, p.stdout + p.stderr
+
+
+@pytest.fixture(scope="session")
+def warehouse():
+    "The demo warehouse (built once, idempotent)."
+    code, out = mlops_nb("demo", "init")
+    assert code == 0, out
+    return WAREHOUSE
+
+
+@pytest.fixture
+def demo_project(tmp_path, warehouse):
+    "The demo project on its first week, rooted in a scratch folder (its own runs and tracking store)."
+    data = yaml.safe_load((ROOT / "conf" / "project.yaml").read_text())
+    data["root"] = str(tmp_path)
+    data["sources"]["warehouse"]["url"] = f"sqlite:///{warehouse}"
+    data["ingest"]["window"] = {"start": "2013-01-01", "end": "2013-01-08"}
+    data["quality"]["profile"]["max_rows"] = 2000
+    f = tmp_path / "project.yaml"
+    f.write_text(yaml.safe_dump(data, sort_keys=False))
+    return f

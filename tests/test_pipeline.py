@@ -1,0 +1,203 @@
+"Whole runs through the `mlops-nb` command: the run contract, the --data mode, and bad input."
+import json, sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from conftest import ROOT, mlops_nb
+from mlops_nb.config import file_digest, frame_digest
+
+
+def only_run(root: Path) -> Path:
+    runs = [p for p in (root / "runs").iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_demo_run_contract(demo_project):
+    "A run on the demo's first week: run.json, executed notebooks, artifacts with digests, MLflow runs, reports."
+    code, out = mlops_nb("run", "--project", demo_project)
+    assert code == 0, out
+    assert "[1/3] design" in out and "succeeded" in out
+    root = demo_project.parent
+    run_dir = only_run(root)
+    rec = json.loads((run_dir / "run.json").read_text())
+    assert rec["status"] == "succeeded" and rec["error"] is None and rec["ended"]
+    assert rec["project"]["digest"] and rec["project"]["file"] == str(demo_project)
+    assert [s["name"] for s in rec["steps"]] == ["design", "ingest", "quality"]
+    for s in rec["steps"]:
+        assert s["status"] == "succeeded" and s["duration_s"] > 0
+        assert (run_dir / s["executed_notebook"]).exists()
+        assert s["outputs"], s["name"]
+        for name, o in s["outputs"].items():
+            path = run_dir / o["path"]
+            assert path.exists(), path
+            if name.endswith(".parquet"): assert o["digest"] == frame_digest(pd.read_parquet(path))
+            else: assert o["digest"] == file_digest(path)
+    flights = pd.read_parquet(run_dir / rec["steps"][1]["outputs"]["flights.parquet"]["path"])
+    assert flights.time_hour.min() >= pd.Timestamp("2013-01-01", tz="UTC")
+    assert flights.time_hour.max() < pd.Timestamp("2013-01-08", tz="UTC")
+    assert not list((run_dir / "artifacts").glob(".*partial"))
+    # MLflow: a parent run, one nested run per step, the executed notebook logged, dataset inputs
+    client = MlflowClient(rec["mlflow"]["tracking_uri"])
+    parent = client.get_run(rec["mlflow"]["parent_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.tags["mlops_nb.project_digest"] == rec["project"]["digest"]
+    for s in rec["steps"]:
+        r = client.get_run(s["mlflow_run_id"])
+        assert r.data.tags["mlflow.parentRunId"] == parent.info.run_id and r.info.status == "FINISHED"
+        assert [a.path for a in client.list_artifacts(r.info.run_id, "notebook")]
+    ingest = client.get_run(rec["steps"][1]["mlflow_run_id"])
+    assert {d.dataset.name for d in ingest.inputs.dataset_inputs} >= {"flights", "weather"}
+    assert "quality_accuracy" in client.get_run(rec["steps"][2]["mlflow_run_id"]).data.metrics
+    # static reports
+    assert rec["reports"] and all((run_dir / p).exists() for p in rec["reports"].values())
+    # the CLI reads it back
+    code, out = mlops_nb("runs", "list", "--project", demo_project)
+    assert code == 0 and rec["run_id"] in out and "succeeded" in out
+    code, out = mlops_nb("runs", "show", rec["run_id"], "--json", "--project", demo_project)
+    assert code == 0 and json.loads(out)["run_id"] == rec["run_id"]
+
+
+def test_from_reuses_upstream_and_same_data_same_digest(demo_project):
+    "--from quality reuses the last run's ingest; the same data ingested twice has the same digest and version."
+    assert mlops_nb("run", "--project", demo_project, "--until", "ingest", "--no-reports")[0] == 0
+    assert mlops_nb("run", "--project", demo_project, "--until", "ingest", "--no-reports")[0] == 0
+    code, out = mlops_nb("run", "--project", demo_project, "--from", "quality", "--no-reports")
+    assert code == 0, out
+    recs = [json.loads(p.read_text()) for p in sorted((demo_project.parent / "runs").glob("*/run.json"))]
+    first, second, third = recs
+    d1, d2 = (r["steps"][1]["outputs"]["flights.parquet"]["digest"] for r in (first, second))
+    assert d1 == d2
+    snaps = [json.loads((demo_project.parent / "runs" / r["run_id"] / "artifacts/ingest/snapshot.json").read_text())
+             for r in (first, second)]
+    assert snaps[0]["tables"]["flights"]["version"] == snaps[1]["tables"]["flights"]["version"]
+    assert [s["status"] for s in third["steps"]] == ["reused", "reused", "succeeded"]
+    assert third["steps"][1]["reused_from"] == second["run_id"]
+
+
+def test_overrides_are_validated(demo_project):
+    code, out = mlops_nb("run", "--project", demo_project, "--set", "quality.thresholds.acuracy=0.5")
+    assert code == 2 and "acuracy" in out and "Traceback" not in out
+    assert not (demo_project.parent / "runs").exists() or not any((demo_project.parent / "runs").iterdir())
+
+
+def test_second_run_refused_while_first_holds_lock(demo_project):
+    "Two runs of one project never interleave: the second refuses (exit 3) while the first holds the lock."
+    import fcntl
+    runs = demo_project.parent / "runs"
+    runs.mkdir()
+    with open(runs / ".flights.lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write("run 20991231-000000-abcd, pid 1"); f.flush()
+        code, out = mlops_nb("run", "--project", demo_project, "--wait", "0.5")
+    assert code == 3 and "already running" in out and "20991231-000000-abcd" in out
+    assert not [p for p in runs.iterdir() if p.is_dir()]
+
+
+# --- --data / --target on tables it has never seen -------------------------------------------------
+
+@pytest.fixture
+def cancer_csv(tmp_path):
+    from sklearn.datasets import load_breast_cancer
+    df = load_breast_cancer(as_frame=True).frame
+    f = tmp_path / "cancer.csv"
+    df.to_csv(f, index=False)
+    return f
+
+
+def test_data_target_mode(cancer_csv):
+    code, out = mlops_nb("run", "--data", cancer_csv, "--target", "target", cwd=cancer_csv.parent)
+    assert code == 0, out
+    run_dir = only_run(cancer_csv.parent)
+    rec = json.loads((run_dir / "run.json").read_text())
+    assert rec["project"]["inferred"] and rec["status"] == "succeeded"
+    saved = yaml.safe_load((run_dir / "project.yaml").read_text())
+    assert saved["design"]["target"]["name"] == "target"
+    quality = json.loads((run_dir / "artifacts/quality/quality.json").read_text())
+    assert quality["passed"] and quality["scores"]["timeliness"] is None  # no timestamp: not applicable
+    # the saved project is reusable as it is
+    code, out = mlops_nb("run", "--project", run_dir / "project.yaml", "--no-reports", cwd=cancer_csv.parent)
+    assert code == 0, out
+
+
+# --- bad input: exit 1 or 2, a message naming the problem, no traceback, nothing half-written -------
+
+def bad_csv(tmp_path, name, text):
+    f = tmp_path / name
+    f.write_text(text)
+    return f
+
+
+def frame_csv(tmp_path, name, df):
+    f = tmp_path / name
+    df.to_csv(f, index=False)
+    return f
+
+
+def table(n=60, **cols):
+    base = {"age": [20 + i % 50 for i in range(n)], "city": ["a", "b", "c"] * (n // 3),
+            "churned": [i % 2 for i in range(n)]}
+    base.update(cols)
+    return pd.DataFrame(base)
+
+
+CASES = {
+    "empty file": (lambda d: bad_csv(d, "empty.csv", ""), "churned", 2, ["empty"]),
+    "missing target": (lambda d: frame_csv(d, "t.csv", table()), "churn", 2, ["'churn' is not a column", "churned"]),
+    "garbled csv": (lambda d: bad_csv(d, "g.csv", 'a,b,churned\n1,2,0\n"3,4\n5,6,7,8,9\n\x00\x01,1\n'), "churned", 2, ["g.csv"]),
+    "text in numeric column": (lambda d: frame_csv(d, "t.csv", table(age=[20 + i for i in range(59)] + ["forty"])), "churned", 1, ["age", "forty"]),
+    "all-null column": (lambda d: frame_csv(d, "t.csv", table(income=[None] * 60)), "churned", 1, ["income"]),
+    "duplicate rows": (lambda d: frame_csv(d, "t.csv", pd.concat([table(), table().head(5)])), "churned", 1, ["duplicate"]),
+    "timestamps in the future": (lambda d: frame_csv(d, "t.csv", table(signed_up_at=["2021-05-01"] * 59 + ["2999-01-01"])), "churned", 1, ["signed_up_at", "future"]),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_data(case, tmp_path):
+    make, target, want_code, words = CASES[case]
+    f = make(tmp_path)
+    code, out = mlops_nb("run", "--data", f, "--target", target, "--no-reports", cwd=tmp_path)
+    assert code == want_code, out
+    assert "Traceback" not in out, out
+    for w in words: assert w.lower() in out.lower(), (w, out)
+    runs = tmp_path / "runs"
+    if want_code == 2:
+        assert not runs.exists() or not [p for p in runs.iterdir() if p.is_dir()]
+    else:
+        rec = json.loads((only_run(tmp_path) / "run.json").read_text())
+        failed = next(s for s in rec["steps"] if s["status"] == "failed")
+        assert rec["status"] == "failed" and rec["error"]["step"] == failed["name"]
+        assert not (only_run(tmp_path) / "artifacts" / f".{failed['name']}.partial").exists()
+        assert (only_run(tmp_path) / failed["executed_notebook"]).exists()  # the evidence stays
+
+
+def project_with(demo_project, edit):
+    data = yaml.safe_load(demo_project.read_text())
+    edit(data)
+    demo_project.write_text(yaml.safe_dump(data, sort_keys=False))
+    return demo_project
+
+
+def test_mistyped_project_key(demo_project):
+    f = project_with(demo_project, lambda d: d["quality"].update(thresholds_typo={}))
+    code, out = mlops_nb("run", "--project", f)
+    assert code == 2 and "quality.thresholds_typo" in out and "did you mean `thresholds`" in out and str(f) in out
+    assert "Traceback" not in out
+
+
+def test_missing_source_file(demo_project, tmp_path):
+    f = project_with(demo_project, lambda d: d["sources"].update(extra={"path": str(tmp_path / "nope.csv")}) or
+                     d["ingest"]["tables"].update(extra={"source": "extra"}))
+    code, out = mlops_nb("run", "--project", f)
+    assert code == 2 and "nope.csv" in out and "Traceback" not in out
+    assert not (tmp_path / "runs").exists() or not [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+
+
+def test_unreachable_database(demo_project, tmp_path):
+    url = f"sqlite:///{tmp_path}/no/such/dir/w.db"
+    f = project_with(demo_project, lambda d: d["sources"]["warehouse"].update(url=url))
+    code, out = mlops_nb("run", "--project", f)
+    assert code == 2 and "sources.warehouse" in out and "Traceback" not in out
