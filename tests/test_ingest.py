@@ -164,7 +164,7 @@ def test_mlflow_records_dataset_inputs(tmp_path, wh):
     from mlops_nb.pipeline import log_step  # the runner logs a finished step's record on its MLflow run
     lp = demo(tmp_path, wh, overrides=[("ingest.window.end", "2013-01-02")])
     client = MlflowClient(tracking_uri=lp.tracking_uri)
-    run = client.create_run(client.create_experiment("ingest-test"))
+    run = client.create_run(client.create_experiment("ingest-test", artifact_location=(tmp_path / "artifacts").as_uri()))
     out = run_step(Step("ingest", lp, tmp_path / "runs" / "r1", mlflow_run_id=run.info.run_id))
     log_step(client, run.info.run_id, tmp_path / "runs" / "r1", "ingest")
     logged = client.get_run(run.info.run_id)
@@ -174,3 +174,38 @@ def test_mlflow_records_dataset_inputs(tmp_path, wh):
     assert "time_hour" in inputs["flights"].schema and inputs["flights"].source.endswith(".parquet\"}")
     assert logged.data.params["window.start"] == "2013-01-01T00:00:00Z"
     assert logged.data.metrics["rows.flights"] == out["flights.parquet"]["rows"]
+
+
+def test_real_timestamp_columns_on_postgresql():
+    "Windows pushed down on TIMESTAMP, TIMESTAMPTZ, DATE and text columns of a real server (opt-in)."
+    import os
+    url = os.environ.get("MLOPS_NB_TEST_PG_URL")  # e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+    if not url: pytest.skip("set MLOPS_NB_TEST_PG_URL to a PostgreSQL database to run this test")
+    import sqlalchemy as sa
+    schema = f"mlops_nb_test_{os.getpid()}"
+    eng = sa.create_engine(url)
+    with eng.begin() as c:
+        for sql in [f"CREATE SCHEMA {schema}", "SET TIME ZONE 'America/New_York'",
+                    f"CREATE TABLE {schema}.naive (id INTEGER PRIMARY KEY, t TIMESTAMP)",
+                    f"INSERT INTO {schema}.naive VALUES (3, '2013-01-01 10:00'), (1, '2013-01-01 10:00'), "
+                    "(2, '2013-01-02 00:00'), (4, '2012-12-31 23:59:59'), (5, '2013-01-01 00:00')",
+                    f"CREATE TABLE {schema}.aware (id INTEGER, t TIMESTAMPTZ)",
+                    f"INSERT INTO {schema}.aware VALUES (1, '2013-01-01 05:00-05:00'), (2, '2013-01-01 18:59:59-05:00'), "
+                    "(3, '2012-12-31 18:59:59-05:00'), (4, '2012-12-31 19:00-05:00')",
+                    f"CREATE TABLE {schema}.d (id INTEGER, t DATE)",
+                    f"INSERT INTO {schema}.d VALUES (1, '2013-01-01'), (2, '2013-01-02'), (0, '2012-12-31')",
+                    f"CREATE TABLE {schema}.txt (id INTEGER, t TEXT)",
+                    f"INSERT INTO {schema}.txt VALUES (1, '2013-01-01T10:00:00Z'), (2, '2013-01-02T00:00:00Z')"]:
+            c.exec_driver_sql(sql)
+    try:
+        for table, ids in {"naive": [5, 1, 3], "aware": [4, 1, 2], "d": [1], "txt": [1]}.items():
+            lp = load_project(data={"name": "pg", "root": "/tmp", "design": {"problem": "p", "target": {"name": "y"}},
+                                    "sources": {"db": {"url": url}},
+                                    "ingest": {"tables": {table: {"source": "db", "table": f"{schema}.{table}", "time_column": "t"}},
+                                               "window": {"start": "2013-01-01", "end": "2013-01-02"}}})
+            x = extract_table(lp, table)
+            assert x.df.id.tolist() == ids, table  # ties ordered by the primary key in `naive`
+            assert str(x.df.t.dtype) == "datetime64[ns, UTC]" and "WHERE" in x.query
+    finally:
+        with eng.begin() as c: c.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        eng.dispose()

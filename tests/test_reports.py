@@ -187,6 +187,7 @@ def assert_no_error(text: str, allowed: tuple[str, ...] = ()):
         assert m.group(0) in allowed, f"error text {m.group(0)!r} in page: ...{text[max(0, m.start() - 200):m.end() + 200]}..."
 
 
+@pytest.mark.browser
 def test_overview_latest_run(server, browser):
     text = read_page(browser, report_url(server["port"], page="overview"), "overview_latest")
     assert f"Run {LATEST}" in text and "the latest run" in text
@@ -200,6 +201,7 @@ def test_overview_latest_run(server, browser):
     assert_no_error(text)
 
 
+@pytest.mark.browser
 def test_quality_latest_run(server, browser):
     text = read_page(browser, report_url(server["port"], page="quality"), "quality_latest")
     assert f"Run {LATEST}" in text
@@ -210,6 +212,7 @@ def test_quality_latest_run(server, browser):
     assert_no_error(text)
 
 
+@pytest.mark.browser
 def test_profile_is_embedded_live(server, browser):
     page = browser.new_page()
     try:
@@ -222,6 +225,7 @@ def test_profile_is_embedded_live(server, browser):
         page.close()
 
 
+@pytest.mark.browser
 def test_query_string_picks_an_older_run(server, browser):
     for page in ("overview", "quality"):
         text = read_page(browser, report_url(server["port"], page=page, run_id=OLD), f"{page}_old")
@@ -231,6 +235,7 @@ def test_query_string_picks_an_older_run(server, browser):
     assert "97.1%" in text and "96.3%" in text, "the quality page shows the older run's scores"
 
 
+@pytest.mark.browser
 def test_failed_run_is_explained_not_crashed(server, browser):
     allowed = ("QualityGateError",)
     text = read_page(browser, report_url(server["port"], page="overview", run_id=FAILED), "overview_failed")
@@ -242,6 +247,7 @@ def test_failed_run_is_explained_not_crashed(server, browser):
     assert_no_error(text, allowed)
 
 
+@pytest.mark.browser
 def test_unknown_run_says_so(server, browser):
     text = read_page(browser, report_url(server["port"], page="overview", run_id="20990101-000000-zzzz"))
     assert "No run to show." in text and "run '20990101-000000-zzzz' not found in" in text
@@ -252,6 +258,7 @@ def test_unknown_run_says_so(server, browser):
     assert_no_error(text)
 
 
+@pytest.mark.browser
 def test_a_broken_cell_shows_no_traceback(root, browser, tmp_path):
     "A page whose cell raises shows Voila's one-line notice, never the traceback or the message (and we detect it)."
     import nbformat
@@ -287,6 +294,7 @@ def test_sources_are_stripped(server):
 # --------------------------------------------------------------------------------------------------
 # Frozen copies
 
+@pytest.mark.browser
 def test_render_reports_writes_standalone_html(root, browser, tmp_path):
     run_dir = tmp_path / "runs" / LATEST
     shutil.copytree(root / "runs" / LATEST, run_dir)
@@ -353,3 +361,57 @@ def test_port_in_use_is_refused(root):
         s.bind(("127.0.0.1", 0)); s.listen()
         with pytest.raises(ProjectError, match="is in use"):
             start_reports(root, s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------------------------------
+# A real run: `mlops-nb run` renders the frozen copies; `mlops-nb reports` serves the live pages
+
+@pytest.mark.browser
+def test_real_run_reports_frozen_and_live(demo_project, browser):
+    "The demo's first week run for real, its reports read in Chromium, frozen and live (via `mlops-nb reports`)."
+    import signal
+    from conftest import BIN, mlops_nb
+    code, out = mlops_nb("run", "--project", demo_project, timeout=600)
+    assert code == 0, out
+    root = demo_project.parent
+    (run_dir,) = [p for p in (root / "runs").iterdir() if p.is_dir()]
+    rec = json.loads((run_dir / "run.json").read_text())
+    assert rec["reports"] == {"overview": "reports/overview.html", "quality": "reports/quality.html"}
+    card = load_project(demo_project).project.design
+    metric_names = [m.name for m in card.key_metrics]
+    for page, rel in rec["reports"].items():
+        text = read_page(browser, (run_dir / rel).as_uri(), f"real_static_{page}")
+        assert f"Run {rec['run_id']}" in text and "succeeded" in text and "took —" not in text
+        assert_no_error(text)
+        if page == "overview": assert all(s in text for s in STEPS + metric_names), text[:2000]
+        else: assert all(d in text for d in DIMENSIONS) and "Open the profile of flights" in text
+    # live, through the CLI the lead wires to serve_reports; Ctrl-C stops it cleanly
+    port = free_port()
+    proc = subprocess.Popen([str(BIN / "mlops-nb"), "reports", "--project", str(demo_project), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                with urlopen(f"http://127.0.0.1:{port}/", timeout=2): break
+            except OSError: time.sleep(0.5)
+        text = read_page(browser, report_url(port, page="overview"), "real_live_overview")
+        assert f"Run {rec['run_id']}" in text and "the latest run" in text and all(n in text for n in metric_names)
+        assert_no_error(text)
+        page = browser.new_page()
+        page.goto(report_url(port, page="quality", run_id=rec["run_id"]), wait_until="domcontentloaded", timeout=90_000)
+        page.wait_for_selector(".mr-footer", state="attached", timeout=90_000)
+        text = page.inner_text("body")
+        assert all(d in text for d in DIMENSIONS) and "Profile of flights" in text
+        assert_no_error(text)
+        page.click("text=Profile of flights")
+        profile = page.frame_locator("iframe.profile").first.locator("body").inner_text(timeout=30_000)
+        assert "Number of observations" in profile, profile[:500]
+        page.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try: out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill(); out, _ = proc.communicate()
+    assert proc.returncode == 0, out
+    assert f"http://127.0.0.1:{port}/voila/render/overview.ipynb" in out
