@@ -140,7 +140,7 @@ def test_step_end_to_end_gate_failure(demo_project, tmp_path):
     df.loc[df.index[:3], "origin"] = "XYZ"  # an airport the rules do not allow: error severity
     df.to_parquet(flights, index=False)
     client = mlflow.MlflowClient(tracking_uri=lp.tracking_uri)
-    exp = client.create_experiment("quality-test")
+    exp = client.create_experiment("quality-test", artifact_location=(tmp_path / "mlartifacts").as_uri())
     run_id = client.create_run(exp).info.run_id
     with pytest.raises(QualityGateError) as e:
         run_step(Step("quality", lp, run_dir, mlflow_run_id=run_id))
