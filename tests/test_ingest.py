@@ -11,7 +11,7 @@ from mlops_nb.ingest import (DEMO_TABLES, IngestError, build_demo_warehouse, che
 from conftest import ROOT
 
 pytestmark = pytest.mark.timeout(120)
-YEAR = (pd.Timestamp("2013-01-01", tz="UTC"), pd.Timestamp("2014-01-01", tz="UTC"))
+YEAR = (pd.Timestamp("2013-01-01", tz="UTC"), pd.Timestamp("2014-01-02", tz="UTC"))  # the demo window, UTC
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +66,9 @@ def test_full_year_rows_match_package(year, nyc):
     lp, run, out = year
     flights = pd.read_parquet(run / "artifacts" / "ingest" / "flights.parquet")
     weather = pd.read_parquet(run / "artifacts" / "ingest" / "weather.parquet")
-    # the window is [2013-01-01, 2014-01-01) in UTC: the 88 flights of New Year's Eve evening, New York time,
-    # have a 2014 UTC hour and fall outside it
-    assert len(flights) == in_year(nyc["flights"].time_hour).sum() == 336_688
+    # the window is [2013-01-01, 2014-01-02) in UTC, so that the flights of New Year's Eve evening, New York
+    # time, whose hour is already 2014 in UTC, are in: every flight of the package
+    assert len(flights) == in_year(nyc["flights"].time_hour).sum() == 336_776
     assert len(weather) == in_year(nyc["weather"].time_hour).sum()
     assert out["flights.parquet"]["rows"] == len(flights) and out["weather.parquet"]["rows"] == len(weather)
     for df in (flights, weather):
@@ -106,8 +106,8 @@ def test_snapshot_record(year):
         assert {"digest", "version", "rows", "columns", "source", "query", "extracted_at", "window", "store_path"} <= set(s)
         art = pd.read_parquet(run / "artifacts" / "ingest" / f"{name}.parquet")
         assert frame_digest(art) == s["digest"] == out[f"{name}.parquet"]["digest"]
-        assert s["window"] == {"start": "2013-01-01T00:00:00Z", "end": "2014-01-01T00:00:00Z"}
-        assert "WHERE" in s["query"] and "'2014-01-01T00:00:00Z'" in s["query"]
+        assert s["window"] == {"start": "2013-01-01T00:00:00Z", "end": "2014-01-02T00:00:00Z"}
+        assert "WHERE" in s["query"] and "'2014-01-02T00:00:00Z'" in s["query"]
         assert (lp.root / s["store_path"]).is_file()
         assert s["columns"]["time_hour"] == "datetime64[ns, UTC]"
 

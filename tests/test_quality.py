@@ -132,6 +132,7 @@ def test_step_end_to_end_gate_failure(demo_project, tmp_path):
     "ingest, then quality on a planted error: quality.json is complete, the step finished, then the gate raises."
     import mlflow
     from mlops_nb import ingest
+    from mlops_nb.pipeline import log_step
     lp = load_project(demo_project)
     run_dir = tmp_path / "runs" / "r1"
     ingest.run_step(Step("ingest", lp, run_dir))
@@ -152,6 +153,7 @@ def test_step_end_to_end_gate_failure(demo_project, tmp_path):
     assert q["tables"]["flights"]["rows"] == 5_957 and q["profiles"]["flights"]["rows_profiled"] == 2_000
     assert (out / "profile_flights.html").stat().st_size > 100_000
     assert json.loads((out / "outputs.json").read_text())["metrics"]["quality_passed"] == 0.0
+    log_step(client, run_id, run_dir, "quality")  # what the runner does with every finished step, failed gate included
     logged = client.get_run(run_id)
     assert logged.data.metrics["checks_failed_error"] == 1.0 and logged.data.params["threshold_accuracy"] == "0.95"
-    assert {a.path for a in client.list_artifacts(run_id, "quality")} >= {"quality/quality.json", "quality/profile_weather.html"}
+    assert {a.path for a in client.list_artifacts(run_id, "artifacts")} >= {"artifacts/quality.json", "artifacts/profile_weather.html"}
