@@ -201,3 +201,14 @@ def test_unreachable_database(demo_project, tmp_path):
     f = project_with(demo_project, lambda d: d["sources"]["warehouse"].update(url=url))
     code, out = mlops_nb("run", "--project", f)
     assert code == 2 and "sources.warehouse" in out and "Traceback" not in out
+
+
+def test_all_null_required_column_with_a_saved_project(tmp_path):
+    "An inferred project, saved in its run, reused on a new extract whose required column is all empty: exit 1."
+    good = frame_csv(tmp_path, "customers.csv", table())
+    assert mlops_nb("run", "--data", good, "--target", "churned", "--no-reports", cwd=tmp_path)[0] == 0
+    saved = only_run(tmp_path) / "project.yaml"
+    assert yaml.safe_load(saved.read_text())["quality"]["tables"]["customers"]["columns"]["city"]["required"] is True
+    bad = frame_csv(tmp_path, "next.csv", table(city=[None] * 60))
+    code, out = mlops_nb("run", "--project", saved, "--set", f"sources.data.path={bad}", "--no-reports", cwd=tmp_path)
+    assert code == 1 and "city" in out and "quality" in out and "Traceback" not in out, out
