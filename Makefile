@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV := $(BIN)/uv pip install --quiet --python $(BIN)/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+AS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 PORT ?= 8866
 
 .PHONY: pipeline test lab reports docs bench data install install-dev chromium clean help
@@ -43,7 +44,7 @@ test: install-dev chromium data  ## notebooks (nbdev-test) and pytest
 	$(BIN)/python -m pytest
 
 lab: install  ## JupyterLab on nbs/, on 127.0.0.1 with a token
-	$(BIN)/jupyter lab --notebook-dir=nbs --ip=127.0.0.1 --no-browser
+	$(BIN)/jupyter lab --notebook-dir=nbs --ip=127.0.0.1 --no-browser $(AS_ROOT)
 
 reports: install  ## serve the Voila reports on 127.0.0.1:$(PORT)
 	$(BIN)/mlops-nb reports --port $(PORT)
