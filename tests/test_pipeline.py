@@ -21,13 +21,13 @@ def test_demo_run_contract(demo_project):
     "A run on the demo's first week: run.json, executed notebooks, artifacts with digests, MLflow runs, reports."
     code, out = mlops_nb("run", "--project", demo_project)
     assert code == 0, out
-    assert "[1/3] design" in out and "succeeded" in out
+    assert "[1/4] design" in out and "succeeded" in out
     root = demo_project.parent
     run_dir = only_run(root)
     rec = json.loads((run_dir / "run.json").read_text())
     assert rec["status"] == "succeeded" and rec["error"] is None and rec["ended"]
     assert rec["project"]["digest"] and rec["project"]["file"] == str(demo_project)
-    assert [s["name"] for s in rec["steps"]] == ["design", "ingest", "quality"]
+    assert [s["name"] for s in rec["steps"]] == ["design", "ingest", "quality", "features"]
     for s in rec["steps"]:
         assert s["status"] == "succeeded" and s["duration_s"] > 0
         assert (run_dir / s["executed_notebook"]).exists()
@@ -52,6 +52,8 @@ def test_demo_run_contract(demo_project):
     ingest = client.get_run(rec["steps"][1]["mlflow_run_id"])
     assert {d.dataset.name for d in ingest.inputs.dataset_inputs} >= {"flights", "weather"}
     assert "quality_accuracy" in client.get_run(rec["steps"][2]["mlflow_run_id"]).data.metrics
+    train = pd.read_parquet(run_dir / rec["steps"][3]["outputs"]["training_set.parquet"]["path"])
+    assert {"late", "event_timestamp", "carrier", "temp"} <= set(train.columns) and "dep_delay" not in train.columns
     # static reports
     assert rec["reports"] and all((run_dir / p).exists() for p in rec["reports"].values())
     # the CLI reads it back
@@ -74,7 +76,7 @@ def test_from_reuses_upstream_and_same_data_same_digest(demo_project):
     snaps = [json.loads((demo_project.parent / "runs" / r["run_id"] / "artifacts/ingest/snapshot.json").read_text())
              for r in (first, second)]
     assert snaps[0]["tables"]["flights"]["version"] == snaps[1]["tables"]["flights"]["version"]
-    assert [s["status"] for s in third["steps"]] == ["reused", "reused", "succeeded"]
+    assert [s["status"] for s in third["steps"]] == ["reused", "reused", "succeeded", "succeeded"]
     assert third["steps"][1]["reused_from"] == second["run_id"]
 
 
@@ -118,6 +120,10 @@ def test_data_target_mode(cancer_csv):
     assert saved["design"]["target"]["name"] == "target"
     quality = json.loads((run_dir / "artifacts/quality/quality.json").read_text())
     assert quality["passed"] and quality["scores"]["timeliness"] is None  # no timestamp: not applicable
+    features = json.loads((run_dir / "artifacts/features/feature_views.json").read_text())
+    train = pd.read_parquet(run_dir / "artifacts/features/training_set.parquet")
+    assert features["mode"] == "table" and train["target"].dtype == bool and len(train) == 569
+    assert set(features["features"]) == set(train.columns) - {"target"} and "mean radius" in features["features"]
     # the saved project is reusable as it is
     code, out = mlops_nb("run", "--project", run_dir / "project.yaml", "--no-reports", cwd=cancer_csv.parent)
     assert code == 0, out
