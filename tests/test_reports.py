@@ -300,7 +300,7 @@ def test_render_reports_writes_standalone_html(root, browser, tmp_path):
     shutil.copytree(root / "runs" / LATEST, run_dir)
     shutil.copytree(root / "runs" / OLD, tmp_path / "runs" / OLD)
     out = render_reports(run_dir)
-    assert out == {"overview": run_dir / "reports" / "overview.html", "quality": run_dir / "reports" / "quality.html"}
+    assert out == {p: run_dir / "reports" / f"{p}.html" for p in ("overview", "quality", "features")}
     html = {p: f.read_text() for p, f in out.items()}
     for p, body in html.items():
         assert "from mlops_nb.reports import" not in body and "select_run(run_dir)" not in body, f"code in {p}"
@@ -376,7 +376,8 @@ def test_real_run_reports_frozen_and_live(demo_project, browser):
     root = demo_project.parent
     (run_dir,) = [p for p in (root / "runs").iterdir() if p.is_dir()]
     rec = json.loads((run_dir / "run.json").read_text())
-    assert rec["reports"] == {"overview": "reports/overview.html", "quality": "reports/quality.html"}
+    assert rec["reports"] == {"overview": "reports/overview.html", "quality": "reports/quality.html",
+                              "features": "reports/features.html"}
     card = load_project(demo_project).project.design
     metric_names = [m.name for m in card.key_metrics]
     for page, rel in rec["reports"].items():
@@ -384,7 +385,8 @@ def test_real_run_reports_frozen_and_live(demo_project, browser):
         assert f"Run {rec['run_id']}" in text and "succeeded" in text and "took —" not in text
         assert_no_error(text)
         if page == "overview": assert all(s in text for s in STEPS + metric_names), text[:2000]
-        else: assert all(d in text for d in DIMENSIONS) and "Open the profile of flights" in text
+        elif page == "quality": assert all(d in text for d in DIMENSIONS) and "Open the profile of flights" in text
+        else: assert all(s in text for s in ("temp", "route_late_rate", "sched_hour", "delay_model", "6h", "at request")), text[:2000]
     # live, through the CLI the lead wires to serve_reports; Ctrl-C stops it cleanly
     port = free_port()
     proc = subprocess.Popen([str(BIN / "mlops-nb"), "reports", "--project", str(demo_project), "--port", str(port)],
