@@ -34,6 +34,7 @@ def T(s): return pd.Timestamp(f"2013-01-01 {s}", tz="UTC")
 
 def one_view_project(demo_lp, ttl="6h"):
     data = json.loads(json.dumps(demo_lp.data, default=str))
+    data.pop("train", None)  # its experiments name the demo's views
     data["ingest"]["tables"]["obs"] = {"source": "warehouse", "time_column": "t"}
     data["features"] = {"table": "flights", "event_time": "time_hour", "row_id": ["flight"],
                         "entities": {"origin": {"keys": ["origin"]}},
