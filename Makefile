@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 AS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 PORT ?= 8866
 
-.PHONY: pipeline test lab reports docs bench data install install-dev chromium clean help
+.PHONY: pipeline test lab reports docs bench data install install-dev chromium redis clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -34,13 +34,16 @@ install-dev: $(VENV)/.installed-dev  ## plus the test tools
 chromium:  ## Debian's chromium, for the browser tests
 	@if [ ! -x /usr/bin/chromium ]; then $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; fi
 
+redis:  ## Debian's redis-server, for the test that serves features from Redis
+	@if ! command -v redis-server >/dev/null; then $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null; fi
+
 data: install  ## the demo warehouse, data/warehouse.db
 	$(BIN)/mlops-nb demo init
 
 pipeline: data  ## run the whole lifecycle on the demo
 	$(BIN)/mlops-nb run
 
-test: install-dev chromium data  ## notebooks (nbdev-test) and pytest
+test: install-dev chromium redis data  ## notebooks (nbdev-test) and pytest
 	$(BIN)/python -m pytest
 
 lab: install  ## JupyterLab on nbs/, on 127.0.0.1 with a token

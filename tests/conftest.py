@@ -33,6 +33,7 @@ def demo_project(tmp_path, warehouse):
     data["sources"]["warehouse"]["url"] = f"sqlite:///{warehouse}"
     data["ingest"]["window"] = {"start": "2013-01-01", "end": "2013-01-08"}
     data["quality"]["profile"]["max_rows"] = 2000
+    data["train"]["parallel"] = 1  # worker processes take longer to start than a week of flights takes to train
     f = tmp_path / "project.yaml"
     f.write_text(yaml.safe_dump(data, sort_keys=False))
     return f

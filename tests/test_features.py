@@ -141,3 +141,43 @@ def test_late_rates_count_only_outcomes_known_before_the_decision(demo_lp, week,
         seen = f[(f.origin == r.origin) & (f.dest == r.dest) & (f.known > g - pd.Timedelta("28 days")) & (f.known <= g)]
         assert (seen.known <= r.event_timestamp).all()
         assert r.route_flights == len(seen) and r.route_late_rate == pytest.approx(seen.y.astype(float).mean())
+
+
+@pytest.fixture
+def redis_url():
+    "A throwaway Redis server on a free loopback port (no persistence), stopped after the test."
+    import shutil, socket, subprocess, time
+    exe = shutil.which("redis-server")
+    if exe is None: pytest.skip("redis-server is not installed (make test installs it)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    proc = subprocess.Popen([exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close(); break
+        except OSError: time.sleep(0.05)
+    yield f"127.0.0.1:{port}"
+    proc.terminate(); proc.wait(timeout=10)
+
+
+def test_redis_online_store_by_configuration_only(demo_lp, week, tmp_path, redis_url):
+    "The same definitions, pointed at Redis by one project-file key, serve what the SQLite store serves."
+    redis_lp = load_project(demo_lp.file, data=demo_lp.data,
+                            overrides=[("features.online_store", {"type": "redis", "connection_string": redis_url})])
+    step, _ = _run(redis_lp, week, tmp_path / "redis")
+    sqlite_step, _ = _run(demo_lp, week, tmp_path / "sqlite")
+    from mlops_nb.features import open_store
+    spec = demo_lp.features
+    train = pd.read_parquet(step.artifacts_dir("features") / "training_set.parquet")
+    at = train.event_timestamp.max()
+    rows = train[train.event_timestamp == at].drop_duplicates(join_keys(spec)).head(20)
+    entities = [{k: r[k] for k in join_keys(spec)} for _, r in rows.iterrows()]
+    answers = []
+    for s, lp in ((step, redis_lp), (sqlite_step, demo_lp)):
+        store = open_store(s.artifacts_dir("features") / "feature_repo")
+        assert store.config.online_store.type == lp.features.online_store["type"]
+        answers.append(pd.DataFrame(online_features(store, lp.project, entities, at=at)))
+    pd.testing.assert_frame_equal(answers[0], answers[1])
+    assert answers[0]["temp"].notna().any()

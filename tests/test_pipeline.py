@@ -21,13 +21,14 @@ def test_demo_run_contract(demo_project):
     "A run on the demo's first week: run.json, executed notebooks, artifacts with digests, MLflow runs, reports."
     code, out = mlops_nb("run", "--project", demo_project)
     assert code == 0, out
-    assert "[1/4] design" in out and "succeeded" in out
+    assert "[1/5] design" in out and "succeeded" in out
+    assert "[train] trial 1/" in out and "best so far" in out  # the train step's progress reaches the terminal
     root = demo_project.parent
     run_dir = only_run(root)
     rec = json.loads((run_dir / "run.json").read_text())
     assert rec["status"] == "succeeded" and rec["error"] is None and rec["ended"]
     assert rec["project"]["digest"] and rec["project"]["file"] == str(demo_project)
-    assert [s["name"] for s in rec["steps"]] == ["design", "ingest", "quality", "features"]
+    assert [s["name"] for s in rec["steps"]] == ["design", "ingest", "quality", "features", "train"]
     for s in rec["steps"]:
         assert s["status"] == "succeeded" and s["duration_s"] > 0
         assert (run_dir / s["executed_notebook"]).exists()
@@ -54,6 +55,15 @@ def test_demo_run_contract(demo_project):
     assert "quality_accuracy" in client.get_run(rec["steps"][2]["mlflow_run_id"]).data.metrics
     train = pd.read_parquet(run_dir / rec["steps"][3]["outputs"]["training_set.parquet"]["path"])
     assert {"late", "event_timestamp", "carrier", "temp"} <= set(train.columns) and "dep_delay" not in train.columns
+    # training: trials nested under the train step's run, the selected one with hold-out metrics, a registered challenger
+    card = json.loads((run_dir / "artifacts/train/model_card.json").read_text())
+    trials = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{rec['steps'][4]['mlflow_run_id']}'")
+    assert len(trials) == len(json.loads((run_dir / "artifacts/train/trials.json").read_text())) >= 5
+    selected = client.get_run(card["selected"]["run_id"])
+    assert {"holdout_roc_auc", "holdout_value"} <= set(selected.data.metrics)
+    assert selected.data.tags["holdout_digest"] == card["lineage"]["holdout_digest"]
+    mv = client.get_model_version_by_alias("delay_model", "challenger")
+    assert str(mv.version) == str(card["registered"]["version"]) and mv.tags["decision"] == card["registered"]["decision"]
     # static reports
     assert rec["reports"] and all((run_dir / p).exists() for p in rec["reports"].values())
     # the CLI reads it back
@@ -67,7 +77,7 @@ def test_from_reuses_upstream_and_same_data_same_digest(demo_project):
     "--from quality reuses the last run's ingest; the same data ingested twice has the same digest and version."
     assert mlops_nb("run", "--project", demo_project, "--until", "ingest", "--no-reports")[0] == 0
     assert mlops_nb("run", "--project", demo_project, "--until", "ingest", "--no-reports")[0] == 0
-    code, out = mlops_nb("run", "--project", demo_project, "--from", "quality", "--no-reports")
+    code, out = mlops_nb("run", "--project", demo_project, "--from", "quality", "--until", "features", "--no-reports")
     assert code == 0, out
     recs = [json.loads(p.read_text()) for p in sorted((demo_project.parent / "runs").glob("*/run.json"))]
     first, second, third = recs
@@ -124,6 +134,9 @@ def test_data_target_mode(cancer_csv):
     train = pd.read_parquet(run_dir / "artifacts/features/training_set.parquet")
     assert features["mode"] == "table" and train["target"].dtype == bool and len(train) == 569
     assert set(features["features"]) == set(train.columns) - {"target"} and "mean radius" in features["features"]
+    card = json.loads((run_dir / "artifacts/train/model_card.json").read_text())
+    assert card["split"]["kind"] == "random" and card["registered"]["name"] == "cancer"  # no time column: a random hold-out
+    assert card["registered"]["decision"] == "champion" and card["holdout"]["roc_auc"] > 0.9
     # the saved project is reusable as it is
     code, out = mlops_nb("run", "--project", run_dir / "project.yaml", "--no-reports", cwd=cancer_csv.parent)
     assert code == 0, out
@@ -212,7 +225,7 @@ def test_unreachable_database(demo_project, tmp_path):
 def test_all_null_required_column_with_a_saved_project(tmp_path):
     "An inferred project, saved in its run, reused on a new extract whose required column is all empty: exit 1."
     good = frame_csv(tmp_path, "customers.csv", table())
-    assert mlops_nb("run", "--data", good, "--target", "churned", "--no-reports", cwd=tmp_path)[0] == 0
+    assert mlops_nb("run", "--data", good, "--target", "churned", "--until", "quality", "--no-reports", cwd=tmp_path)[0] == 0
     saved = only_run(tmp_path) / "project.yaml"
     assert yaml.safe_load(saved.read_text())["quality"]["tables"]["customers"]["columns"]["city"]["required"] is True
     bad = frame_csv(tmp_path, "next.csv", table(city=[None] * 60))

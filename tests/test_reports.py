@@ -25,6 +25,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 ERROR_TEXT = re.compile(r"There was an error when executing cell|Traceback|\b\w*Error\b")
 SHOTS = Path(os.environ.get("MLOPS_NB_SHOTS", "")) if os.environ.get("MLOPS_NB_SHOTS") else None
 
+PAGES = ("overview", "quality", "features", "experiments", "model_card")
 OLD, FAILED, LATEST, CORRUPT = ("20130102-080000-a1a1", "20130103-080000-b2b2", "20130104-080000-c3c3",
                                 "20130105-080000-dead")
 STEPS = ["design", "ingest", "quality"]
@@ -248,6 +249,18 @@ def test_failed_run_is_explained_not_crashed(server, browser):
 
 
 @pytest.mark.browser
+def test_training_pages_without_training(server, browser):
+    "Runs that stopped before training (or predate it): the training pages say why, plainly."
+    text = read_page(browser, report_url(server["port"], page="experiments"), "experiments_untrained")
+    assert f"Run {LATEST}" in text and "No training results for this run: this run did not include the train step." in text
+    assert_no_error(text)
+    text = read_page(browser, report_url(server["port"], page="model_card", run_id=FAILED), "model_card_failed")
+    assert ("No training results for this run: the run stopped before training: its quality step failed "
+            "(cell 14: QualityGateError: flights: duplicates") in text
+    assert_no_error(text, ("QualityGateError",))
+
+
+@pytest.mark.browser
 def test_unknown_run_says_so(server, browser):
     text = read_page(browser, report_url(server["port"], page="overview", run_id="20990101-000000-zzzz"))
     assert "No run to show." in text and "run '20990101-000000-zzzz' not found in" in text
@@ -300,7 +313,7 @@ def test_render_reports_writes_standalone_html(root, browser, tmp_path):
     shutil.copytree(root / "runs" / LATEST, run_dir)
     shutil.copytree(root / "runs" / OLD, tmp_path / "runs" / OLD)
     out = render_reports(run_dir)
-    assert out == {p: run_dir / "reports" / f"{p}.html" for p in ("overview", "quality", "features")}
+    assert out == {p: run_dir / "reports" / f"{p}.html" for p in PAGES}
     html = {p: f.read_text() for p, f in out.items()}
     for p, body in html.items():
         assert "from mlops_nb.reports import" not in body and "select_run(run_dir)" not in body, f"code in {p}"
@@ -315,6 +328,8 @@ def test_render_reports_writes_standalone_html(root, browser, tmp_path):
     assert "Ranking quality" in read_page(browser, out["overview"].as_uri())
     q = read_page(browser, out["quality"].as_uri())
     assert all(d in q for d in DIMENSIONS) and "Open the profile of flights" in q
+    for p in ("experiments", "model_card"):  # these runs stopped before training: the pages say so, once
+        assert html[p].count("No training results for this run: this run did not include the train step.") == 1, p
 
 
 def test_render_reports_of_a_failed_run(root, tmp_path):
@@ -376,17 +391,38 @@ def test_real_run_reports_frozen_and_live(demo_project, browser):
     root = demo_project.parent
     (run_dir,) = [p for p in (root / "runs").iterdir() if p.is_dir()]
     rec = json.loads((run_dir / "run.json").read_text())
-    assert rec["reports"] == {"overview": "reports/overview.html", "quality": "reports/quality.html",
-                              "features": "reports/features.html"}
+    assert rec["reports"] == {p: f"reports/{p}.html" for p in PAGES}
     card = load_project(demo_project).project.design
     metric_names = [m.name for m in card.key_metrics]
+    train = run_dir / "artifacts" / "train"
+    experiments = json.loads((train / "experiments.json").read_text())
+    model = json.loads((train / "model_card.json").read_text())
+    reg = model["registered"]
     for page, rel in rec["reports"].items():
         text = read_page(browser, (run_dir / rel).as_uri(), f"real_static_{page}")
         assert f"Run {rec['run_id']}" in text and "succeeded" in text and "took —" not in text
         assert_no_error(text)
         if page == "overview": assert all(s in text for s in STEPS + metric_names), text[:2000]
         elif page == "quality": assert all(d in text for d in DIMENSIONS) and "Open the profile of flights" in text
-        else: assert all(s in text for s in ("temp", "route_late_rate", "sched_hour", "delay_model", "6h", "at request")), text[:2000]
+        elif page == "features":
+            assert all(s in text for s in ("temp", "route_late_rate", "sched_hour", "delay_model", "6h", "at request")), text[:2000]
+            assert "What each view costs and earns" in text and "not trained yet" not in text
+            importance = json.loads((train / "importance.json").read_text())
+            shown = re.findall(r"^weather\b.*?([+-]\d\.\d{4})\s*$", text, re.M)  # the view's row in the cost/earn table
+            assert shown == [f"{importance['groups']['weather']:+.4f}"], shown
+        elif page == "experiments":
+            for e in experiments:
+                assert e["hypothesis"] in text and e["verdict"] in text, e
+            assert re.search(r"\b(held|not held|untested)\b", text) and f"{len(experiments)} experiments:" in text
+            assert "Value against model quality" in text and "Best trial per model family" in text
+        else:
+            assert f"Version {reg['version']} of {reg['name']}" in text, text[:2000]
+            assert all(g["reason"] in text for g in model["gates"]), [g["reason"] for g in model["gates"]]
+            assert "Nobody has approved this version yet" in text and model["lineage"]["holdout_digest"] in text
+            assert f"models:/{reg['name']}/{reg['version']}" in text and "Expected calibration error on the hold-out" in text
+    # a sign-off after the run: the live model card reads it from the registry
+    code, out = mlops_nb("approve", reg["name"], reg["version"], "--by", "Dana Approver", "--project", demo_project)
+    assert code == 0, out
     # live, through the CLI the lead wires to serve_reports; Ctrl-C stops it cleanly
     port = free_port()
     proc = subprocess.Popen([str(BIN / "mlops-nb"), "reports", "--project", str(demo_project), "--port", str(port)],
@@ -399,6 +435,9 @@ def test_real_run_reports_frozen_and_live(demo_project, browser):
             except OSError: time.sleep(0.5)
         text = read_page(browser, report_url(port, page="overview"), "real_live_overview")
         assert f"Run {rec['run_id']}" in text and "the latest run" in text and all(n in text for n in metric_names)
+        assert_no_error(text)
+        text = read_page(browser, report_url(port, page="model_card"), "real_live_model_card")
+        assert "Approved by Dana Approver on " in text and f"Version {reg['version']} of {reg['name']}" in text
         assert_no_error(text)
         page = browser.new_page()
         page.goto(report_url(port, page="quality", run_id=rec["run_id"]), wait_until="domcontentloaded", timeout=90_000)
