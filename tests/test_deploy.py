@@ -1,0 +1,180 @@
+"The model service over real HTTP on 127.0.0.1: answers equal in-process scoring, bad requests get a 4xx naming the field, an alias switch under load fails no request."
+import json, os, socket, subprocess, sys, threading, time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import requests
+
+from conftest import BIN, mlops_nb
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, warehouse):
+    "The demo's first week run to a registered model, made champion; (project file, tracking uri, run folder)."
+    import yaml
+    from mlflow import MlflowClient
+    root = tmp_path_factory.mktemp("serve")
+    data = yaml.safe_load((Path(__file__).resolve().parent.parent / "conf" / "project.yaml").read_text())
+    data["root"] = str(root)
+    data["sources"]["warehouse"]["url"] = f"sqlite:///{warehouse}"
+    data["ingest"]["window"] = {"start": "2013-01-01", "end": "2013-01-08"}
+    data["quality"]["profile"]["enabled"] = False
+    data["train"] = {"parallel": 1, "experiments": [{"name": "trees", "family": "hist_gradient_boosting",
+                                                     "hypothesis": "Boosted trees on every view rank late flights.", "params": {}}]}
+    f = root / "project.yaml"
+    f.write_text(yaml.safe_dump(data, sort_keys=False))
+    code, out = mlops_nb("run", "--project", f, "--no-reports")
+    assert code == 0, out
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.set_registered_model_alias("delay_model", "champion", "1")  # a week rarely passes the gates: promote by hand
+    run_dir = next(p for p in (root / "runs").iterdir() if (p / "run.json").exists())
+    return f, uri, run_dir
+
+
+@pytest.fixture(scope="module")
+def service(trained):
+    "`mlops-nb serve` on a free loopback port, checking the alias every 0.5 s; stopped after the tests."
+    f, uri, run_dir = trained
+    port = free_port()
+    proc = subprocess.Popen([str(BIN / "mlops-nb"), "serve", "--project", str(f), "--port", str(port), "--refresh", "0.5"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/ready", timeout=1).status_code == 200: break
+        except requests.ConnectionError: pass
+        if proc.poll() is not None: pytest.fail(f"the service exited: {proc.stdout.read()}")
+        time.sleep(0.3)
+    else: pytest.fail("the service did not become ready in 120 s")
+    yield {"url": url, "proc": proc, "project": f, "uri": uri, "run_dir": run_dir}
+    proc.terminate()
+    try: proc.wait(timeout=20)
+    except subprocess.TimeoutExpired: proc.kill()
+
+
+def test_health_ready_metadata_docs(service):
+    url = service["url"]
+    assert requests.get(f"{url}/health").json() == {"status": "alive"}
+    assert requests.get(f"{url}/ready").json()["version"] == "1"
+    meta = requests.get(f"{url}/metadata").json()
+    assert meta["model"] == "delay_model" and 0 < meta["threshold"] < 1
+    assert set(meta["request_fields"]) >= {"carrier", "origin", "dest", "tailnum", "time_hour", "hour", "distance"}
+    assert requests.get(f"{url}/docs").status_code == 200 and requests.get(f"{url}/openapi.json").json()["paths"]["/predict"]
+
+
+def test_predictions_equal_in_process_scoring(service):
+    "The last hour of the snapshot, over HTTP, against the model's own prediction on the training set's rows."
+    import mlflow
+    run_dir, url = service["run_dir"], service["url"]
+    train = pd.read_parquet(run_dir / "artifacts/features/training_set.parquet")
+    flights = pd.read_parquet(run_dir / "artifacts/ingest/flights.parquet")
+    ids = ["time_hour", "carrier", "flight", "origin"]
+    last = train[train.event_timestamp == train.event_timestamp.max()]
+    fields = requests.get(f"{url}/metadata").json()["request_fields"]
+    raw = flights.merge(last[ids], on=ids)
+    records = json.loads(raw[list(fields)].to_json(orient="records", date_format="iso"))
+    got = requests.post(f"{url}/predict", json={"records": records}).json()
+    mlflow.set_tracking_uri(service["uri"])
+    model = mlflow.sklearn.load_model("models:/delay_model@champion")
+    expected = model.predict_proba(raw[ids].merge(train, on=ids)[list(model.feature_names_in_)])[:, 1]
+    assert [p["probability"] for p in got["predictions"]] == pytest.approx(list(expected), abs=1e-9)
+    assert got["version"] == "1" and got["request_id"]
+    assert all(p["decision"] == (p["probability"] >= got["threshold"]) for p in got["predictions"])
+
+
+@pytest.mark.parametrize("case, body, status, where, words", [
+    ("malformed JSON", b'{"records": [', 400, "body", "not valid JSON"),
+    ("empty batch", {"records": []}, 422, "records", "no records"),
+    ("missing field", "drop:carrier", 422, "records[0].carrier", "field required"),
+    ("wrong type", "set:distance=far", 422, "records[0].distance", "is not a number"),
+    ("unknown category", "set:carrier=ZZ", 422, "records[0].carrier", "not a value the model knows"),
+    ("naive time", "set:time_hour=2013-01-07T10:00:00", 422, "records[0].time_hour", "no time zone"),
+    ("not an object", {"records": [3]}, 422, "records[0]", "expected an object"),
+])
+def test_bad_requests_name_the_problem(service, case, body, status, where, words):
+    url = service["url"]
+    example = requests.get(f"{url}/metadata").json()["example"]["records"][0]
+    if isinstance(body, str):
+        op, arg = body.split(":", 1)
+        rec = dict(example)
+        if op == "drop": rec.pop(arg)
+        else:
+            k, v = arg.split("=", 1); rec[k] = v
+        body = {"records": [rec]}
+    r = requests.post(f"{url}/predict", data=body if isinstance(body, bytes) else json.dumps(body),
+                      headers={"content-type": "application/json"})
+    assert r.status_code == status, (case, r.text)
+    detail = r.json()["detail"][0]
+    assert detail["loc"] == where and words in detail["msg"], (case, detail)
+
+
+def test_oversized_payload_is_refused(service):
+    example = requests.get(f"{service['url']}/metadata").json()["example"]["records"][0]
+    r = requests.post(f"{service['url']}/predict", json={"records": [example] * 1001})
+    assert r.status_code == 413 and "mlops-nb score" in r.json()["detail"][0]["msg"]
+
+
+def test_prediction_log_and_feedback(service):
+    from mlops_nb.deploy import PredictionLog
+    url = service["url"]
+    example = requests.get(f"{url}/metadata").json()["example"]
+    rid = requests.post(f"{url}/predict", json=example).json()["request_id"]
+    labels = {"labels": [{"request_id": rid, "record": 0, "label": True}]}
+    assert requests.post(f"{url}/feedback", json=labels).json()["new"] == 1
+    assert requests.post(f"{url}/feedback", json=labels).json()["duplicates"] == 1  # twice: stored once
+    assert requests.post(f"{url}/feedback", json={"labels": [{"label": 1}]}).status_code == 422
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        log = PredictionLog(service["project"].parent / "serving" / "predictions.db").read()
+        if rid in set(log.request_id): break
+        time.sleep(0.2)
+    row = log[log.request_id == rid].iloc[0]
+    assert row.label == 1 and row.version == "1" and json.loads(row.inputs)["carrier"] == example["records"][0]["carrier"]
+    assert "temp" in json.loads(row.features) and row.latency_ms > 0
+    metrics = requests.get(f"{url}/metrics").text
+    assert 'mlops_nb_requests_total{status="200"}' in metrics and "mlops_nb_request_seconds_bucket" in metrics
+
+
+def test_alias_switch_under_load_fails_no_request(service):
+    "Eight clients send 300 requests while the champion moves to a new version and back: every answer is a 200."
+    from mlflow import MlflowClient
+    url, uri = service["url"], service["uri"]
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    v2 = client.copy_model_version("models:/delay_model/1", "delay_model").version  # the same model as a new version
+    body = requests.get(f"{url}/metadata").json()["example"]
+    statuses, versions, lock = [], set(), threading.Lock()
+
+    def client_loop(n):
+        with requests.Session() as s:
+            for _ in range(n):
+                r = s.post(f"{url}/predict", json=body, timeout=30)
+                with lock:
+                    statuses.append(r.status_code)
+                    if r.ok: versions.add(r.json()["version"])
+
+    threads = [threading.Thread(target=client_loop, args=(38,)) for _ in range(8)]
+    for t in threads: t.start()
+    time.sleep(0.5)
+    client.set_registered_model_alias("delay_model", "champion", str(v2))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and requests.post(f"{url}/predict", json=body).json()["version"] != str(v2): time.sleep(0.2)
+    for t in threads: t.join(timeout=120)
+    assert statuses and set(statuses) == {200}, sorted(set(statuses))
+    assert requests.get(f"{url}/ready").json()["version"] == str(v2)
+    # rollback moves the alias back; the service follows
+    client.set_model_version_tag("delay_model", "1", "decision", "champion")
+    code, out = mlops_nb("rollback", "delay_model", "--project", service["project"])
+    assert code == 0 and f"from version {v2} to version 1" in out, out
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and requests.get(f"{url}/ready").json()["version"] != "1": time.sleep(0.2)
+    assert requests.get(f"{url}/ready").json()["version"] == "1"
