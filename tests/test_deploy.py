@@ -178,3 +178,55 @@ def test_alias_switch_under_load_fails_no_request(service):
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and requests.get(f"{url}/ready").json()["version"] != "1": time.sleep(0.2)
     assert requests.get(f"{url}/ready").json()["version"] == "1"
+
+
+@pytest.mark.parametrize("strategy", ["shadow", "canary"])
+def test_rollouts_log_what_they_should(trained, tmp_path, strategy):
+    "Shadow: the challenger scores every record, logged and never returned. Canary: a sticky share answered by the challenger."
+    from mlflow import MlflowClient
+    from mlops_nb.config import load_project
+    from mlops_nb.deploy import Scorer
+    f, uri, run_dir = trained
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    challenger = client.copy_model_version("models:/delay_model/1", "delay_model").version
+    client.set_registered_model_alias("delay_model", "challenger", str(challenger))
+    lp = load_project(f, [f"deploy.strategy={strategy}", "deploy.canary_share=0.5", "deploy.sticky_key=[tailnum]"])
+    scorer = Scorer(lp, tracking_uri=uri, run_dir=run_dir, log_path=tmp_path / "log.db")
+    champion = scorer.model.version
+    assert scorer.challenger.version == str(challenger) != champion
+    flights = pd.read_parquet(run_dir / "artifacts/ingest/flights.parquet").dropna(subset=["tailnum"]).tail(60)
+    records = json.loads(flights[list(scorer.types)].to_json(orient="records", date_format="iso"))
+    first, again = scorer.score(records), scorer.score(records)
+    scorer.shadow_pool.shutdown(wait=True); scorer.log.flush()
+    log = scorer.log.read()
+    answered = [p["version"] for p in first["predictions"]]
+    if strategy == "shadow":
+        assert set(answered) == {champion}  # the challenger never answers
+        assert (log.variant == "shadow").sum() == 2 * len(records) and set(log[log.variant == "shadow"].version) == {str(challenger)}
+        assert (log.variant == "champion").sum() == 2 * len(records)
+    else:
+        assert set(answered) == {champion, str(challenger)}
+        assert answered == [p["version"] for p in again["predictions"]]  # sticky: the same tail number, the same model
+        canary = log[log.variant == "canary"]
+        assert len(canary) == 2 * answered.count(str(challenger)) and set(canary.version) == {str(challenger)}
+    scorer.log.close()
+
+
+def test_batch_scoring_command(service, tmp_path):
+    "`mlops-nb score` on a file of requests: the same answers as the service; a bad row is named by its line, nothing written."
+    url, run_dir = service["url"], service["run_dir"]
+    fields = list(requests.get(f"{url}/metadata").json()["request_fields"])
+    flights = pd.read_parquet(run_dir / "artifacts/ingest/flights.parquet").tail(50)[fields]
+    flights.to_csv(tmp_path / "requests.csv", index=False)
+    code, out = mlops_nb("score", "--project", service["project"], "--input", tmp_path / "requests.csv", "--output", tmp_path / "scored.csv")
+    assert code == 0 and "scored 50 rows" in out, out
+    scored = pd.read_csv(tmp_path / "scored.csv")
+    records = json.loads(flights.to_json(orient="records", date_format="iso"))
+    served = requests.post(f"{url}/predict", json={"records": records}).json()
+    assert scored.probability.tolist() == pytest.approx([p["probability"] for p in served["predictions"]], abs=1e-9)
+    bad = flights.astype({"distance": object})
+    bad.iloc[7, bad.columns.get_loc("distance")] = "far"
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    code, out = mlops_nb("score", "--project", service["project"], "--input", tmp_path / "bad.csv", "--output", tmp_path / "bad_scored.csv")
+    assert code == 2 and "bad.csv, line 9: distance: 'far' is not a number" in out and "Traceback" not in out, out
+    assert not (tmp_path / "bad_scored.csv").exists()

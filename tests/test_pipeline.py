@@ -17,18 +17,24 @@ def only_run(root: Path) -> Path:
     return runs[0]
 
 
+def mv_champion(client):
+    from mlflow.exceptions import MlflowException
+    try: return client.get_model_version_by_alias("delay_model", "champion")
+    except MlflowException: return None
+
+
 def test_demo_run_contract(demo_project):
     "A run on the demo's first week: run.json, executed notebooks, artifacts with digests, MLflow runs, reports."
     code, out = mlops_nb("run", "--project", demo_project)
     assert code == 0, out
-    assert "[1/5] design" in out and "succeeded" in out
+    assert "[1/6] design" in out and "succeeded" in out
     assert "[train] trial 1/" in out and "best so far" in out  # the train step's progress reaches the terminal
     root = demo_project.parent
     run_dir = only_run(root)
     rec = json.loads((run_dir / "run.json").read_text())
     assert rec["status"] == "succeeded" and rec["error"] is None and rec["ended"]
     assert rec["project"]["digest"] and rec["project"]["file"] == str(demo_project)
-    assert [s["name"] for s in rec["steps"]] == ["design", "ingest", "quality", "features", "train"]
+    assert [s["name"] for s in rec["steps"]] == ["design", "ingest", "quality", "features", "train", "deploy"]
     for s in rec["steps"]:
         assert s["status"] == "succeeded" and s["duration_s"] > 0
         assert (run_dir / s["executed_notebook"]).exists()
@@ -62,6 +68,9 @@ def test_demo_run_contract(demo_project):
     selected = client.get_run(card["selected"]["run_id"])
     assert {"holdout_roc_auc", "holdout_value"} <= set(selected.data.metrics)
     assert selected.data.tags["holdout_digest"] == card["lineage"]["holdout_digest"]
+    smoke = json.loads((run_dir / "artifacts/deploy/smoke.json").read_text())
+    if mv_champion(client) is None: assert not smoke["deployed"] and "no champion" in smoke["reason"]
+    else: assert smoke["deployed"] and all(c["passed"] for c in smoke["checks"])
     mv = client.get_model_version_by_alias("delay_model", "challenger")
     assert str(mv.version) == str(card["registered"]["version"]) and mv.tags["decision"] == card["registered"]["decision"]
     # static reports
@@ -137,6 +146,8 @@ def test_data_target_mode(cancer_csv):
     card = json.loads((run_dir / "artifacts/train/model_card.json").read_text())
     assert card["split"]["kind"] == "random" and card["registered"]["name"] == "cancer"  # no time column: a random hold-out
     assert card["registered"]["decision"] == "champion" and card["holdout"]["roc_auc"] > 0.9
+    smoke = json.loads((run_dir / "artifacts/deploy/smoke.json").read_text())  # the champion served and smoke-tested
+    assert smoke["deployed"] and smoke["model_uri"] == "models:/cancer/1" and (run_dir / "artifacts/deploy/bundle/Dockerfile").exists()
     # the saved project is reusable as it is
     code, out = mlops_nb("run", "--project", run_dir / "project.yaml", "--no-reports", cwd=cancer_csv.parent)
     assert code == 0, out
