@@ -37,3 +37,12 @@ def demo_project(tmp_path, warehouse):
     f = tmp_path / "project.yaml"
     f.write_text(yaml.safe_dump(data, sort_keys=False))
     return f
+
+
+@pytest.fixture(autouse=True)
+def _forget_mlflow_stores():
+    "Tests share one process: a test that points MLflow's process-wide stores somewhere must not steer the next test."
+    yield
+    if "mlflow" in sys.modules:
+        import mlflow
+        mlflow.set_tracking_uri(None); mlflow.set_registry_uri(None)

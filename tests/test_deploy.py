@@ -84,8 +84,10 @@ def test_predictions_equal_in_process_scoring(service):
     raw = flights.merge(last[ids], on=ids)
     records = json.loads(raw[list(fields)].to_json(orient="records", date_format="iso"))
     got = requests.post(f"{url}/predict", json={"records": records}).json()
-    mlflow.set_tracking_uri(service["uri"])
-    model = mlflow.sklearn.load_model("models:/delay_model@champion")
+    from mlflow import MlflowClient
+    client = MlflowClient(tracking_uri=service["uri"], registry_uri=service["uri"])
+    version = client.get_model_version_by_alias("delay_model", "champion").version
+    model = mlflow.sklearn.load_model(client.get_model_version_download_uri("delay_model", version))
     expected = model.predict_proba(raw[ids].merge(train, on=ids)[list(model.feature_names_in_)])[:, 1]
     assert [p["probability"] for p in got["predictions"]] == pytest.approx(list(expected), abs=1e-9)
     assert got["version"] == "1" and got["request_id"]

@@ -49,7 +49,7 @@ def test_demo_run_contract(demo_project):
     assert flights.time_hour.max() < pd.Timestamp("2013-01-08", tz="UTC")
     assert not list((run_dir / "artifacts").glob(".*partial"))
     # MLflow: a parent run, one nested run per step, the executed notebook logged, dataset inputs
-    client = MlflowClient(rec["mlflow"]["tracking_uri"])
+    client = MlflowClient(rec["mlflow"]["tracking_uri"], registry_uri=rec["mlflow"]["tracking_uri"])
     parent = client.get_run(rec["mlflow"]["parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.tags["mlops_nb.project_digest"] == rec["project"]["digest"]
     for s in rec["steps"]:

@@ -104,7 +104,7 @@ def test_champion_loads_with_pyfunc_and_predicts_its_example(cancer):
         code, out, _ = train(cancer, "first")
         assert code == 0, out
     _, uri = registry(cancer)
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(uri); mlflow.set_registry_uri(uri)  # `models:/` URIs resolve against the process-wide stores
     model = mlflow.pyfunc.load_model("models:/cancer@champion")
     example = model.input_example
     assert example is not None and len(example) == 5
