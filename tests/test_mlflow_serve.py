@@ -112,7 +112,7 @@ def test_both_services_answer_the_same(servers):
     assert got.status_code == 200, got.text
     p = [r["probability"] for r in got.json()["predictions"]]
 
-    mlflow.set_tracking_uri(servers["uri"])
+    mlflow.set_tracking_uri(servers["uri"]); mlflow.set_registry_uri(servers["uri"])  # conftest resets them after the test
     model = mlflow.sklearn.load_model("models:/delay_model@champion")
     X = last[list(model.feature_names_in_)]
     assert p == pytest.approx(list(model.predict_proba(X)[:, 1]), abs=1e-9)  # our online features = the training set's

@@ -1,0 +1,455 @@
+#!/usr/bin/env python
+"""Benchmark the model service: `mlops-nb serve` against `mlflow models serve`, same champion, same machine, same
+load generator, one worker each, and the in-process floor below both.
+
+The model is the demo's registered champion (`models:/delay_model@champion` in the project's tracking store). The
+flights are the last day of the newest successful run's training set (the decision times of 31 December 2013 and
+after, where the online store holds what the training set held):
+
+- `mlops-nb serve --project conf/project.yaml` gets each flight's raw request fields (the snapshot's row, the
+  fields `/metadata` lists) as `{"records": [...]}`; it validates them, looks up the online features in the run's
+  Feast store, scores and logs (to a scratch prediction log, `--prediction-log`, not the demo's);
+- `mlflow models serve -m models:/delay_model@champion --env-manager local -w 1` gets the same flights' model
+  inputs (the training set's rows, the model's columns) as `{"dataframe_split": ...}`: no feature lookup, no log;
+  it answers class labels. It runs as shipped (uvicorn access log on);
+- the HTTP ceiling: a no-op FastAPI app on uvicorn with our service's settings (one worker, access log off) that
+  parses our bodies and answers a constant: what one uvicorn worker and this load generator can do at all;
+- the floor, in a fresh process: the pipeline's `predict_proba` on the model inputs, and `Scorer.score` (our whole
+  path without HTTP) on the raw records (1, 8 and 100 per call), plus where `Scorer.score`'s time goes for one
+  record (each stage timed alone, and a cProfile).
+
+The servers run at once, idle in turn, with `OMP_NUM_THREADS=1`; the cases alternate between them (ours, MLflow's,
+the no-op app, for each case), so a change in the machine's load touches all. Each server is warmed up before
+measuring. The load generator is this process: `concurrency` threads, each with one keep-alive
+`http.client` connection to 127.0.0.1, sending pre-encoded bodies until the case's fixed number of requests is
+sent (each request times out after 30 s, each case after 180 s). rps = answered requests / wall time of the case;
+latencies are per request, client side. Only 200s count; anything else is reported.
+
+    .venv/bin/python bench/bench_serve.py            # writes bench/results/serve.md (about 3 minutes)
+    .venv/bin/python bench/bench_serve.py --quick    # fewer requests, a smoke run (writes bench/results/serve.quick.tmp, ignored by git)
+"""
+import argparse, gc, http.client, json, math, os, platform, signal, statistics, subprocess, sys, tempfile, threading, time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BIN = Path(sys.executable).parent
+MODEL_URI = "models:/delay_model@champion"
+BATCH = 100
+HEADERS = {"Content-Type": "application/json"}
+
+
+def q(lat: list, p: float) -> float:
+    "Nearest-rank percentile of `lat` (seconds) in ms."
+    s = sorted(lat)
+    return s[max(0, min(len(s) - 1, math.ceil(p * len(s)) - 1))] * 1000
+
+
+# ---------------------------------------------------------------- inputs (parent)
+
+def prepare(folder: Path) -> dict:
+    "The champion, the serving run and the flights: raw.parquet (snapshot rows) and X.parquet (model inputs), row for row."
+    import mlflow, pandas as pd
+    from mlops_nb.config import demo_project_file, load_project
+    from mlops_nb.deploy import alias_version, registry_client, serving_run
+    lp = load_project(demo_project_file())
+    client = registry_client(lp.tracking_uri)
+    mlflow.set_tracking_uri(lp.tracking_uri); mlflow.set_registry_uri(lp.tracking_uri)  # for get_model_info below
+    version = alias_version(client, "delay_model")
+    if version is None: raise SystemExit(f"no champion of delay_model in {lp.tracking_uri}: run `mlops-nb run` first")
+    mv = client.get_model_version("delay_model", version)
+    columns = mlflow.models.get_model_info(MODEL_URI).signature.inputs.input_names()
+    run = serving_run(lp)
+    spec = lp.features
+    ids = list(spec.row_id)
+    train = pd.read_parquet(run / "artifacts" / "features" / "training_set.parquet")
+    last = train[train.event_timestamp >= train.event_timestamp.max().normalize() - pd.Timedelta("1 day")]
+    last = last.sort_values(["event_timestamp"] + ids, kind="stable").reset_index(drop=True)
+    flights = pd.read_parquet(run / "artifacts" / "ingest" / f"{spec.table}.parquet")
+    raw = last[ids].merge(flights, on=ids, how="left", validate="one_to_one")
+    assert len(raw) == len(last) and raw[spec.event_time].notna().all()
+    raw.to_parquet(folder / "raw.parquet", index=False)
+    last[columns].to_parquet(folder / "X.parquet", index=False)
+    return {"version": version, "pipeline_run": mv.tags.get("pipeline_run"), "run": run.name, "columns": columns,
+            "rows": len(last), "tracking_uri": lp.tracking_uri, "threshold": float(mv.tags.get("threshold", 0.5)),
+            "span": f"{last.event_timestamp.min():%Y-%m-%d %H:%M} to {last.event_timestamp.max():%Y-%m-%d %H:%M} UTC",
+            "decision_times": last.event_timestamp.nunique()}
+
+
+def windows(n: int, size: int, step: int = 25) -> list[slice]:
+    "Consecutive windows of `size` rows, `step` apart (a batch is the flights of the next hours, as a client would send)."
+    return [slice(s, s + size) for s in range(0, max(1, n - size + 1), step)]
+
+
+def bodies(folder: Path, fields: list[str], columns: list[str]) -> dict:
+    "Pre-encoded request bodies: {('ours'|'mlflow', records per request): [bytes]}, the same flights in the same order."
+    import pandas as pd
+    raw, X = pd.read_parquet(folder / "raw.parquet"), pd.read_parquet(folder / "X.parquet")
+    records = json.loads(raw[fields].to_json(orient="records", date_format="iso"))
+    split = lambda part: json.loads(part[columns].to_json(orient="split", index=False))
+    out = {("ours", 1): [json.dumps({"records": [r]}).encode() for r in records],
+           ("mlflow", 1): [json.dumps({"dataframe_split": split(X.iloc[[i]])}).encode() for i in range(len(X))]}
+    w = windows(len(X), BATCH)
+    out[("ours", BATCH)] = [json.dumps({"records": records[s]}).encode() for s in w]
+    out[("mlflow", BATCH)] = [json.dumps({"dataframe_split": split(X.iloc[s])}).encode() for s in w]
+    return out
+
+
+# ---------------------------------------------------------------- servers
+
+def code_state() -> str:
+    "The digest of mlops_nb/deploy.py and whether it is the committed one (the service is being worked on)."
+    import hashlib
+    f = ROOT / "mlops_nb" / "deploy.py"
+    digest = hashlib.sha256(f.read_bytes()).hexdigest()[:12]
+    git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    head, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "--", "mlops_nb/deploy.py")
+    return f"`mlops_nb/deploy.py` sha256 {digest} ({'uncommitted changes on ' if dirty else 'as committed in '}{head})"
+
+
+def server_env(tracking_uri: str) -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONUNBUFFERED": "1"}
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+
+def get(port: int, path: str, timeout: float = 2) -> tuple:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request("GET", path); r = c.getresponse(); return r.status, r.read()
+    finally: c.close()
+
+
+def start(name: str, cmd: list, env: dict, port: int, ready: str, log: Path, timeout: float = 180) -> subprocess.Popen:
+    "Start a server in its own process group; return once `ready` answers 200."
+    out = open(log, "w")
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
+    deadline, t0 = time.monotonic() + timeout, time.perf_counter()
+    while time.monotonic() < deadline:
+        try:
+            if get(port, ready)[0] == 200:
+                proc.start_seconds = time.perf_counter() - t0
+                return proc
+        except OSError: pass
+        if proc.poll() is not None: break
+        time.sleep(0.3)
+    stop(proc)
+    raise SystemExit(f"{name} did not become ready in {timeout:.0f} s; the end of its output:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen):
+    "Stop the server's process group (MLflow's CLI execs uvicorn in a child)."
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try: os.killpg(proc.pid, sig)
+        except ProcessLookupError: return
+        try: proc.wait(timeout=wait); return
+        except subprocess.TimeoutExpired: continue
+
+
+def noop_server(port: int):
+    "The HTTP ceiling: a FastAPI app on uvicorn with our service's settings whose /predict parses the body and answers a constant."
+    import uvicorn
+    from fastapi import FastAPI, Request
+    app = FastAPI()
+
+    @app.post("/predict")
+    async def predict(request: Request):
+        records = json.loads(await request.body())["records"]
+        return {"predictions": [{"record": i, "probability": 0.5, "decision": False} for i in range(len(records))]}
+
+    @app.get("/ready")
+    def ready(): return {"ready": True}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# ---------------------------------------------------------------- load generator
+
+def load(port: int, path: str, bodies: list, n: int, concurrency: int, expect: int,
+         timeout: float = 30, deadline: float = 180) -> dict:
+    "`n` POSTs of `bodies` (cycled) from `concurrency` keep-alive connections; latencies of the 200s, errors counted."
+    lock, nxt, lat, errors = threading.Lock(), [0], [], []
+    stop_at = time.monotonic() + deadline
+
+    def check(data: bytes):
+        got = len(json.loads(data)["predictions"])
+        if got != expect: raise ValueError(f"{got} predictions for {expect} records")
+
+    def worker():
+        conn, mine, checked = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout), [], False
+        try:
+            while True:
+                with lock:
+                    i = nxt[0]
+                    if i >= n or time.monotonic() > stop_at: break
+                    nxt[0] += 1
+                body = bodies[i % len(bodies)]
+                t = time.perf_counter()
+                try:
+                    conn.request("POST", path, body, HEADERS)
+                    r = conn.getresponse(); data = r.read()
+                except (OSError, http.client.HTTPException) as e:
+                    errors.append(f"{type(e).__name__}: {e}"); conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout); continue
+                dt = time.perf_counter() - t
+                if r.status != 200: errors.append(f"HTTP {r.status}: {data[:300]!r}"); continue
+                if not checked:
+                    try: check(data)
+                    except Exception as e: errors.append(f"bad answer: {e}: {data[:300]!r}"); continue
+                    checked = True
+                mine.append(dt)
+        finally:
+            conn.close()
+            with lock: lat.extend(mine)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    t0 = time.perf_counter()
+    for t in threads: t.start()
+    for t in threads: t.join(timeout=deadline + timeout + 5)
+    wall = time.perf_counter() - t0
+    return {"n": len(lat), "errors": len(errors), "first_error": errors[0] if errors else None, "wall": wall,
+            "rps": len(lat) / wall, "p50": q(lat, 0.5) if lat else float("nan"), "p99": q(lat, 0.99) if lat else float("nan"),
+            "max": max(lat) * 1000 if lat else float("nan")}
+
+
+# ---------------------------------------------------------------- the floor (child process)
+
+def floor_child(folder: Path, n1: int, n100: int, profile_calls: int) -> dict:
+    "predict_proba and Scorer.score in-process, 1 and 100 records; Scorer.score's stages for 1 record; a cProfile."
+    import cProfile, io, pstats
+    import numpy as np, pandas as pd
+    from mlops_nb.config import demo_project_file, load_project
+    from mlops_nb.deploy import PredictionLog, Scorer, parse_records, validate_records
+    from mlops_nb.features import decision_time, online_features, request_features
+    lp = load_project(demo_project_file())
+    scorer = Scorer(lp, tracking_uri=lp.tracking_uri, log_path=folder / "floor_predictions.db")
+    m, fl = scorer.model, scorer.features
+    raw, X = pd.read_parquet(folder / "raw.parquet"), pd.read_parquet(folder / "X.parquet")[m.columns]
+    records = json.loads(raw[list(scorer.types)].to_json(orient="records", date_format="iso"))
+    ones = [X.iloc[[i]] for i in range(len(X))]
+    w = windows(len(X), BATCH)
+    hundreds = [X.iloc[s] for s in w]
+    eights = [X.iloc[i:i + 8] for i in range(0, len(X) - 8, 4)]
+
+    def timed(fn, args_list, n):
+        for a in args_list[:10]: fn(a)  # warm-up
+        lat = []
+        for i in range(n):
+            a = args_list[i % len(args_list)]
+            t = time.perf_counter(); fn(a); lat.append(time.perf_counter() - t)
+        return {"n": n, "p50": q(lat, 0.5), "p99": q(lat, 0.99), "mean": statistics.fmean(lat) * 1000}
+
+    out = {"version": m.version, "columns": m.columns}
+    scorer.score([records[0]]); scorer.score(records[:BATCH])
+    gc.collect(); gc.freeze()  # as the service does after start-up
+    out["proba_1"] = timed(lambda x: m.model.predict_proba(x), ones, n1)
+    out["proba_8"] = timed(lambda x: m.model.predict_proba(x), eights, n100)
+    out["proba_100"] = timed(lambda x: m.model.predict_proba(x), hundreds, n100)
+    out["score_1"] = timed(lambda r: scorer.score(r), [[r] for r in records], n1)
+    out["score_8"] = timed(lambda r: scorer.score(r), [records[i:i + 8] for i in range(0, len(records) - 8, 4)], n100)
+    if hasattr(scorer, "score_many") and hasattr(scorer, "check"):  # the micro-batching path: 8 one-record requests in one pass
+        eight = [[(scorer.check([r]), [r]) for r in records[i:i + 8]] for i in range(0, len(records) - 8, 4)]
+        out["many_8"] = timed(scorer.score_many, eight, n100)
+    out["score_100"] = timed(lambda r: scorer.score(r), [records[s] for s in w], n100)
+
+    # Scorer.score's stages for one record, each timed alone on the same inputs (the sum is close to score_1)
+    one = [[r] for r in records]
+    bodies1 = [json.dumps({"records": r}).encode() for r in one]
+    rows1 = [validate_records(r, scorer.types, m.categories) for r in one]
+    frames1 = [fl.frame(r)[m.columns] for r in rows1]
+    keys = fl.keys
+
+    def lookup(rows):
+        t = decision_time(fl.spec, rows).iloc[0]
+        k = rows[keys]
+        return online_features(fl.store, fl.project, k.astype(object).where(k.notna(), None).to_dict("records"), fl.service, at=t, timestamps=True)
+
+    meta1 = [("rid", 0, "now", m.name, m.version, "champion", 0.5, 0, 1.0)]
+    def log_part(X1):  # the log's rows: inputs and features to JSON (in the writer thread when `PredictionLog._rows` exists)
+        if hasattr(PredictionLog, "_rows"): return PredictionLog._rows(one[0], X1, meta1)
+        feats = X1.astype(object).where(X1.notna(), None).to_dict("records")
+        return [json.dumps(one[0][0], default=str), json.dumps(feats[0], default=str)]
+
+    stages = {
+        "parse the body (`parse_records`)": timed(parse_records, bodies1, n1),
+        "validate and type the records (`validate_records`)": timed(lambda r: validate_records(r, scorer.types, m.categories), one, n1),
+        "request features (`request_features`: `DataFrame.eval` per expression)": timed(lambda r: request_features(fl.spec, r), rows1, n1),
+        "online lookup (`decision_time` + `get_online_features`, 4 views)": timed(lookup, rows1, n1),
+        "all of `FeatureLookup.frame` (lookup, TTL checks, concat, request features)": timed(lambda r: fl.frame(r)[m.columns], rows1, n1),
+        "`predict_proba` on the looked-up row": timed(lambda x: m.model.predict_proba(x), frames1, n1),
+        "log rows (features to dicts, `json.dumps`; in the log's writer thread if it has `_rows`)": timed(log_part, frames1, n1),
+    }
+    out["stages"] = {k: v for k, v in stages.items()}
+
+    # cProfile of Scorer.score, one record per call: the functions with the most own time
+    prof = cProfile.Profile()
+    prof.enable()
+    for i in range(profile_calls): scorer.score(one[i % len(one)])
+    prof.disable()
+    st = pstats.Stats(prof)
+    total = sum(v[2] for v in st.stats.values())
+    rows = sorted(((v[2], v[3], v[1], k) for k, v in st.stats.items()), reverse=True)[:15]
+    out["profile"] = {"calls": profile_calls, "total_ms_per_call": total / profile_calls * 1000,
+                      "top": [{"fn": f"{Path(k[0]).name}:{k[1]}({k[2]})", "own_ms": tt / profile_calls * 1000,
+                               "cum_ms": ct / profile_calls * 1000, "share": tt / total} for tt, ct, nc, k in rows]}
+    cum = {}
+    for k, v in st.stats.items():
+        for name in ("validate_records", "frame", "request_features", "online_features", "predict_proba", "canary_mask",
+                     "to_dict", "dumps", "append", "eval", "get_online_features", "uuid4", "now_iso"):
+            if k[2] == name: cum[name] = cum.get(name, 0) + v[3] / profile_calls * 1000
+    out["profile"]["cum"] = cum
+    scorer.log.close()
+    return out
+
+
+def run_floor(folder: Path, args, env: dict) -> dict:
+    p = subprocess.run([sys.executable, __file__, "--child", str(folder), "--n1", str(args.floor_n1), "--n100", str(args.floor_n100),
+                        "--profile-calls", str(args.profile_calls)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    if p.returncode: raise SystemExit(f"the floor process failed:\n{p.stderr[-3000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- report
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer requests: a smoke run (about a minute)")
+    ap.add_argument("--requests", type=int, help="single-record requests per case (default 1500; quick 200)")
+    ap.add_argument("--batches", type=int, help="100-record requests per case (default 300; quick 30)")
+    ap.add_argument("--out", help="default: bench/results/serve.md (quick: serve.quick.tmp)")
+    ap.add_argument("--child"); ap.add_argument("--n1", type=int); ap.add_argument("--n100", type=int)
+    ap.add_argument("--profile-calls", type=int, default=300)
+    ap.add_argument("--noop-server", type=int, metavar="PORT")
+    args = ap.parse_args()
+    if args.noop_server: noop_server(args.noop_server); return
+    if args.child:
+        print(json.dumps(floor_child(Path(args.child), args.n1, args.n100, args.profile_calls))); return
+    n1 = args.requests or (200 if args.quick else 1500)
+    n100 = args.batches or (30 if args.quick else 300)
+    args.floor_n1, args.floor_n100 = (200, 40) if args.quick else (1000, 200)
+    args.profile_calls = 100 if args.quick else 300
+    out_path = Path(args.out or HERE / "results" / ("serve.quick.tmp" if args.quick else "serve.md"))
+    started, load0 = time.time(), os.getloadavg()
+    cmd_line = ".venv/bin/python bench/bench_serve.py" + (" --quick" if args.quick else "") + \
+               (f" --requests {args.requests}" if args.requests else "") + (f" --batches {args.batches}" if args.batches else "")
+
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as d:
+        folder = Path(d)
+        prep = prepare(folder)
+        code0 = code_state()
+        env = server_env(prep["tracking_uri"])
+        print(f"[bench] champion v{prep['version']}, {prep['rows']} flights ({prep['span']}); floor process ...", file=sys.stderr, flush=True)
+        floor = run_floor(folder, args, env)
+        ours_port, mlflow_port, noop_port = free_port(), free_port(), free_port()
+        procs = {}
+        try:
+            procs["ours"] = start("mlops-nb serve", [str(BIN / "mlops-nb"), "serve", "--project", str(ROOT / "conf" / "project.yaml"),
+                                                    "--port", str(ours_port), "--prediction-log", str(folder / "predictions.db")],
+                                  env, ours_port, "/ready", folder / "ours.log")
+            procs["mlflow"] = start("mlflow models serve", [str(BIN / "mlflow"), "models", "serve", "-m", MODEL_URI, "--env-manager", "local",
+                                                           "-p", str(mlflow_port), "-h", "127.0.0.1", "-w", "1"],
+                                    env, mlflow_port, "/ping", folder / "mlflow.log")
+            procs["noop"] = start("the no-op FastAPI app", [sys.executable, __file__, "--noop-server", str(noop_port)],
+                                  env, noop_port, "/ready", folder / "noop.log")
+            meta = json.loads(get(ours_port, "/metadata", 10)[1])
+            if meta["version"] != prep["version"]: raise SystemExit(f"our service serves version {meta['version']}, not {prep['version']}")
+            body = bodies(folder, list(meta["request_fields"]), prep["columns"])
+            body[("noop", 1)], body[("noop", BATCH)] = body[("ours", 1)], body[("ours", BATCH)]
+            target = {"ours": (ours_port, "/predict"), "mlflow": (mlflow_port, "/invocations"), "noop": (noop_port, "/predict")}
+            for name, (port, path) in target.items():  # warm-up: every body shape, then some concurrency
+                for size, n, c in ((1, 50, 1), (BATCH, 10, 1), (1, 200, 8)):
+                    w = load(port, path, body[(name, size)], n, c, size)
+                    if w["errors"]: raise SystemExit(f"{name}: warm-up failed: {w['first_error']}")
+            res = {}
+            for size, conc in ((1, 1), (1, 8), (BATCH, 1), (BATCH, 8)):
+                for name, (port, path) in target.items():
+                    print(f"[bench] {name}: {size} record(s) per request, concurrency {conc} ...", file=sys.stderr, flush=True)
+                    res[(name, size, conc)] = load(port, path, body[(name, size)], n1 if size == 1 else n100, conc, size)
+            start_s = {k: p.start_seconds for k, p in procs.items()}
+        finally:
+            for p in procs.values(): stop(p)
+    load1 = os.getloadavg()
+    code1 = code_state()
+    code_line = f"Code measured: {code0}" + ("." if code1 == code0 else f"; **it changed during the run**, to {code1}: the figures may mix versions.")
+
+    import fastapi, feast, mlflow, pandas as pd, sklearn, uvicorn
+    label = {"ours": "`mlops-nb serve` (raw request; validation, online features, log)",
+             "mlflow": "`mlflow models serve` (model inputs, `dataframe_split`)",
+             "noop": "no-op FastAPI app (our bodies, constant answer): the HTTP ceiling"}
+    lines = [
+        "# Model service: `mlops-nb serve` vs `mlflow models serve`, one worker each, and the in-process floor", "",
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · {platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}"
+        f" · mlflow {mlflow.__version__} · fastapi {fastapi.__version__} · uvicorn {uvicorn.__version__} · scikit-learn {sklearn.__version__}"
+        f" · feast {feast.__version__} · pandas {pd.__version__}", "",
+        f"Command: `{cmd_line}` ({time.time() - started:.0f} s in all; load average {load0[0]:.2f} before, {load1[0]:.2f} after "
+        f"(1-minute), {load0[1]:.2f} / {load1[1]:.2f} (5-minute), on {os.cpu_count()} cores: the load generator, the server and "
+        f"anything else on the machine share them).", "",
+        f"Model: `{MODEL_URI}` = version {prep['version']} (pipeline run {prep['pipeline_run']}; serving run {prep['run']}; "
+        f"decision threshold {prep['threshold']:.3f}). Flights: the {prep['rows']} of the training set's last day "
+        f"({prep['span']}, {prep['decision_times']} decision times), sent in order; a {BATCH}-record request is {BATCH} consecutive flights "
+        f"(2-3 decision times, so 2-3 online lookups). The servers: 1 worker each, `OMP_NUM_THREADS=1`, started together "
+        f"(ready in {start_s['ours']:.1f} s ours, {start_s['mlflow']:.1f} s MLflow's), warmed up with 260 requests each, cases alternated "
+        f"(ours, MLflow's, the no-op app). "
+        f"Our service runs as shipped (alias checked every 5 s, predictions logged to a scratch SQLite log); MLflow's as shipped "
+        f"(access log on, labels at 0.5, no feature lookup, no log). {code_line}", "",
+        "| server | records / request | concurrency | requests | errors | req/s | records/s | p50 ms | p99 ms | ours / MLflow req/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for size, conc in ((1, 1), (1, 8), (BATCH, 1), (BATCH, 8)):
+        for name in ("ours", "mlflow", "noop"):
+            r = res[(name, size, conc)]
+            ratio = f"**{r['rps'] / res[('mlflow', size, conc)]['rps']:.2f}x**" if name == "ours" else ""
+            lines.append(f"| {label[name]} | {size} | {conc} | {r['n']:,} | {r['errors']} | {r['rps']:,.0f} | {r['rps'] * size:,.0f} | "
+                         f"{r['p50']:.1f} | {r['p99']:.1f} | {ratio} |")
+    errs = [f"{k[0]} {k[1]}x{k[2]}: {r['first_error']}" for k, r in res.items() if r["errors"]]
+    if errs: lines += ["", "Errors: " + "; ".join(errs)]
+    f1, fs = floor, floor["stages"]
+    lines += [
+        "", "In-process floor (a fresh process, same model and flights, `OMP_NUM_THREADS=1`, after warm-up and `gc.freeze()`; "
+        "`Scorer.score` writes to a scratch log in its background thread):", "",
+        "| path | records / call | calls | p50 ms | p99 ms | mean ms | calls/s (1 / mean) |", "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    proba, score = "pipeline `predict_proba` (model inputs)", "`Scorer.score` (raw records: validation, online features, predict, log)"
+    for k, what, size in (("proba_1", proba, 1), ("proba_8", proba, 8), ("proba_100", proba, BATCH),
+                          ("score_1", score, 1), ("score_8", score, 8),
+                          ("many_8", "`Scorer.score_many`: 8 one-record requests in one pass (the service's micro-batch at concurrency 8)", 8),
+                          ("score_100", score, BATCH)):
+        if k not in f1: continue
+        r = f1[k]
+        lines.append(f"| {what} | {size} | {r['n']:,} | {r['p50']:.2f} | {r['p99']:.2f} | {r['mean']:.2f} | {1000 / r['mean']:,.0f} |")
+    lines += ["", f"Where `Scorer.score`'s {f1['score_1']['p50']:.2f} ms (p50, one record) go: each stage timed alone on the same inputs "
+              "(the online lookup is part of `FeatureLookup.frame`, as are the request features):", "",
+              "| stage | p50 ms | p99 ms | share of `Scorer.score` p50 |", "|---|---:|---:|---:|"]
+    for k, r in fs.items():
+        lines.append(f"| {k} | {r['p50']:.3f} | {r['p99']:.3f} | {r['p50'] / f1['score_1']['p50']:.0%} |")
+    pr = f1["profile"]
+    lines += ["", f"cProfile of {pr['calls']} `Scorer.score` calls of one record ({pr['total_ms_per_call']:.2f} ms per call under the profiler), "
+              "the functions with the most own time:", "",
+              "| function | own ms / call | cumulative ms / call | share of profiled time |", "|---|---:|---:|---:|"]
+    for t in pr["top"][:12]:
+        lines.append(f"| `{t['fn']}` | {t['own_ms']:.3f} | {t['cum_ms']:.3f} | {t['share']:.1%} |")
+    lines.append("")
+    lines.append("Cumulative ms per call under the profiler: " + ", ".join(f"`{k}` {v:.2f}" for k, v in sorted(pr["cum"].items(), key=lambda kv: -kv[1])) + ".")
+    o8, m8 = res[("ours", 1, 8)], res[("mlflow", 1, 8)]
+    ob8, mb8 = res[("ours", BATCH, 8)], res[("mlflow", BATCH, 8)]
+    ok = lambda b: "met" if b else "**not met**"
+    lines += [
+        "", "Aims (the serving issue): at concurrency 8 with the same workers (1), at least 5x MLflow's req/s; single-record p99 at "
+        "most 10 ms at concurrency 8 with the online features looked up.",
+        f"- single record, concurrency 8: {o8['rps']:,.0f} vs {m8['rps']:,.0f} req/s = {o8['rps'] / m8['rps']:.2f}x ({ok(o8['rps'] >= 5 * m8['rps'])})",
+        f"- single record, concurrency 8: p99 {o8['p99']:.1f} ms ({ok(o8['p99'] <= 10)})",
+        f"- {BATCH} records, concurrency 8: {ob8['rps']:,.0f} vs {mb8['rps']:,.0f} req/s = {ob8['rps'] / mb8['rps']:.2f}x", "",
+    ]
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
