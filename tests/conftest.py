@@ -46,3 +46,33 @@ def _forget_mlflow_stores():
     if "mlflow" in sys.modules:
         import mlflow
         mlflow.set_tracking_uri(None); mlflow.set_registry_uri(None)
+
+
+def free_port() -> int:
+    "A free TCP port on the loopback interface."
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def week_champion(tmp_path_factory, warehouse):
+    "The demo's first week run to a registered model (one HGB experiment), made champion by hand; (project file, tracking uri, run folder)."
+    from mlflow import MlflowClient
+    root = tmp_path_factory.mktemp("week-champion")
+    data = yaml.safe_load((ROOT / "conf" / "project.yaml").read_text())
+    data["root"] = str(root)
+    data["sources"]["warehouse"]["url"] = f"sqlite:///{warehouse}"
+    data["ingest"]["window"] = {"start": "2013-01-01", "end": "2013-01-08"}
+    data["quality"]["profile"]["enabled"] = False
+    data["train"] = {"parallel": 1, "experiments": [{"name": "trees", "family": "hist_gradient_boosting",
+                                                     "hypothesis": "Boosted trees on every view rank late flights.", "params": {}}]}
+    f = root / "project.yaml"
+    f.write_text(yaml.safe_dump(data, sort_keys=False))
+    code, out = mlops_nb("run", "--project", f, "--no-reports")
+    assert code == 0, out
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.set_registered_model_alias("delay_model", "champion", "1")  # a week rarely passes the gates: promote by hand
+    run_dir = next(p for p in (root / "runs").iterdir() if (p / "run.json").exists())
+    return f, uri, run_dir

@@ -4,55 +4,35 @@ Our service takes a flight's raw request fields and looks its features up in the
 server takes the model inputs themselves (the training set's rows) as `dataframe_split`. For the flights of the
 training set's last decision time (where the online store holds what the training set held) the two must agree.
 
-What is compared, and why: with MLflow 3.17 the scikit-learn pyfunc of our registered models answers class labels
+What is compared, and why. With MLflow 3.17 the scikit-learn pyfunc of our registered models answers class labels
 (`predict_fn: predict`, the flavour's default), and the scoring server's `"params": {"predict_method": "predict_proba"}`
 is not honoured: the model's signature has no params schema, so MLflow logs "Ignoring provided params" and
-`_SklearnModelWrapper.predict` calls `predict` anyway. So the test compares our probability at MLflow's implicit
-threshold, 0.5 (`predict` of a binary `HistGradientBoostingClassifier` is `predict_proba >= 0.5`, ties aside) with
-MLflow's labels, record by record; it also pins our probabilities to the registered model's own `predict_proba` on
-the same training rows. Should a later MLflow honour `predict_method` (its answer to the request with params is then
-numbers), the test compares probabilities instead. Note that our `decision` uses the version's tuned `threshold` tag
-(0.5 only by chance), which MLflow's server knows nothing about.
+`_SklearnModelWrapper.predict` calls `predict` anyway (the test asserts that the answer with params is labels again;
+should a later MLflow honour it, the test compares those probabilities instead). So, for
+`mlflow models serve -m models:/delay_model@champion`, the test compares our probability at MLflow's implicit threshold,
+0.5 (`predict` of a binary `HistGradientBoostingClassifier` is `predict_proba >= 0.5`), with MLflow's labels, record by
+record. On a week of data hardly any flight reaches 0.5, so that comparison alone is weak: the test also serves the
+champion's very pipeline, saved with `pyfunc_predict_fn="predict_proba"` and the champion's signature, with a second
+`mlflow models serve`, and requires its probabilities (MLflow's JSON parsing and schema enforcement included) to equal
+ours to 1e-9; and it pins ours to the registered model's own `predict_proba` on the same training rows. Note that our
+`decision` uses the version's tuned `threshold` tag, which MLflow's server knows nothing about.
 """
-import json, os, signal, socket, subprocess, time
+import json, os, signal, subprocess, time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import requests
 
-from conftest import BIN, ROOT, mlops_nb
+from conftest import BIN, free_port
 
 pytestmark = pytest.mark.timeout(600)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, warehouse):
-    "The demo's first week run to a registered model (one HGB experiment), made champion by hand; (project file, tracking uri, run folder)."
-    import yaml
-    from mlflow import MlflowClient
-    root = tmp_path_factory.mktemp("mlflow-serve")
-    data = yaml.safe_load((ROOT / "conf" / "project.yaml").read_text())
-    data["root"] = str(root)
-    data["sources"]["warehouse"]["url"] = f"sqlite:///{warehouse}"
-    data["ingest"]["window"] = {"start": "2013-01-01", "end": "2013-01-08"}
-    data["quality"]["profile"]["enabled"] = False
-    data["train"] = {"parallel": 1, "experiments": [{"name": "trees", "family": "hist_gradient_boosting",
-                                                     "hypothesis": "Boosted trees on every view rank late flights.", "params": {}}]}
-    f = root / "project.yaml"
-    f.write_text(yaml.safe_dump(data, sort_keys=False))
-    code, out = mlops_nb("run", "--project", f, "--no-reports")
-    assert code == 0, out
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.set_registered_model_alias("delay_model", "champion", "1")  # a week rarely passes the gates: promote by hand
-    run_dir = next(p for p in (root / "runs").iterdir() if (p / "run.json").exists())
-    return f, uri, run_dir
+def trained(week_champion):
+    "The demo's first week with a champion (shared with the other service tests): (project file, tracking uri, run folder)."
+    return week_champion
 
 
 def start(cmd: list, env: dict, cwd: Path, url: str, ready: str, log: Path, timeout: float = 180) -> subprocess.Popen:
@@ -77,21 +57,40 @@ def stop(proc: subprocess.Popen):
         except subprocess.TimeoutExpired: continue
 
 
+def proba_copy(uri: str, folder: Path) -> Path:
+    "The champion's pipeline saved as an MLflow model whose pyfunc answers `predict_proba` (same signature, same skops types)."
+    import mlflow
+    from mlflow import MlflowClient
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    mv = client.get_model_version_by_alias("delay_model", "champion")
+    local = mlflow.artifacts.download_artifacts(artifact_uri=client.get_model_version_download_uri("delay_model", mv.version))
+    info = mlflow.models.Model.load(local)
+    model = mlflow.sklearn.load_model(local)
+    sk = info.flavors["sklearn"]
+    mlflow.sklearn.save_model(model, folder, signature=info.signature, pyfunc_predict_fn="predict_proba",
+                              serialization_format=sk["serialization_format"], skops_trusted_types=sk.get("skops_trusted_types"))
+    return folder
+
+
 @pytest.fixture(scope="module")
 def servers(trained):
-    "Both services on free loopback ports, one worker each, `OMP_NUM_THREADS=1`; stopped after the tests."
+    "Our service, MLflow's on the champion and MLflow's on a predict_proba copy, on free loopback ports, one worker each."
     f, uri, run_dir = trained
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "MLFLOW_TRACKING_URI": uri}
-    ours_port, mlflow_port = free_port(), free_port()
-    ours_url, mlflow_url = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{mlflow_port}"
+    ports = {k: free_port() for k in ("ours", "mlflow", "mlflow_proba")}
+    urls = {k: f"http://127.0.0.1:{p}" for k, p in ports.items()}
+    mlflow_cmd = lambda model, port: [str(BIN / "mlflow"), "models", "serve", "-m", model, "--env-manager", "local",
+                                      "-p", str(port), "-h", "127.0.0.1", "-w", "1"]
+    copy = proba_copy(uri, f.parent / "champion_proba")
     procs = []
     try:
-        procs.append(start([str(BIN / "mlops-nb"), "serve", "--project", str(f), "--port", str(ours_port), "--refresh", "0"],
-                           env, f.parent, ours_url, "/ready", f.parent / "ours.log"))
-        procs.append(start([str(BIN / "mlflow"), "models", "serve", "-m", "models:/delay_model@champion", "--env-manager", "local",
-                            "-p", str(mlflow_port), "-h", "127.0.0.1", "-w", "1"],
-                           env, f.parent, mlflow_url, "/ping", f.parent / "mlflow.log"))
-        yield {"ours": ours_url, "mlflow": mlflow_url, "uri": uri, "run_dir": run_dir, "project": f}
+        procs.append(start([str(BIN / "mlops-nb"), "serve", "--project", str(f), "--port", str(ports["ours"]), "--refresh", "0"],
+                           env, f.parent, urls["ours"], "/ready", f.parent / "ours.log"))
+        procs.append(start(mlflow_cmd("models:/delay_model@champion", ports["mlflow"]), env, f.parent, urls["mlflow"], "/ping",
+                           f.parent / "mlflow.log"))
+        procs.append(start(mlflow_cmd(str(copy), ports["mlflow_proba"]), env, f.parent, urls["mlflow_proba"], "/ping",
+                           f.parent / "mlflow_proba.log"))
+        yield {**urls, "uri": uri, "run_dir": run_dir, "project": f}
     finally:
         for p in procs: stop(p)
 
@@ -133,3 +132,7 @@ def test_both_services_answer_the_same(servers):
     else:  # a later MLflow honouring predict_method: [[p0, p1], ...] or [p1, ...]
         theirs_p = [a[1] if isinstance(a, list) else a for a in answer]
         assert theirs_p == pytest.approx(p, abs=1e-9)
+
+    proba = requests.post(f"{servers['mlflow_proba']}/invocations", json=body, timeout=60)
+    assert proba.status_code == 200, proba.text
+    assert [row[1] for row in proba.json()["predictions"]] == pytest.approx(p, abs=1e-9)
