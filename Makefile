@@ -57,7 +57,11 @@ docs: install  ## the documentation site (needs quarto; otherwise checks the not
 	else echo "quarto is not installed: running nbdev-proc-nbs only (the pages are processed, not rendered)"; \
 	$(BIN)/nbdev-proc-nbs; fi
 
-bench: install-dev data  ## benchmarks against the peers; results in bench/results/
+$(VENV)/.installed-bench: $(VENV)/.installed-dev
+	$(UV) -e '.[dev,bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench data  ## benchmarks against the peers; results in bench/results/
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:  ## remove generated docs and caches (keeps runs, data and the tracking store)

@@ -45,6 +45,7 @@ def test_health_ready_metadata_docs(service):
     assert requests.get(f"{url}/ready").json()["version"] == "1"
     meta = requests.get(f"{url}/metadata").json()
     assert meta["model"] == "delay_model" and 0 < meta["threshold"] < 1
+    assert meta["inference"].startswith("lean: treelite"), meta["inference"]  # boosted trees take the lean path, proven at load
     assert set(meta["request_fields"]) >= {"carrier", "origin", "dest", "tailnum", "time_hour", "hour", "distance"}
     assert requests.get(f"{url}/docs").status_code == 200 and requests.get(f"{url}/openapi.json").json()["paths"]["/predict"]
 
