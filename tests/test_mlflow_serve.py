@@ -35,9 +35,13 @@ def trained(week_champion):
     return week_champion
 
 
-def start(cmd: list, env: dict, cwd: Path, url: str, ready: str, log: Path, timeout: float = 180) -> subprocess.Popen:
-    "A server in its own process group (MLflow's CLI runs uvicorn in a child), once `ready` answers 200."
-    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
+def launch(cmd: list, env: dict, cwd: Path, log: Path) -> subprocess.Popen:
+    "A server in its own process group (MLflow's CLI runs uvicorn in a child); see `wait_ready`."
+    return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
+
+
+def wait_ready(proc: subprocess.Popen, url: str, ready: str, log: Path, timeout: float = 180) -> subprocess.Popen:
+    "`proc` once `ready` answers 200; stopped, and the test failed with the end of its log, if it does not in `timeout` s."
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -46,7 +50,7 @@ def start(cmd: list, env: dict, cwd: Path, url: str, ready: str, log: Path, time
         if proc.poll() is not None: break
         time.sleep(0.3)
     stop(proc)
-    pytest.fail(f"{cmd[0]} {cmd[1]} did not become ready in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+    pytest.fail(f"{' '.join(map(str, proc.args[:2]))} did not become ready in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
 def stop(proc: subprocess.Popen):
@@ -81,18 +85,18 @@ def servers(trained):
     urls = {k: f"http://127.0.0.1:{p}" for k, p in ports.items()}
     mlflow_cmd = lambda model, port: [str(BIN / "mlflow"), "models", "serve", "-m", model, "--env-manager", "local",
                                       "-p", str(port), "-h", "127.0.0.1", "-w", "1"]
-    copy = proba_copy(uri, f.parent / "champion_proba")
-    procs = []
-    try:
-        procs.append(start([str(BIN / "mlops-nb"), "serve", "--project", str(f), "--port", str(ports["ours"]), "--refresh", "0"],
-                           env, f.parent, urls["ours"], "/ready", f.parent / "ours.log"))
-        procs.append(start(mlflow_cmd("models:/delay_model@champion", ports["mlflow"]), env, f.parent, urls["mlflow"], "/ping",
-                           f.parent / "mlflow.log"))
-        procs.append(start(mlflow_cmd(str(copy), ports["mlflow_proba"]), env, f.parent, urls["mlflow_proba"], "/ping",
-                           f.parent / "mlflow_proba.log"))
+    procs = {}
+    try:  # the three start at once (each is mostly imports): the fixture waits for the slowest, not for the sum
+        procs["ours"] = launch([str(BIN / "mlops-nb"), "serve", "--project", str(f), "--port", str(ports["ours"]), "--refresh", "0"],
+                               env, f.parent, f.parent / "ours.log")
+        procs["mlflow"] = launch(mlflow_cmd("models:/delay_model@champion", ports["mlflow"]), env, f.parent, f.parent / "mlflow.log")
+        copy = proba_copy(uri, f.parent / "champion_proba")  # while the first two start
+        procs["mlflow_proba"] = launch(mlflow_cmd(str(copy), ports["mlflow_proba"]), env, f.parent, f.parent / "mlflow_proba.log")
+        for name, ready in (("ours", "/ready"), ("mlflow", "/ping"), ("mlflow_proba", "/ping")):
+            wait_ready(procs[name], urls[name], ready, f.parent / ("ours.log" if name == "ours" else f"{name}.log"))
         yield {**urls, "uri": uri, "run_dir": run_dir, "project": f}
     finally:
-        for p in procs: stop(p)
+        for p in procs.values(): stop(p)
 
 
 def test_both_services_answer_the_same(servers):

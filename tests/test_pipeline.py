@@ -17,15 +17,10 @@ def only_run(root: Path) -> Path:
     return runs[0]
 
 
-def mv_champion(client):
-    from mlflow.exceptions import MlflowException
-    try: return client.get_model_version_by_alias("delay_model", "champion")
-    except MlflowException: return None
-
-
-def test_demo_run_contract(demo_project):
-    "A run on the demo's first week: run.json, executed notebooks, artifacts with digests, MLflow runs, reports."
-    code, out = mlops_nb("run", "--project", demo_project)
+def test_demo_run_contract(demo_week_run):
+    """A run on the demo's first week: run.json, executed notebooks, artifacts with digests, MLflow runs, reports.
+    The run is shared with test_reports (conftest's `demo_week_run`); the registry's aliases are checked as the run left them."""
+    demo_project, code, out = demo_week_run.project, demo_week_run.code, demo_week_run.out
     assert code == 0, out
     assert "[1/6] design" in out and "succeeded" in out
     assert "[train] trial 1/" in out and "best so far" in out  # the train step's progress reaches the terminal
@@ -69,9 +64,10 @@ def test_demo_run_contract(demo_project):
     assert {"holdout_roc_auc", "holdout_value"} <= set(selected.data.metrics)
     assert selected.data.tags["holdout_digest"] == card["lineage"]["holdout_digest"]
     smoke = json.loads((run_dir / "artifacts/deploy/smoke.json").read_text())
-    if mv_champion(client) is None: assert not smoke["deployed"] and "no champion" in smoke["reason"]
+    if demo_week_run.registry["champion"] is None: assert not smoke["deployed"] and "no champion" in smoke["reason"]
     else: assert smoke["deployed"] and all(c["passed"] for c in smoke["checks"])
-    mv = client.get_model_version_by_alias("delay_model", "challenger")
+    mv = demo_week_run.registry["challenger"]
+    assert mv is not None, "no version has the alias challenger"
     assert str(mv.version) == str(card["registered"]["version"]) and mv.tags["decision"] == card["registered"]["decision"]
     # static reports
     assert rec["reports"] and all((run_dir / p).exists() for p in rec["reports"].values())

@@ -382,11 +382,12 @@ def test_port_in_use_is_refused(root):
 # A real run: `mlops-nb run` renders the frozen copies; `mlops-nb reports` serves the live pages
 
 @pytest.mark.browser
-def test_real_run_reports_frozen_and_live(demo_project, browser):
-    "The demo's first week run for real, its reports read in Chromium, frozen and live (via `mlops-nb reports`)."
+def test_real_run_reports_frozen_and_live(demo_week_run, browser):
+    """The demo's first week run for real, its reports read in Chromium, frozen and live (via `mlops-nb reports`).
+    The run is shared with test_pipeline's run contract (conftest's `demo_week_run`), which only reads it."""
     import signal
     from conftest import BIN, mlops_nb
-    code, out = mlops_nb("run", "--project", demo_project, timeout=600)
+    demo_project, code, out = demo_week_run.project, demo_week_run.code, demo_week_run.out
     assert code == 0, out
     root = demo_project.parent
     (run_dir,) = [p for p in (root / "runs").iterdir() if p.is_dir()]
