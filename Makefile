@@ -40,8 +40,9 @@ redis:  ## Debian's redis-server, for the test that serves features from Redis
 data: install  ## the demo warehouse, data/warehouse.db
 	$(BIN)/mlops-nb demo init
 
-pipeline: data  ## run the whole lifecycle on the demo
+pipeline: data  ## run the whole lifecycle on the demo, then replay July-December through monitoring and retraining
 	$(BIN)/mlops-nb run
+	$(BIN)/mlops-nb demo replay --from 2013-07 --to 2013-12
 
 test: install-dev chromium redis data  ## notebooks (nbdev-test) and pytest
 	$(BIN)/python -m pytest

@@ -7,13 +7,31 @@ import pytest
 from conftest import BIN, ROOT
 
 NOTEBOOKS = sorted(p.name for p in (ROOT / "nbs").glob("[0-9]*.ipynb"))
+WORKERS = 2  # notebooks tested at once, as `nbdev-test` on the folder does (min(cpus, 8) workers; CI has 2 cores)
+
+
+def nbdev_test(nb: str) -> subprocess.CompletedProcess:
+    "nbdev-test on one notebook in its own process (as the nbdev-test command does), with IN_TEST set."
+    return subprocess.run([str(BIN / "nbdev-test"), "--flags", "", nb], cwd=ROOT / "nbs",
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def notebook_tests(request, warehouse):
+    "The selected notebooks' nbdev-test processes, WORKERS at a time, the slowest known first; {notebook: future}."
+    from concurrent.futures import ThreadPoolExecutor
+    wanted = [nb for nb in NOTEBOOKS if any(i.name == f"test_notebook[{nb}]" for i in request.session.items)]
+    slow_first = sorted(wanted, key=lambda nb: nb not in ("05_train.ipynb", "06_deploy.ipynb", "91_reports.ipynb"))
+    pool = ThreadPoolExecutor(WORKERS)
+    futures = {nb: pool.submit(nbdev_test, nb) for nb in slow_first}
+    yield futures
+    pool.shutdown(wait=True)
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS)
-def test_notebook(nb, warehouse):
-    "nbdev-test, one notebook per process (as the nbdev-test command does), with IN_TEST set."
-    p = subprocess.run([str(BIN / "nbdev-test"), "--flags", "", nb], cwd=ROOT / "nbs",
-                       capture_output=True, text=True, timeout=300)
+def test_notebook(nb, notebook_tests):
+    "nbdev-test, one notebook per process (as the nbdev-test command does), with IN_TEST set; two at a time."
+    p = notebook_tests[nb].result()
     assert p.returncode == 0 and "Success" in p.stdout, p.stdout[-3000:] + p.stderr[-6000:]
 
 
