@@ -14,7 +14,8 @@ after, where the online store holds what the training set held):
   it answers class labels. It runs as shipped (uvicorn access log on);
 - the HTTP ceiling: a no-op FastAPI app on uvicorn with our service's settings (one worker, access log off) that
   parses our bodies and answers a constant: what one uvicorn worker and this load generator can do at all;
-- the floor, in a fresh process: the pipeline's `predict_proba` on the model inputs, and `Scorer.score` (our whole
+- the floor, in a fresh process: the pipeline's `predict_proba` on the model inputs, `ServingModel.predict` (what the
+  service calls: the lean path, category codes and treelite, when it is proven equal at load), and `Scorer.score` (our whole
   path without HTTP) on the raw records (1, 8 and 100 per call), plus where `Scorer.score`'s time goes for one
   record (each stage timed alone, and a cProfile).
 
@@ -251,6 +252,10 @@ def floor_child(folder: Path, n1: int, n100: int, profile_calls: int) -> dict:
     out["proba_1"] = timed(lambda x: m.model.predict_proba(x), ones, n1)
     out["proba_8"] = timed(lambda x: m.model.predict_proba(x), eights, n100)
     out["proba_100"] = timed(lambda x: m.model.predict_proba(x), hundreds, n100)
+    out["inference"] = m.inference
+    out["lean_1"] = timed(m.predict, ones, n1)  # what the service calls: the lean path when it is proven at load
+    out["lean_8"] = timed(m.predict, eights, n100)
+    out["lean_100"] = timed(m.predict, hundreds, n100)
     out["score_1"] = timed(lambda r: scorer.score(r), [[r] for r in records], n1)
     out["score_8"] = timed(lambda r: scorer.score(r), [records[i:i + 8] for i in range(0, len(records) - 8, 4)], n100)
     if hasattr(scorer, "score_many") and hasattr(scorer, "check"):  # the micro-batching path: 8 one-record requests in one pass
@@ -270,7 +275,7 @@ def floor_child(folder: Path, n1: int, n100: int, profile_calls: int) -> dict:
         k = rows[keys]
         return online_features(fl.store, fl.project, k.astype(object).where(k.notna(), None).to_dict("records"), fl.service, at=t, timestamps=True)
 
-    meta1 = [("rid", 0, "now", m.name, m.version, "champion", 0.5, 0, 1.0)]
+    meta1 = [("rid", 0, "now", m.name, m.version, "champion", 0.5, 0, 1.0, "now")]
     def log_part(X1):  # the log's rows: inputs and features to JSON (in the writer thread when `PredictionLog._rows` exists)
         if hasattr(PredictionLog, "_rows"): return PredictionLog._rows(one[0], X1, meta1)
         feats = X1.astype(object).where(X1.notna(), None).to_dict("records")
@@ -279,11 +284,12 @@ def floor_child(folder: Path, n1: int, n100: int, profile_calls: int) -> dict:
     stages = {
         "parse the body (`parse_records`)": timed(parse_records, bodies1, n1),
         "validate and type the records (`validate_records`)": timed(lambda r: validate_records(r, scorer.types, m.categories), one, n1),
-        "request features (`request_features`: `DataFrame.eval` per expression)": timed(lambda r: request_features(fl.spec, r), rows1, n1),
+        "request features (`request_features`: expressions as plain Python over the columns)": timed(lambda r: request_features(fl.spec, r), rows1, n1),
         "online lookup (`decision_time` + `get_online_features`, 4 views)": timed(lookup, rows1, n1),
         "all of `FeatureLookup.frame` (lookup, TTL checks, concat, request features)": timed(lambda r: fl.frame(r)[m.columns], rows1, n1),
-        "`predict_proba` on the looked-up row": timed(lambda x: m.model.predict_proba(x), frames1, n1),
-        "log rows (features to dicts, `json.dumps`; in the log's writer thread if it has `_rows`)": timed(log_part, frames1, n1),
+        "the pipeline's `predict_proba` on the looked-up row (not on the path when the lean one is proven)": timed(lambda x: m.model.predict_proba(x), frames1, n1),
+        "`ServingModel.predict` on the looked-up row (what the service calls)": timed(m.predict, frames1, n1),
+        "log rows (pandas' JSON writer, in the log's writer thread)": timed(log_part, frames1, n1),
     }
     out["stages"] = {k: v for k, v in stages.items()}
 
@@ -416,7 +422,9 @@ def main():
         "| path | records / call | calls | p50 ms | p99 ms | mean ms | calls/s (1 / mean) |", "|---|---:|---:|---:|---:|---:|---:|",
     ]
     proba, score = "pipeline `predict_proba` (model inputs)", "`Scorer.score` (raw records: validation, online features, predict, log)"
+    lean = f"`ServingModel.predict` (model inputs; {f1.get('inference', '?')})"
     for k, what, size in (("proba_1", proba, 1), ("proba_8", proba, 8), ("proba_100", proba, BATCH),
+                          ("lean_1", lean, 1), ("lean_8", lean, 8), ("lean_100", lean, BATCH),
                           ("score_1", score, 1), ("score_8", score, 8),
                           ("many_8", "`Scorer.score_many`: 8 one-record requests in one pass (the service's micro-batch at concurrency 8)", 8),
                           ("score_100", score, BATCH)):
