@@ -1,5 +1,5 @@
 "Each phase notebook passes nbdev-test on its own; the export is in sync; the docs pre-process."
-import filecmp, shutil, subprocess, sys
+import filecmp, os, shutil, subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -42,7 +42,8 @@ def test_export_in_sync(tmp_path):
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
     (tmp_path / "mlops_nb").mkdir()
     shutil.copy(ROOT / "mlops_nb" / "__init__.py", tmp_path / "mlops_nb")
-    subprocess.run([str(BIN / "nbdev-export")], cwd=tmp_path, check=True, capture_output=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "IN_TEST"}  # nbdev-export exports nothing under IN_TEST
+    subprocess.run([str(BIN / "nbdev-export")], cwd=tmp_path, check=True, capture_output=True, timeout=120, env=env)
     cmp = filecmp.dircmp(ROOT / "mlops_nb", tmp_path / "mlops_nb", ignore=["__pycache__"])
     assert not (cmp.diff_files or cmp.left_only or cmp.right_only), (
         f"run nbdev-export and commit: differs {cmp.diff_files}, only in repo {cmp.left_only}, only exported {cmp.right_only}")
