@@ -430,7 +430,7 @@ def test_real_run_reports_frozen_and_live(demo_week_run, browser):
     # live, through the CLI the lead wires to serve_reports; Ctrl-C stops it cleanly
     port = free_port()
     proc = subprocess.Popen([str(BIN / "mlops-nb"), "reports", "--project", str(demo_project), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -455,8 +455,8 @@ def test_real_run_reports_frozen_and_live(demo_week_run, browser):
         page.close()
     finally:
         proc.send_signal(signal.SIGINT)
-        try: out, _ = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill(); out, _ = proc.communicate()
+        try: out, _ = proc.communicate(timeout=60)  # Voila gets 20 s to stop its kernels, then is killed
+        except subprocess.TimeoutExpired:  # kill Voila too: a child left holding our pipe would block the read forever
+            os.killpg(proc.pid, signal.SIGKILL); out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert f"http://127.0.0.1:{port}/voila/render/overview.ipynb" in out
