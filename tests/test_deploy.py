@@ -125,6 +125,23 @@ def test_prediction_log_and_feedback(service):
     assert 'mlops_nb_requests_total{status="200"}' in metrics and "mlops_nb_request_seconds_bucket" in metrics
 
 
+def test_a_flight_without_a_key_is_scored_without_its_features(service):
+    "A null tail number (the data has such flights) is answered, with the plane's features missing as training saw them, in a pass with a full record."
+    from mlops_nb.deploy import PredictionLog
+    url = service["url"]
+    example = requests.get(f"{url}/metadata").json()["example"]["records"][0]
+    r = requests.post(f"{url}/predict", json={"records": [example, {**example, "tailnum": None}]})
+    assert r.status_code == 200, r.text
+    rid = r.json()["request_id"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        log = PredictionLog(service["project"].parent / "serving" / "predictions.db").read()
+        if (log.request_id == rid).sum() == 2: break
+        time.sleep(0.2)
+    full, keyless = (json.loads(f) for f in log[log.request_id == rid].sort_values("record").features)
+    assert full["plane_seats"] is not None and keyless["plane_seats"] is None and keyless["temp"] == full["temp"]
+
+
 def test_alias_switch_under_load_fails_no_request(service):
     "Eight clients send 300 requests while the champion moves to a new version and back: every answer is a 200."
     from mlflow import MlflowClient
