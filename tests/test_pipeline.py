@@ -82,7 +82,8 @@ def test_from_reuses_upstream_and_same_data_same_digest(demo_project):
     "--from quality reuses the last run's ingest; the same data ingested twice has the same digest and version."
     assert mlops_nb("run", "--project", demo_project, "--until", "ingest", "--no-reports")[0] == 0
     assert mlops_nb("run", "--project", demo_project, "--until", "ingest", "--no-reports")[0] == 0
-    code, out = mlops_nb("run", "--project", demo_project, "--from", "quality", "--until", "features", "--no-reports")
+    code, out = mlops_nb("run", "--project", demo_project, "--from", "quality", "--until", "features", "--no-reports",
+                         "--set", "quality.profile.enabled=false")
     assert code == 0, out
     recs = [json.loads(p.read_text()) for p in sorted((demo_project.parent / "runs").glob("*/run.json"))]
     first, second, third = recs
@@ -144,8 +145,9 @@ def test_data_target_mode(cancer_csv):
     assert card["registered"]["decision"] == "champion" and card["holdout"]["roc_auc"] > 0.9
     smoke = json.loads((run_dir / "artifacts/deploy/smoke.json").read_text())  # the champion served and smoke-tested
     assert smoke["deployed"] and smoke["model_uri"] == "models:/cancer/1" and (run_dir / "artifacts/deploy/bundle/Dockerfile").exists()
-    # the saved project is reusable as it is
-    code, out = mlops_nb("run", "--project", run_dir / "project.yaml", "--until", "quality", "--no-reports", cwd=cancer_csv.parent)
+    # the saved project is reusable as it is (its quality rules included; the profile was checked by the run above)
+    code, out = mlops_nb("run", "--project", run_dir / "project.yaml", "--until", "quality", "--no-reports",
+                         "--set", "quality.profile.enabled=false", cwd=cancer_csv.parent)
     assert code == 0, out
 
 
@@ -185,7 +187,8 @@ CASES = {
 def test_bad_data(case, tmp_path):
     make, target, want_code, words = CASES[case]
     f = make(tmp_path)
-    code, out = mlops_nb("run", "--data", f, "--target", target, "--no-reports", cwd=tmp_path)
+    # no profile: these runs are about the checks and the failure (the demo's and --data's runs profile)
+    code, out = mlops_nb("run", "--data", f, "--target", target, "--no-reports", "--set", "quality.profile.enabled=false", cwd=tmp_path)
     assert code == want_code, out
     assert "Traceback" not in out, out
     for w in words: assert w.lower() in out.lower(), (w, out)
@@ -232,9 +235,10 @@ def test_unreachable_database(demo_project, tmp_path):
 def test_all_null_required_column_with_a_saved_project(tmp_path):
     "An inferred project, saved in its run, reused on a new extract whose required column is all empty: exit 1."
     good = frame_csv(tmp_path, "customers.csv", table())
-    assert mlops_nb("run", "--data", good, "--target", "churned", "--until", "quality", "--no-reports", cwd=tmp_path)[0] == 0
+    no_profile = ("--set", "quality.profile.enabled=false")  # this is about the checks: the profile is tested elsewhere
+    assert mlops_nb("run", "--data", good, "--target", "churned", "--until", "quality", "--no-reports", *no_profile, cwd=tmp_path)[0] == 0
     saved = only_run(tmp_path) / "project.yaml"
     assert yaml.safe_load(saved.read_text())["quality"]["tables"]["customers"]["columns"]["city"]["required"] is True
     bad = frame_csv(tmp_path, "next.csv", table(city=[None] * 60))
-    code, out = mlops_nb("run", "--project", saved, "--set", f"sources.data.path={bad}", "--no-reports", cwd=tmp_path)
+    code, out = mlops_nb("run", "--project", saved, "--set", f"sources.data.path={bad}", "--no-reports", *no_profile, cwd=tmp_path)
     assert code == 1 and "city" in out and "quality" in out and "Traceback" not in out, out

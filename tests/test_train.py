@@ -29,17 +29,17 @@ def cancer(tmp_path_factory):
     return d, yaml.safe_load((run_dir / "project.yaml").read_text())
 
 
-def train(cancer, name, experiments=None, deploy=True, **design):
-    """Run the train step (earlier steps reused) with these experiments, and the deploy step after it unless
-    `deploy` is False (what these tests check is the card and the registry, which deploy only reads); return
-    (exit code, output, model card)."""
+def train(cancer, name, experiments=None, **design):
+    """Run the train step alone (earlier steps reused) with these experiments; return (exit code, output, model card).
+    What these tests check is the card and the registry, which deploy only reads (test_pipeline's --data run deploys
+    a cancer champion)."""
     d, data = cancer
     data = json.loads(json.dumps(data))
     data["train"] = {"experiments": experiments} if experiments else {}
     data["design"].update(design)
     f = d / f"{name}.yaml"
     f.write_text(yaml.safe_dump(data, sort_keys=False))
-    code, out = mlops_nb("run", "--project", f, "--from", "train", *([] if deploy else ["--until", "train"]), "--no-reports", cwd=d)
+    code, out = mlops_nb("run", "--project", f, "--from", "train", "--until", "train", "--no-reports", cwd=d)
     runs = sorted(p for p in (d / "runs").iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
     card = runs[-1] / "artifacts" / "train" / "model_card.json"
     return code, out, json.loads(card.read_text()) if card.exists() else None
@@ -70,15 +70,14 @@ def test_champion_moves_only_for_a_better_model(cancer):
     assert failed_run.info.status == "FAILED" and "learning_rate" in failed_run.data.tags["error"]
     assert all(v.run_id != failed_run.info.run_id for v in client.search_model_versions("name='cancer'"))
     # 2. a model on every column beats it on the same hold-out: the champion moves
-    # (the runs below stop after train: deploying a cancer champion is checked by run 1 and test_pipeline's --data run)
-    code, out, strong = train(cancer, "strong", [ALL_COLUMNS], deploy=False)
+    code, out, strong = train(cancer, "strong", [ALL_COLUMNS])
     assert code == 0, out
     assert strong["lineage"]["holdout_digest"] == card["lineage"]["holdout_digest"]
     assert strong["promotion"]["champion_version"] == v1 and strong["registered"]["decision"] == "champion", strong["promotion"]
     assert champion(cancer) == strong["registered"]["version"]
     assert strong["promotion"]["champion_on_holdout"]["value"] < strong["holdout"]["value"]
     # 3. the weak model again: it becomes the challenger, the champion stays, and the reason is on the version
-    code, out, again = train(cancer, "weak_again", [weak], deploy=False)
+    code, out, again = train(cancer, "weak_again", [weak])
     assert code == 0, out
     assert again["registered"]["decision"] == "challenger" and champion(cancer) == strong["registered"]["version"]
     mv = client.get_model_version("cancer", again["registered"]["version"])
