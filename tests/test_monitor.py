@@ -35,15 +35,13 @@ def served(tmp_path_factory, warehouse):
     data["monitor"] = {"min_rows": 100, "retrain": {"min_labels": 100}}
     f = root / "project.yaml"
     f.write_text(yaml.safe_dump(data, sort_keys=False))
-    import time; T=time.time()
     code, out = mlops_nb("run", "--project", f, "--no-reports")
-    assert code == 0, out; print("RUN1", time.time()-T)
+    assert code == 0, out
     uri = f"sqlite:///{root / 'mlflow.db'}"
     MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias("delay_model", "champion", "1")
     # the feature store over both weeks (a daily feature job would keep it current); the service replays week 2 through it
     code, out = mlops_nb("run", "--project", f, "--until", "features", "--set", f"ingest.window.end={WEEK2[1]}", "--no-reports")
     assert code == 0, out
-    print("RUN2", time.time()-T)
     features_run = max((p for p in (root / "runs").iterdir() if (p / "run.json").exists()), key=lambda p: p.name)
     lp = load_project(f)
     scorer = Scorer(lp, tracking_uri=uri, run_dir=features_run, point_in_time=True)
@@ -58,7 +56,7 @@ def served(tmp_path_factory, warehouse):
                  for j in range(len(body["predictions"])) if not pd.isna(labels[i + j])]
         sent += scorer.log.feedback(items)["new"]
         assert scorer.log.feedback(items[::2])["duplicates"] == len(items[::2])  # a label arriving twice is stored once
-    scorer.log.close(); print("SCORED", time.time()-T)
+    scorer.log.close()
     return f, uri, lp.path(lp.deploy.prediction_log), sent
 
 
