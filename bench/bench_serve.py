@@ -226,8 +226,7 @@ def floor_child(folder: Path, n1: int, n100: int, profile_calls: int) -> dict:
     import cProfile, io, pstats
     import numpy as np, pandas as pd
     from mlops_nb.config import demo_project_file, load_project
-    from mlops_nb.deploy import PredictionLog, Scorer, parse_records, validate_records
-    from mlops_nb.features import request_features
+    from mlops_nb.deploy import PredictionLog, Scorer, parse_records, records_columns
     lp = load_project(demo_project_file())
     scorer = Scorer(lp, tracking_uri=lp.tracking_uri, log_path=folder / "floor_predictions.db")
     m, fl = scorer.model, scorer.features
@@ -266,27 +265,26 @@ def floor_child(folder: Path, n1: int, n100: int, profile_calls: int) -> dict:
     # Scorer.score's stages for one record, each timed alone on the same inputs (the sum is close to score_1)
     one = [[r] for r in records]
     bodies1 = [json.dumps({"records": r}).encode() for r in one]
-    rows1 = [validate_records(r, scorer.types, m.categories) for r in one]
-    frames1 = [fl.frame(r)[m.columns] for r in rows1]
+    rows1 = [records_columns(scorer.check(r), scorer.types) for r in one]
+    inputs1 = [fl.inputs(r) for r in rows1]
+    frames1 = [pd.DataFrame(x)[m.columns] for x in inputs1]
 
     def lookup(rows):  # what the service reads; Feast's `get_online_features` answers the same (06_deploy tests it) at about 4x the cost
-        return fl.online(rows, rows[fl.spec.event_time].array.asi8 + fl.offset_ns)
+        return fl.online(rows, fl.decision_ns(rows))
 
     meta1 = [("rid", 0, "now", m.name, m.version, "champion", 0.5, 0, 1.0, "now")]
-    def log_part(X1):  # the log's rows: inputs and features to JSON (in the writer thread when `PredictionLog._rows` exists)
-        if hasattr(PredictionLog, "_rows"): return PredictionLog._rows(one[0], X1, meta1)
-        feats = X1.astype(object).where(X1.notna(), None).to_dict("records")
-        return [json.dumps(one[0][0], default=str), json.dumps(feats[0], default=str)]
+    def log_part(X1):  # the log's rows: inputs and features to JSON, in the log's writer thread
+        return PredictionLog._rows(one[0], X1, meta1)
 
     stages = {
         "parse the body (`parse_records`)": timed(parse_records, bodies1, n1),
-        "validate and type the records (`validate_records`)": timed(lambda r: validate_records(r, scorer.types, m.categories), one, n1),
-        "request features (`request_features`: expressions as plain Python over the columns)": timed(lambda r: request_features(fl.spec, r), rows1, n1),
+        "check and type the records (`Scorer.check`, `records_columns`)": timed(lambda r: records_columns(scorer.check(r), scorer.types), one, n1),
+        "request features (`FeatureLookup.request_values`: expressions as plain Python over the columns)": timed(fl.request_values, rows1, n1),
         "online lookup (`FeatureLookup.online`: Feast's `online_read`, one per view, 4 views)": timed(lookup, rows1, n1),
-        "all of `FeatureLookup.frame` (lookup, TTL checks, concat, request features)": timed(lambda r: fl.frame(r)[m.columns], rows1, n1),
-        "the pipeline's `predict_proba` on the looked-up row (not on the path when the lean one is proven)": timed(lambda x: m.model.predict_proba(x), frames1, n1),
-        "`ServingModel.predict` on the looked-up row (what the service calls)": timed(m.predict, frames1, n1),
-        "log rows (pandas' JSON writer, in the log's writer thread)": timed(log_part, frames1, n1),
+        "all of `FeatureLookup.inputs` (request features, lookup, TTL checks)": timed(fl.inputs, rows1, n1),
+        "the pipeline's `predict_proba` on the looked-up row as a frame (not on the path when the lean one is proven)": timed(lambda x: m.model.predict_proba(x), frames1, n1),
+        "`ServingModel.predict` on the looked-up row's columns (what the service calls)": timed(m.predict, inputs1, n1),
+        "log rows (inputs and features to JSON, in the log's writer thread)": timed(log_part, inputs1, n1),
     }
     out["stages"] = {k: v for k, v in stages.items()}
 
@@ -303,8 +301,8 @@ def floor_child(folder: Path, n1: int, n100: int, profile_calls: int) -> dict:
                                "cum_ms": ct / profile_calls * 1000, "share": tt / total} for tt, ct, nc, k in rows]}
     cum = {}
     for k, v in st.stats.items():
-        for name in ("validate_records", "frame", "request_features", "online", "online_read", "predict_proba", "canary_mask",
-                     "dumps", "append", "eval", "uuid4", "now_iso"):
+        for name in ("check_records", "records_columns", "request_values", "online", "online_read", "predict", "predict_proba",
+                     "canary_mask", "dumps", "append", "eval", "uuid4", "now_iso"):
             if k[2] == name: cum[name] = cum.get(name, 0) + v[3] / profile_calls * 1000
     out["profile"]["cum"] = cum
     scorer.log.close()
@@ -429,7 +427,7 @@ def main():
         r = f1[k]
         lines.append(f"| {what} | {size} | {r['n']:,} | {r['p50']:.2f} | {r['p99']:.2f} | {r['mean']:.2f} | {1000 / r['mean']:,.0f} |")
     lines += ["", f"Where `Scorer.score`'s {f1['score_1']['p50']:.2f} ms (p50, one record) go: each stage timed alone on the same inputs "
-              "(the online lookup is part of `FeatureLookup.frame`, as are the request features):", "",
+              "(the online lookup is part of `FeatureLookup.inputs`, as are the request features):", "",
               "| stage | p50 ms | p99 ms | share of `Scorer.score` p50 |", "|---|---:|---:|---:|"]
     for k, r in fs.items():
         lines.append(f"| {k} | {r['p50']:.3f} | {r['p99']:.3f} | {r['p50'] / f1['score_1']['p50']:.0%} |")
