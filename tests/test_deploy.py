@@ -47,7 +47,13 @@ def test_health_ready_metadata_docs(service):
     assert meta["model"] == "delay_model" and 0 < meta["threshold"] < 1
     assert meta["inference"].startswith("lean: treelite"), meta["inference"]  # boosted trees take the lean path, proven at load
     assert set(meta["request_fields"]) >= {"carrier", "origin", "dest", "tailnum", "time_hour", "hour", "distance"}
-    assert requests.get(f"{url}/docs").status_code == 200 and requests.get(f"{url}/openapi.json").json()["paths"]["/predict"]
+    assert requests.get(f"{url}/docs").status_code == 200
+    doc = requests.get(f"{url}/openapi.json").json()  # the request schema is published: fields, types, known categories
+    body = doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/PredictRequest"} and body["example"] == meta["example"]
+    record = doc["components"]["schemas"]["Record"]
+    assert set(record["required"]) == set(meta["request_fields"])
+    assert record["properties"]["carrier"]["anyOf"][0]["enum"] == meta["known_categories"]["carrier"]
 
 
 def test_predictions_equal_in_process_scoring(service):
