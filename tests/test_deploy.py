@@ -1,5 +1,5 @@
 "The model service over real HTTP on 127.0.0.1: answers equal in-process scoring, bad requests get a 4xx naming the field, an alias switch under load fails no request."
-import json, os, socket, subprocess, sys, threading, time
+import json, os, socket, sqlite3, subprocess, sys, threading, time
 from pathlib import Path
 
 import pandas as pd
@@ -233,3 +233,33 @@ def test_batch_scoring_command(service, tmp_path):
     code, out = mlops_nb("score", "--project", service["project"], "--input", tmp_path / "bad.csv", "--output", tmp_path / "bad_scored.csv")
     assert code == 2 and "bad.csv, line 9: distance: 'far' is not a number" in out and "Traceback" not in out, out
     assert not (tmp_path / "bad_scored.csv").exists()
+    code, out = mlops_nb("score", "--project", service["project"], "--input", tmp_path / "missing.csv", "--output", tmp_path / "x.csv")
+    assert code == 2 and "--input: file not found" in out and "Traceback" not in out, out
+
+
+def test_feedback_command(service, tmp_path):
+    "`mlops-nb feedback --file`: labels from a file join their predictions; a bad line or a file that matches nothing records nothing."
+    url = service["url"]
+    log_path = service["project"].parent / "serving" / "predictions.db"
+    def query(sql):
+        with sqlite3.connect(log_path) as db: return db.execute(sql).fetchall()
+    example = requests.get(f"{url}/metadata").json()["example"]
+    rids = [requests.post(f"{url}/predict", json=example).json()["request_id"] for _ in range(3)]
+    deadline = time.monotonic() + 10  # the log is written in the background
+    while not set(rids) <= {r for r, in query("select request_id from predictions")} and time.monotonic() < deadline: time.sleep(0.2)
+    pd.DataFrame({"request_id": rids + ["never-served"], "label": [True, False, True, False]}).to_csv(tmp_path / "labels.csv", index=False)
+    code, out = mlops_nb("feedback", "--project", service["project"], "--file", tmp_path / "labels.csv")
+    assert code == 0 and "4 labels" in out and "4 new" in out and "1 matching no logged prediction" in out, out
+    labels = dict(query("select request_id, label from feedback"))
+    assert [labels[r] for r in rids] == [1, 0, 1]
+    code, out = mlops_nb("feedback", "--project", service["project"], "--file", tmp_path / "labels.csv")
+    assert code == 0 and "0 new, 4 already recorded" in out, out  # twice: stored once
+    pd.DataFrame({"request_id": ["a", "b"], "label": ["yes", "no"]}).to_csv(tmp_path / "bad.csv", index=False)
+    code, out = mlops_nb("feedback", "--project", service["project"], "--file", tmp_path / "bad.csv")
+    assert code == 2 and "bad.csv, line 2: label: 'yes' is not a label" in out and "Traceback" not in out, out
+    pd.DataFrame({"request_id": ["x1", "x2"], "label": [1, 0]}).to_csv(tmp_path / "strangers.csv", index=False)
+    code, out = mlops_nb("feedback", "--project", service["project"], "--file", tmp_path / "strangers.csv")
+    assert code == 2 and "none of the 2 labels matches a logged prediction" in out, out
+    assert not {"a", "x1", "x2"} & {r for r, in query("select request_id from feedback")}  # refused files record nothing
+    code, out = mlops_nb("feedback", "--project", service["project"], "--file", tmp_path / "missing.csv")
+    assert code == 2 and "--file: file not found" in out and "Traceback" not in out, out
