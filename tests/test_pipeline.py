@@ -1,5 +1,5 @@
 "Whole runs through the `mlops-nb` command: the run contract, the --data mode, and bad input."
-import json, sqlite3
+import json, sqlite3, subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -7,7 +7,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from conftest import ROOT, mlops_nb
+from conftest import BIN, ROOT, free_port, mlops_nb
 from mlops_nb.config import file_digest, frame_digest
 
 
@@ -144,11 +144,34 @@ def test_data_target_mode(cancer_csv):
     assert card["split"]["kind"] == "random" and card["registered"]["name"] == "cancer"  # no time column: a random hold-out
     assert card["registered"]["decision"] == "champion" and card["holdout"]["roc_auc"] > 0.9
     smoke = json.loads((run_dir / "artifacts/deploy/smoke.json").read_text())  # the champion served and smoke-tested
-    assert smoke["deployed"] and smoke["model_uri"] == "models:/cancer/1" and (run_dir / "artifacts/deploy/bundle/Dockerfile").exists()
+    assert smoke["deployed"] and smoke["model_uri"] == "models:/cancer/1"
+    assert_image_command_serves(run_dir / "artifacts/deploy/bundle", cancer_csv.parent / "elsewhere")
     # the saved project is reusable as it is (its quality rules included; the profile was checked by the run above)
     code, out = mlops_nb("run", "--project", run_dir / "project.yaml", "--until", "quality", "--no-reports",
                          "--set", "quality.profile.enabled=false", cwd=cancer_csv.parent)
     assert code == 0, out
+
+
+def assert_image_command_serves(bundle: Path, cwd: Path):
+    "The bundle's Dockerfile copies files the source tree has, and its command, run on the host, serves and passes the smoke test."
+    from mlops_nb.config import package_root
+    from mlops_nb.deploy import smoke_test
+    lines = (bundle / "Dockerfile").read_text().splitlines()
+    copied = [w for line in lines if line.startswith("COPY ") for w in line.split()[1:-1]]
+    assert copied and all((package_root() / c).exists() for c in copied), copied
+    command = json.loads(next(line for line in lines if line.startswith("CMD "))[4:])
+    assert command[:4] == ["mlops-nb", "serve", "--project", str(bundle / "project.yaml")], command
+    port = free_port()  # the container's 0.0.0.0:8000 becomes a loopback port here
+    host = {"0.0.0.0": "127.0.0.1", "8000": str(port)}
+    cwd.mkdir()  # not the project folder: the image's working directory is its own
+    proc = subprocess.Popen([str(BIN / command[0]), *(host.get(a, a) for a in command[1:])], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try: result = smoke_test(f"http://127.0.0.1:{port}", timeout=120)
+    finally:
+        proc.terminate()
+        try: proc.wait(timeout=20)
+        except subprocess.TimeoutExpired: proc.kill()
+    assert result["passed"], (result, proc.stdout.read()[-2000:])
 
 
 # --- bad input: exit 1 or 2, a message naming the problem, no traceback, nothing half-written -------
