@@ -76,7 +76,8 @@ class KeyMetric(Model):
     metric: str  # the measured quantity (roc_auc, recall, precision, value: money per period above no model, ...)
     owner: Role
     direction: Literal["maximize", "minimize"] = "maximize"
-    threshold: float  # the gate: worse than this blocks promotion
+    threshold: Optional[float]  # the gate: worse than this blocks promotion; null: tracked, not gated
+    strict: bool = False  # the gate needs strictly better than `threshold` (equal fails)
     description: str = ""
 
 class ValueModel(Model):
@@ -87,6 +88,7 @@ class ValueModel(Model):
     false_positive: float = 0.0  # cost of a false alarm (positive number)
     false_negative: float = 0.0  # cost of a missed positive (positive number)
     true_negative: float = 0.0  # value of a correctly ignored negative
+    assumptions: str = ""  # what the figures assume, in plain words (an inferred card says it guessed them)
 
 class Target(Model):
     name: str  # the label's column name
@@ -105,6 +107,7 @@ class DesignCard(Model):
     value_model: Optional[ValueModel] = None
     target: Target
     sign_off_required: bool = False  # promotion waits for a human approval
+    inferred_from: Optional[str] = None  # set when the card was inferred from a table, not written by people: from what
 
 # %% ../nbs/00_config.ipynb #9a32ff4e
 class Source(Model):
@@ -151,6 +154,7 @@ class ColumnRule(Model):
     not_in_future: bool = False  # accuracy: a timestamp after extraction time is impossible
     severity: Severity = "error"
     min_pass_rate: float = Field(default=1.0, ge=0, le=1)
+    observed: dict[Literal["schema", "null_rate", "range", "allowed", "pattern", "not_in_future"], float] = {}  # inferred: share of rows that broke each check
 
 class RowCheck(Model):
     name: str
@@ -171,6 +175,7 @@ class DuplicateCheck(Model):
     subset: Optional[list[str]] = None  # key columns (default: whole rows)
     severity: Severity = "error"
     min_pass_rate: float = Field(default=1.0, ge=0, le=1)
+    observed: Optional[float] = Field(default=None, ge=0, le=1)  # inferred: share of rows that repeated an earlier one
 
 class FreshnessCheck(Model):
     column: str

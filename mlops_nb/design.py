@@ -11,9 +11,9 @@ from typing import Optional
 from .config import DesignCard, KeyMetric, Step, ValueModel, open_step
 
 # %% auto #0
-__all__ = ['PHASES', 'value_per_period', 'trivial_values', 'generated_value', 'break_even_threshold', 'gate_passes',
-           'evaluate_gates', 'LeakageError', 'check_features', 'card_problems', 'DesignCardError', 'gates_of',
-           'card_markdown', 'run_step']
+__all__ = ['PHASES', 'AUC_MARGIN', 'CARD_KEYS', 'value_per_period', 'trivial_values', 'generated_value', 'break_even_threshold',
+           'needs', 'gate_passes', 'evaluate_gates', 'LeakageError', 'check_features', 'card_problems',
+           'DesignCardError', 'gates_of', 'inferred_card', 'inferred_note', 'card_markdown', 'run_step']
 
 # %% ../nbs/01_design.ipynb #7a34f90f
 def value_per_period(vm: ValueModel, tp: float, fp: float, fn: float, tn: float) -> float:
@@ -32,8 +32,8 @@ def trivial_values(vm: ValueModel, positive_rate: float) -> dict:
 
 def generated_value(vm: ValueModel, tp: float, fp: float, fn: float, tn: float) -> float:
     "Value per period above the best policy that needs no model (flag nothing or flag everything)."
-    p = (tp + fn) / (tp + fp + fn + tn)
-    return value_per_period(vm, tp, fp, fn, tn) - max(trivial_values(vm, p).values())
+    pos, neg = tp + fn, fp + tn  # the trivial policies from the same counts: flagging nothing generates exactly 0
+    return value_per_period(vm, tp, fp, fn, tn) - max(value_per_period(vm, 0, 0, pos, neg), value_per_period(vm, pos, neg, 0, 0))
 
 # %% ../nbs/01_design.ipynb #dff0ec71
 def break_even_threshold(vm: ValueModel) -> float:
@@ -44,22 +44,31 @@ def break_even_threshold(vm: ValueModel) -> float:
     return loss / (gain + loss)
 
 # %% ../nbs/01_design.ipynb #f067cc77
-def gate_passes(metric: KeyMetric, value: Optional[float]) -> bool:
-    "Whether `value` meets the key metric's threshold in its direction (a missing value fails)."
-    if value is None or (isinstance(value, float) and math.isnan(value)): return False
-    return value >= metric.threshold if metric.direction == "maximize" else value <= metric.threshold
+def needs(metric: KeyMetric) -> str:
+    "What the gate asks, in symbols: `>= 0.65`, `> 0`, or `not gated`."
+    if metric.threshold is None: return "not gated"
+    cmp = (">" if metric.strict else ">=") if metric.direction == "maximize" else ("<" if metric.strict else "<=")
+    return f"{cmp} {metric.threshold:g}"
 
+def gate_passes(metric: KeyMetric, value: Optional[float]) -> bool:
+    "Whether `value` meets the key metric's threshold in its direction (a missing value fails; no threshold passes)."
+    if metric.threshold is None: return True
+    if value is None or (isinstance(value, float) and math.isnan(value)): return False
+    t, up = metric.threshold, metric.direction == "maximize"
+    if metric.strict: return value > t if up else value < t
+    return value >= t if up else value <= t
+
+# %% ../nbs/01_design.ipynb #b0171f2c
 def evaluate_gates(card: DesignCard, values: dict) -> list[dict]:
     "One verdict per key metric: its value, threshold, owner, and whether it passed (with the reason)."
     out = []
     for m in card.key_metrics:
         v = values.get(m.metric)
         ok = gate_passes(m, v)
-        cmp = ">=" if m.direction == "maximize" else "<="
-        reason = ("passed" if ok else f"{m.metric} is missing" if v is None
-                  else f"{m.metric} = {v:.4g}, needs {cmp} {m.threshold:g}")
-        out.append({"name": m.name, "kind": m.kind, "metric": m.metric, "owner": m.owner, "value": v,
-                    "threshold": m.threshold, "direction": m.direction, "passed": ok, "reason": reason})
+        reason = ("not gated: tracked only" if m.threshold is None else "passed" if ok else f"{m.metric} is missing" if v is None
+                  else f"{m.metric} = {v:.4g}, needs {needs(m)}")
+        out.append({"name": m.name, "kind": m.kind, "metric": m.metric, "owner": m.owner, "value": v, "threshold": m.threshold,
+                    "direction": m.direction, "strict": m.strict, "needs": needs(m), "passed": ok, "reason": reason})
     return out
 
 # %% ../nbs/01_design.ipynb #e7e38c9b
@@ -113,13 +122,61 @@ def gates_of(card: DesignCard) -> dict:
         "sign_off_required": card.sign_off_required,
     }
 
+# %% ../nbs/01_design.ipynb #02c3da8d
+AUC_MARGIN = 0.05  # an inferred card's ranking gate: ROC AUC this far above chance (0.5)
+
+CARD_KEYS = {  # what a user edits to make an inferred card theirs
+    "design.problem, design.decision": "what the prediction is for, and which decision it supports, when",
+    "design.value_model": "what each outcome is worth (true_positive, false_positive, false_negative, true_negative) "
+                          "and how many decisions a period (volume_per_period)",
+    "design.key_metrics[*].threshold": "the gates a model must pass to be served (null: tracked, not gated)",
+    "design.inferred_from": "delete it once the card is yours"}
+
+def inferred_card(target: str,  # the target column
+                  positive,  # its positive value
+                  table: str,  # the ingested table holding it
+                  source: str,  # what the card was inferred from, for people (`churn.csv: 7,043 rows, ...`)
+                  rows: int,  # the table's rows: one decision a month each
+                 ) -> dict:  # the project's `design:` section
+    "A complete design card for a bare table: gates a first model can meet, in agreement with its value model."
+    you = "you"
+    return {
+        "problem": f"Predict `{target}` (positive: {positive!r}) for the rows of {table}.",
+        "decision": "Not written yet: which decision the prediction supports, and when it is taken.",
+        "stakeholders": [{"name": you, "role": r} for r in ("business_stakeholder", "subject_matter_expert", "data_scientist", "ml_engineer")],
+        "phases": {"design": {"owner": "data_scientist", "sign_off": ["business_stakeholder"]},
+                   "development": {"owner": "data_scientist", "sign_off": ["subject_matter_expert"]},
+                   "deployment": {"owner": "ml_engineer"}, "maintenance": {"owner": "ml_engineer"}},
+        "key_metrics": [
+            {"name": "Ranking quality", "kind": "model", "metric": "roc_auc", "owner": "data_scientist", "threshold": 0.5 + AUC_MARGIN,
+             "description": f"ROC AUC on the frozen hold-out, at least {AUC_MARGIN:g} above chance (0.5): a model that ranks no better than a coin is not served."},
+            {"name": "Positives caught", "kind": "customer", "metric": "recall", "owner": "subject_matter_expert", "threshold": None,
+             "description": "Share of the positives the model flags. Tracked, not gated: a floor belongs here once the value model says what a miss costs."},
+            {"name": "Value generated", "kind": "value", "metric": "value", "owner": "business_stakeholder", "threshold": 0, "strict": True,
+             "description": "Units a month above the better of flagging nothing and flagging everything: a served model must beat both."}],
+        "value_model": {"currency": "units", "period": "month", "volume_per_period": max(int(rows), 1),
+                        "true_positive": 1, "false_positive": 1, "false_negative": 1, "true_negative": 1,
+                        "assumptions": ("Guessed, not agreed: every right decision (a positive flagged, a negative left alone) is worth "
+                                        "1 unit and every wrong one costs 1 unit, and each row of the table is one decision a month. "
+                                        "Put what each outcome is really worth in its place.")},
+        "target": {"name": target, "table": table, "positive_label": positive},
+        "inferred_from": source,
+    }
+
+def inferred_note(card: DesignCard, project_file: str) -> str:
+    "What to edit in `project_file` to make an inferred card real, in a few lines for the terminal."
+    gates = ", ".join(f"{m.metric} {needs(m)}" for m in card.key_metrics)
+    return (f"the design card was inferred from {card.inferred_from}; its value model and gates are guesses ({gates}).\n"
+            f"  to make it yours, edit in {project_file}:\n"
+            + "".join(f"    {k}: {v}\n" for k, v in CARD_KEYS.items()))
+
 # %% ../nbs/01_design.ipynb #fc9acdce
 def card_markdown(card: DesignCard) -> str:
     "The card's key facts as Markdown, for the notebook and the logs."
-    rows = "\n".join(f"| {m.name} | {m.kind} | {m.metric} | {m.owner} | {m.direction} | {m.threshold:g} |"
-                     for m in card.key_metrics)
-    return (f"**Problem.** {card.problem}\n\n**Decision.** {card.decision}\n\n"
-            "| key metric | kind | metric | owner | direction | threshold |\n|---|---|---|---|---|---|\n" + rows)
+    rows = "\n".join(f"| {m.name} | {m.kind} | {m.metric} | {m.owner} | {needs(m)} |" for m in card.key_metrics)
+    return ((f"**Inferred** from {card.inferred_from}: edit it to make it yours.\n\n" if card.inferred_from else "")
+            + f"**Problem.** {card.problem}\n\n**Decision.** {card.decision}\n\n"
+            "| key metric | kind | metric | owner | gate |\n|---|---|---|---|---|\n" + rows)
 
 def run_step(step: Step) -> dict:
     "Validate the design card, write `design_card.json` and `gates.json`, finish the step."
@@ -129,8 +186,7 @@ def run_step(step: Step) -> dict:
     gates = gates_of(card)
     step.save_json("design_card.json", card.model_dump(mode="json"))
     step.save_json("gates.json", gates)
-    step.params.update({f"gate.{m.metric}": f"{'>=' if m.direction == 'maximize' else '<='} {m.threshold:g}"
-                        for m in card.key_metrics})
+    step.params.update({f"gate.{m.metric}": needs(m) for m in card.key_metrics})
     step.params["sign_off_required"] = card.sign_off_required
     if gates["break_even_threshold"] is not None: step.metrics["break_even_threshold"] = gates["break_even_threshold"]
     return step.finish()

@@ -15,7 +15,7 @@ import pandas as pd
 
 from .config import (DesignCard, Experiment, Project, ProjectError, Split, Step, TrainSpec,
                              ValueModel, frame_digest, now_iso, open_step, package_root)
-from .design import evaluate_gates, trivial_values, value_per_period
+from .design import evaluate_gates, generated_value, trivial_values, value_per_period
 from .features import feature_kinds, model_transforms
 
 # %% auto #0
@@ -138,7 +138,7 @@ def score(y, p, threshold: float, vm: Optional[ValueModel]) -> dict:
     out["f1"] = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
     if vm is not None and len(y):
         out["value_absolute"] = value_per_period(vm, tp, fp, fn, tn)
-        out["value"] = out["value_absolute"] - max(trivial_values(vm, (tp + fn) / len(y)).values())
+        out["value"] = generated_value(vm, tp, fp, fn, tn)
     return out
 
 # %% ../nbs/05_train.ipynb #4cc7642c
