@@ -166,9 +166,8 @@ def inferred_card(target: str,  # the target column
 def inferred_note(card: DesignCard, project_file: str) -> str:
     "What to edit in `project_file` to make an inferred card real, in a few lines for the terminal."
     gates = ", ".join(f"{m.metric} {needs(m)}" for m in card.key_metrics)
-    return (f"the design card was inferred from {card.inferred_from}; its value model and gates are guesses ({gates}).\n"
-            f"  to make it yours, edit in {project_file}:\n"
-            + "".join(f"    {k}: {v}\n" for k, v in CARD_KEYS.items()))
+    return (f"the design card was inferred from {card.inferred_from}: its value model and gates ({gates}) are guesses; "
+            f"to make them yours, edit in {project_file}:\n" + "".join(f"    {k}: {v}\n" for k, v in CARD_KEYS.items()))
 
 # %% ../nbs/01_design.ipynb #fc9acdce
 def card_markdown(card: DesignCard) -> str:

@@ -389,15 +389,20 @@ def retrain_decision(spec: MonitorSpec, card, drift: pd.DataFrame, ranked: list,
         rule("drift of important features", len(hit) > 0,
              (", ".join(f"{c} ({m} {s:.3g})" for c, m, s in zip(hit.column, hit.method, hit.statistic)) if len(hit)
               else f"none of the {len(top)} most important features drifted ({', '.join(top)})"))
-    floors = r.floors if r.floors is not None else {m.metric: m.threshold for m in card.key_metrics}
+    # floors default to the card's gates (a gate without a threshold sets none; a strict gate is a value to beat)
+    floors = r.floors if r.floors is not None else {m.metric: m.threshold for m in card.key_metrics if m.threshold is not None}
+    to_beat = {m.metric for m in card.key_metrics if m.strict} if r.floors is None else set()
     directions = {m.metric: m.direction for m in card.key_metrics}
     for metric, floor in floors.items():
         v = perf["metrics"].get(metric)
         if not perf["judged"] or v is None or (isinstance(v, float) and math.isnan(v)):
             rule(f"{metric} floor", False, f"not judged: {perf['labelled']:,} labelled predictions (needs {r.min_labels:,})")
             continue
-        low = v > floor if directions.get(metric) == "minimize" else v < floor
-        rule(f"{metric} floor", low, f"{metric} = {v:.4g} on {perf['labelled']:,} labelled predictions, floor {floor:g}")
+        strict = metric in to_beat
+        low = ((v >= floor if strict else v > floor) if directions.get(metric) == "minimize"
+               else (v <= floor if strict else v < floor))
+        rule(f"{metric} floor", low, f"{metric} = {v:.4g} on {perf['labelled']:,} labelled predictions, floor {floor:g}"
+             + (" (to beat)" if strict else ""))
     if r.max_age:
         if newest_training_data is None: rule("model age", False, "the champion's training period is not recorded")
         else:

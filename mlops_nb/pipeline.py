@@ -15,18 +15,19 @@ from .config import (LoadedProject, ProjectError, atomic_write, demo_project_fil
                              package_root, write_json)
 
 # %% auto #0
-__all__ = ['STEPS', 'PIPELINE_END', 'LOGGED_SUFFIXES', 'MAX_LOGGED_BYTES', 'STEP_SECTIONS', 'KERNEL', 'SCHEDULE_MARK',
-           'CRON_FIELDS', 'REPLAY_MARK', 'EXIT_OK', 'EXIT_STEP_FAILED', 'EXIT_BAD_INPUT', 'EXIT_BUSY', 'EPILOG',
-           'nbs_dir', 'select_steps', 'new_run_id', 'LockBusy', 'run_lock', 'git_commit', 'new_record', 'save_record',
-           'read_record', 'tracking_client', 'start_parent_run', 'start_step_run', 'log_step', 'step_notebook',
-           'runs_in_a_run', 'error_of', 'one_line', 'ipc_kernel_manager', 'execute_step', 'ProgressLines',
-           'step_outputs', 'discard_partial', 'latest_run_with', 'reuse_steps', 'input_errors', 'preflight',
-           'prepare_run', 'run_steps', 'render_run_reports', 'finish_record', 'run_pipeline', 'column_rule',
-           'infer_project', 'list_run_records', 'runs_table', 'show_run', 'monitor_project', 'retrain_outcome',
-           'schedule_block', 'check_cron', 'merge_schedule', 'install_schedule', 'replay_project', 'fresh_folder',
-           'yaml_dump', 'send_month', 'refused_record', 'bad_field', 'start_service', 'wait_for_version', 'replay',
-           'retrain_comparison', 'replay_table', 'cmd_demo', 'cmd_run', 'cmd_runs', 'cmd_approve', 'cmd_serve',
-           'cmd_score', 'cmd_feedback', 'cmd_monitor', 'cmd_schedule', 'cmd_rollback', 'cmd_reports', 'main']
+__all__ = ['STEPS', 'PIPELINE_END', 'LOGGED_SUFFIXES', 'MAX_LOGGED_BYTES', 'STEP_SECTIONS', 'KERNEL', 'MIN_CLASS_ROWS',
+           'SCHEDULE_MARK', 'CRON_FIELDS', 'REPLAY_MARK', 'EXIT_OK', 'EXIT_STEP_FAILED', 'EXIT_BAD_INPUT', 'EXIT_BUSY',
+           'EPILOG', 'nbs_dir', 'select_steps', 'new_run_id', 'LockBusy', 'run_lock', 'git_commit', 'new_record',
+           'save_record', 'read_record', 'tracking_client', 'start_parent_run', 'start_step_run', 'log_step',
+           'step_notebook', 'runs_in_a_run', 'error_of', 'one_line', 'ipc_kernel_manager', 'execute_step',
+           'ProgressLines', 'step_outputs', 'discard_partial', 'latest_run_with', 'reuse_steps', 'input_errors',
+           'preflight', 'prepare_run', 'run_steps', 'render_run_reports', 'finish_record', 'next_steps', 'run_pipeline',
+           'check_target', 'infer_project', 'list_run_records', 'runs_table', 'show_run', 'monitor_project',
+           'retrain_outcome', 'schedule_block', 'check_cron', 'merge_schedule', 'install_schedule', 'replay_project',
+           'fresh_folder', 'yaml_dump', 'send_month', 'refused_record', 'bad_field', 'start_service',
+           'wait_for_version', 'replay', 'retrain_comparison', 'replay_table', 'cmd_demo', 'cmd_run', 'cmd_runs',
+           'cmd_approve', 'cmd_serve', 'cmd_score', 'cmd_feedback', 'cmd_monitor', 'cmd_schedule', 'cmd_rollback',
+           'cmd_reports', 'main']
 
 # %% ../nbs/90_pipeline.ipynb #8b9fbfa3
 STEPS = {"design": "01_design.ipynb", "ingest": "02_ingest.ipynb", "quality": "03_quality.ipynb",
@@ -383,6 +384,23 @@ def finish_record(run_dir: Path, rec: dict, error: Optional[dict], t0: float) ->
                duration_s=round(time.monotonic() - t0, 2))
     save_record(run_dir, rec)
 
+# %% ../nbs/90_pipeline.ipynb #371c0b66
+def next_steps(lp: LoadedProject, run_dir: Path) -> list[str]:
+    "The closing lines of a run of an inferred project: the saved project, what to edit, how to serve."
+    from mlops_nb.design import inferred_note
+    from mlops_nb.reports import read_json
+    saved, mine = run_dir / "project.yaml", f"{lp.name}.yaml"
+    lines = [f"next: the inferred project is saved in {saved}", f"  to reuse it: cp {saved} {mine}",
+             "  " + inferred_note(lp.design, mine).rstrip("\n"), f"  then: mlops-nb run --project {mine}"]
+    smoke = read_json(run_dir / "artifacts" / "deploy" / "smoke.json")
+    card = read_json(run_dir / "artifacts" / "train" / "model_card.json")
+    if smoke and smoke.get("deployed"):
+        lines.append(f"  the champion ({smoke['model_uri']}) passed its smoke test; serve it: mlops-nb serve --project {saved}")
+    elif card:
+        reg = card.get("registered") or {}
+        lines.append(f"  no model is served: version {reg.get('version')} is {reg.get('decision')} ({'; '.join(reg.get('reasons') or [])})")
+    return lines
+
 # %% ../nbs/90_pipeline.ipynb #8a5b58df
 def run_pipeline(lp: LoadedProject, start: Optional[str] = None, until: Optional[str] = None,
                  progress: bool = False, wait: float = 0, reuse: Optional[str] = None,
@@ -407,83 +425,26 @@ def run_pipeline(lp: LoadedProject, start: Optional[str] = None, until: Optional
     if error: _say(f"FAILED {one_line(error['step'], error)}")
     for page, path in rec["reports"].items(): _say(f"  report {page}: {run_dir / path}")
     _say(f"  live reports: mlops-nb reports (http://127.0.0.1:8866); tracking: mlflow ui --backend-store-uri {lp.tracking_uri}")
+    if lp.design.inferred_from:
+        for line in next_steps(lp, run_dir): _say(line)
     return (1 if error else 0), run_dir
 
 # %% ../nbs/90_pipeline.ipynb #e97ac872
-def _numeric_share(s) -> float:
-    import pandas as pd
-    v = s.dropna()
-    return float(pd.to_numeric(v.astype(str), errors="coerce").notna().mean()) if len(v) else 0.0
+MIN_CLASS_ROWS = 10  # fewer rows of a class cannot give train, validation and hold-out one each
 
-def _is_time(name: str, s) -> bool:
-    import pandas as pd, warnings
-    if pd.api.types.is_datetime64_any_dtype(s): return True
-    if s.dtype != object or not re.search(r"(date|time|timestamp|_at|_on)$", name.lower()): return False
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return pd.to_datetime(s.dropna().head(1000), errors="coerce", utc=True).notna().mean() > 0.95
-
-def column_rule(name: str, s, n_rows: int) -> dict:
-    "Principled quality rule for one column of an unknown table."
-    import pandas as pd
-    rule: dict = {}
-    nulls = float(s.isna().mean()) if n_rows else 0.0
-    if _is_time(name, s): rule.update(dtype="datetime", not_in_future=True)
-    elif pd.api.types.is_bool_dtype(s): rule["dtype"] = "bool"
-    elif pd.api.types.is_integer_dtype(s): rule["dtype"] = "int"
-    elif pd.api.types.is_numeric_dtype(s): rule["dtype"] = "number"
-    elif _numeric_share(s) >= 0.9: rule["dtype"] = "number"
-    else:
-        rule["dtype"] = "str"
-        values = s.dropna().unique()
-        if 0 < len(values) <= 20 and n_rows >= 20 * len(values): rule["allowed"] = sorted(map(str, values))
-    if nulls == 0: rule["required"] = True
-    else: rule["max_null_rate"] = 0.99  # a column with no value at all is a broken extract
-    return rule
-
-# %% ../nbs/90_pipeline.ipynb #9878dbf8
-def infer_project(data_file, target: str, name: Optional[str] = None) -> dict:
-    "A project (as a dict) for a CSV or Parquet table with a binary target column."
-    from mlops_nb.ingest import read_table_file
-    data_file = Path(data_file).resolve()
-    with input_errors(): df = read_table_file(data_file)
+def check_target(df, target: str, data_file: Path) -> None:
+    "Refuse (`ProjectError`) a target no run can learn: absent, not two values, or a class too rare to split."
     if target not in df.columns:
         close = __import__("difflib").get_close_matches(target, list(map(str, df.columns)), n=1)
         raise ProjectError(f"{data_file}: --target {target!r} is not a column"
                            + (f" (did you mean {close[0]!r}?)" if close else "") + f"; columns: {', '.join(map(str, df.columns))}")
-    labels = df[target].dropna().unique()
-    if len(labels) != 2:
-        raise ProjectError(f"{data_file}: --target {target!r} has {len(labels)} distinct values"
-                           f"{' (all empty)' if len(labels) == 0 else ''}; mlops-nb predicts a binary target (two values)")
-    positive = _positive_label(df[target])
-    table = re.sub(r"[^A-Za-z0-9_]", "_", data_file.stem) or "data"
-    columns = {str(c): column_rule(str(c), df[c], len(df)) for c in df.columns}
-    columns[target].pop("allowed", None)
-    time_col = next((c for c, r in columns.items() if r.get("dtype") == "datetime"), None)
-    me = "you"
-    return {
-        "name": name or re.sub(r"[^A-Za-z0-9_.-]", "-", data_file.stem).strip("-.") or "project",
-        "description": f"Inferred by `mlops-nb run --data {data_file.name} --target {target}`: edit and reuse with --project.",
-        "root": str(Path.cwd()),
-        "design": {
-            "problem": f"Predict `{target}` (positive: {positive!r}) for the rows of {data_file.name}.",
-            "decision": "Placeholder: say which decision the prediction supports and when.",
-            "stakeholders": [{"name": me, "role": r} for r in ("business_stakeholder", "subject_matter_expert", "data_scientist", "ml_engineer")],
-            "phases": {"design": {"owner": "data_scientist", "sign_off": ["business_stakeholder"]},
-                       "development": {"owner": "data_scientist", "sign_off": ["subject_matter_expert"]},
-                       "deployment": {"owner": "ml_engineer"}, "maintenance": {"owner": "ml_engineer"}},
-            "key_metrics": [
-                {"name": "Ranking quality", "kind": "model", "metric": "roc_auc", "owner": "data_scientist", "threshold": 0.6},
-                {"name": "Positives caught", "kind": "customer", "metric": "recall", "owner": "subject_matter_expert", "threshold": 0.5},
-                {"name": "Value generated", "kind": "value", "metric": "value", "owner": "business_stakeholder", "threshold": 0.0}],
-            "value_model": {"currency": "units", "period": "month", "volume_per_period": max(len(df), 1),
-                            "true_positive": 1, "false_positive": 1, "false_negative": 1, "true_negative": 1},
-            "target": {"name": target, "table": table, "positive_label": positive},
-        },
-        "sources": {"data": {"path": str(data_file)}},
-        "ingest": {"tables": {table: {"source": "data", "time_column": time_col}}},
-        "quality": {"tables": {table: {"columns": columns, "duplicates": {"severity": "error"}}}},
-    }
+    counts = df[target].value_counts()
+    if len(counts) != 2:
+        raise ProjectError(f"{data_file}: --target {target!r} has {len(counts)} distinct values"
+                           f"{' (all empty)' if len(counts) == 0 else ''}; mlops-nb predicts a binary target (two values)")
+    if counts.min() < MIN_CLASS_ROWS:
+        raise ProjectError(f"{data_file}: --target {target!r} is {counts.idxmin()!r} in only {counts.min()} of {len(df):,} rows; "
+                           f"train, validation and hold-out each need both classes: at least {MIN_CLASS_ROWS} rows of each")
 
 def _plain(v): return v.item() if hasattr(v, "item") else v
 
@@ -492,6 +453,41 @@ def _positive_label(s):
     for v in map(_plain, s.dropna().unique()):
         if not isinstance(v, str) and v == 1: return v
     return _plain(s.value_counts().idxmin())
+
+def _readable_time(s) -> bool:
+    "Whether the ingest step can take `s` as the table's time column: complete, and every value a timestamp."
+    from mlops_nb.ingest import IngestError, to_utc
+    if s.isna().any(): return False
+    try: to_utc(s)
+    except IngestError: return False
+    return True
+
+# %% ../nbs/90_pipeline.ipynb #9878dbf8
+def infer_project(data_file, target: str, name: Optional[str] = None) -> dict:
+    "A project (as a dict) for a CSV or Parquet table with a binary target: a card and rules describing the table as it is."
+    from mlops_nb.design import inferred_card
+    from mlops_nb.ingest import extract_table, read_table_file
+    from mlops_nb.quality import infer_rules, looks_like_time
+    data_file = Path(data_file).resolve()
+    with input_errors(): df = read_table_file(data_file)
+    check_target(df, target, data_file)
+    table = re.sub(r"[^A-Za-z0-9_]", "_", data_file.stem) or "data"
+    time_col = next((str(c) for c in df.columns if looks_like_time(str(c), df[c]) and _readable_time(df[c])), None)
+    source = f"{data_file.name} ({len(df):,} rows, {datetime.now(timezone.utc):%Y-%m-%d})"
+    project = {
+        "name": name or re.sub(r"[^A-Za-z0-9_.-]", "-", data_file.stem).strip("-.") or "project",
+        "description": f"Inferred by `mlops-nb run --data {data_file.name} --target {target}`: edit and reuse with --project.",
+        "root": str(Path.cwd()),
+        "design": inferred_card(target, _positive_label(df[target]), table, source, len(df)),
+        "sources": {"data": {"path": str(data_file)}},
+        "ingest": {"tables": {table: {"source": "data", "time_column": time_col}}},
+    }
+    del df
+    with input_errors(): ingested = extract_table(load_project(data=project), table).df  # as the ingest step will deliver it
+    rules = infer_rules(ingested, table)
+    rules["columns"][target].pop("allowed", None)
+    project["quality"] = {"tables": {table: rules}}
+    return project
 
 # %% ../nbs/90_pipeline.ipynb #1ecc03e1
 def list_run_records(runs_dir: Path) -> list[dict]:

@@ -14,17 +14,18 @@ import numpy as np
 import pandas as pd
 
 from .config import (ColumnRule, Dimension, DuplicateCheck, FreshnessCheck, GapCheck, ProfileSpec,
-                             Project, ProjectError, ReferenceCheck, RowCheck, Step, TableQuality, frame_digest,
+                             Project, ProjectError, QualitySpec, ReferenceCheck, RowCheck, Step, TableQuality, frame_digest,
                              load_project, open_step)
 
 # %% auto #0
-__all__ = ['DIMENSIONS', 'N_SAMPLES', 'MAX_SAMPLE_COLUMNS', 'EPS', 'FAMILIES', 'NOUNS', 'MAX_GAP_SLOTS', 'PROFILE_SEED',
-           'PROFILE_SETTINGS', 'check_result', 'sample_rows', 'is_textlike', 'ColumnFacts', 'dtype_family',
-           'storage_ok', 'nonconforming', 'table_schema', 'schema_checks', 'numeric_values', 'utc', 'utc_values',
-           'column_checks', 'eval_rows', 'row_check', 'reference_check', 'repeated_keys', 'duplicate_check',
-           'freshness_check', 'gap_check', 'evaluate_table', 'dimension_scores', 'pct', 'failure_line',
-           'quality_report', 'QualityGateError', 'gate_message', 'profile_table', 'reference_lookup', 'effective_rules',
-           'run_step', 'scores_table']
+__all__ = ['DIMENSIONS', 'N_SAMPLES', 'MAX_SAMPLE_COLUMNS', 'EPS', 'FAMILIES', 'NOUNS', 'MAX_GAP_SLOTS', 'TIME_NAMES',
+           'TOLERANCE_DIGITS', 'MAX_CATEGORIES', 'PROFILE_SEED', 'PROFILE_SETTINGS', 'check_result', 'sample_rows',
+           'is_textlike', 'ColumnFacts', 'dtype_family', 'storage_ok', 'nonconforming', 'table_schema', 'schema_checks',
+           'numeric_values', 'utc', 'utc_values', 'column_checks', 'eval_rows', 'row_check', 'reference_check',
+           'repeated_keys', 'duplicate_check', 'freshness_check', 'gap_check', 'evaluate_table', 'dimension_scores',
+           'pct', 'failure_line', 'quality_report', 'QualityGateError', 'gate_message', 'looks_like_time',
+           'column_rule', 'relax', 'infer_rules', 'profile_table', 'reference_lookup', 'effective_rules', 'run_step',
+           'scores_table']
 
 # %% ../nbs/03_quality.ipynb #e54c9c08
 DIMENSIONS: tuple = typing.get_args(Dimension)  # accuracy, completeness, consistency, timeliness
@@ -44,6 +45,7 @@ def check_result(table: str,  # the table checked
                  column: Optional[str] = None,  # the column checked, if one
                  detail: Optional[str] = None,  # what was found, in words
                  by_nature: bool = False,  # the tolerated failures are the data's nature, not defects (null rates)
+                 observed: Optional[float] = None,  # an inferred rule: the share of rows that broke it on the table it was inferred from
                  ) -> dict:
     "One check's outcome: counts, pass rate against the required minimum, a few failing rows."
     failed, total = int(failed), int(total)
@@ -51,7 +53,8 @@ def check_result(table: str,  # the table checked
     return {"table": table, "name": name, "column": column, "dimension": dimension, "severity": severity,
             "rule": rule, "failed": failed, "total": total, "pass_rate": pass_rate,
             "min_pass_rate": float(min_pass_rate), "passed": bool(pass_rate >= min_pass_rate - EPS),
-            "score": min(1.0, pass_rate + 1.0 - min_pass_rate) if by_nature else pass_rate, "detail": detail, "samples": list(samples)[:N_SAMPLES]}
+            "score": min(1.0, pass_rate + 1.0 - min_pass_rate) if by_nature or observed is not None else pass_rate,
+            "detail": detail, "samples": list(samples)[:N_SAMPLES], "observed": observed}
 
 def sample_rows(df: pd.DataFrame, rows, first: Iterable[str] = (), n: int = N_SAMPLES) -> list[dict]:
     "At most `n` rows of `df` (`rows`: a boolean mask or positions) as JSON-safe dicts, `first` columns first."
@@ -194,7 +197,8 @@ def schema_checks(df: pd.DataFrame, rules: TableQuality, table: str, facts: Colu
                     f"{k:,} of {m:,} values {'is' if k == 1 else 'are'} not {NOUNS[r.dtype]}: {_fmt_values(values)}" if k
                     else f"every value is {NOUNS[r.dtype]} (stored as {df[col].dtype})"))
         out.append(check_result(table, f"{col}.schema", "consistency", r.severity, f"{col}: {what}", bad.sum(),
-                                n - facts.isna(col).sum(), r.min_pass_rate, sample_rows(df, bad, [col]), col, detail))
+                                n - facts.isna(col).sum(), r.min_pass_rate, sample_rows(df, bad, [col]), col, detail,
+                                observed=r.observed.get("schema")))
         if r.required and r.max_null_rate is None:
             rows = np.asarray(nulls.get(col, []), dtype=np.int64)
             out.append(check_result(table, f"{col}.not_null", "completeness", r.severity, f"{col} has no nulls",
@@ -237,7 +241,7 @@ def column_checks(df: pd.DataFrame, col: str, rule: ColumnRule, table: str, fact
     present = int(n - na.sum())
     def result(kind, dim, text, bad, total, min_rate=rule.min_pass_rate, detail=None, by_nature=False):
         out.append(check_result(table, f"{col}.{kind}", dim, rule.severity, text, bad.sum(), total, min_rate,
-                                sample_rows(df, bad, [col]), col, detail, by_nature))
+                                sample_rows(df, bad, [col]), col, detail, by_nature, rule.observed.get(kind)))
     if rule.max_null_rate is not None:
         result("null_rate", "completeness", f"at most {rule.max_null_rate:.2%} of {col} is null", na, n,
                1 - rule.max_null_rate, by_nature=True)
@@ -340,7 +344,7 @@ def duplicate_check(df: pd.DataFrame, dup: DuplicateCheck, table: str, facts: Op
     if bad is None: bad = df.duplicated(subset=subset, keep="first").to_numpy()
     rule = f"no two rows share ({', '.join(subset)})" if dup.subset else "no two rows are identical"
     return check_result(table, "duplicates", "consistency", dup.severity, rule, bad.sum(), len(df),
-                        dup.min_pass_rate, sample_rows(df, bad, subset))
+                        dup.min_pass_rate, sample_rows(df, bad, subset), observed=dup.observed)
 
 # %% ../nbs/03_quality.ipynb #a5f953d0
 MAX_GAP_SLOTS = 50_000_000  # groups x slots a gap check may test (a bool each)
@@ -475,6 +479,8 @@ def failure_line(c: dict) -> str:
     "A failed check in one line: table.check (dimension): the rule, the counts, the rate against the minimum."
     line = (f"{c['table']}.{c['name']} ({c['dimension']}): {c['rule']}: {c['failed']:,} of {c['total']:,} rows fail, "
             f"pass rate {pct(c['pass_rate'])} < required {pct(c['min_pass_rate'])}")
+    if c.get("observed") is not None:
+        line += f"; the rule was inferred from a table where {pct(c['observed'])} of rows broke it, here {pct(1 - c['pass_rate'])}"
     return line + (f"; {c['detail']}" if c.get("detail") else "")
 
 # %% ../nbs/03_quality.ipynb #ea20c8b7
@@ -502,6 +508,75 @@ def gate_message(report: dict) -> str:
     f = report["failures"]
     return (f"data quality gate failed ({len(f)} problem{'s' if len(f) > 1 else ''}, details in quality.json): {f[0]}"
             + "".join(f"\n  {x}" for x in f))
+
+# %% ../nbs/03_quality.ipynb #febcb3d7
+TIME_NAMES = re.compile(r"(date|time|timestamp|_at|_on)$")
+TOLERANCE_DIGITS = 4  # an inferred tolerance is the observed rate rounded outwards to this many decimals
+MAX_CATEGORIES = 20  # a text column with at most this many values (each seen 20 times on average) is categorical
+
+def looks_like_time(name: str, s: pd.Series) -> bool:
+    "Whether a column holds timestamps: a datetime dtype, or text named like a time whose values nearly all parse."
+    if pd.api.types.is_datetime64_any_dtype(s): return True
+    if s.dtype != object or not TIME_NAMES.search(name.lower()): return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pd.to_datetime(s.dropna().head(1000), errors="coerce", utc=True).notna().mean() > 0.95
+
+def _numeric_share(s: pd.Series) -> float:
+    v = s.dropna()
+    return float(pd.to_numeric(v.astype(str), errors="coerce").notna().mean()) if len(v) else 0.0
+
+def _outwards(rate: float, up: bool) -> float:
+    "A rate rounded to `TOLERANCE_DIGITS` decimals, up or down (never cutting off the observed rate itself)."
+    k = round(rate * 10 ** TOLERANCE_DIGITS, 6)  # 0.0231 * 1e4 is 231.00000000000003: not 232 when rounded up
+    return (math.ceil(k) if up else math.floor(k)) / 10 ** TOLERANCE_DIGITS
+
+def column_rule(name: str, s: pd.Series) -> dict:
+    "The rule a column of an unknown table should obey: its kind, its few categories, its nulls at most as they are."
+    rule: dict = {}
+    if looks_like_time(name, s): rule.update(dtype="datetime", not_in_future=True)
+    elif pd.api.types.is_bool_dtype(s): rule["dtype"] = "bool"
+    elif pd.api.types.is_integer_dtype(s): rule["dtype"] = "int"
+    elif pd.api.types.is_numeric_dtype(s) or _numeric_share(s) >= 0.9: rule["dtype"] = "number"
+    else:
+        rule["dtype"] = "str"
+        values = s.dropna().unique()
+        if 0 < len(values) <= MAX_CATEGORIES and len(s) >= 20 * len(values): rule["allowed"] = sorted(map(str, values))
+    nulls = float(s.isna().mean()) if len(s) else 0.0
+    if nulls == 0: rule["required"] = True
+    else: rule.update(max_null_rate=_outwards(nulls, up=True), observed={"null_rate": round(nulls, 6)})
+    return rule
+
+# %% ../nbs/03_quality.ipynb #e2d78be9
+def relax(rules: dict,  # `quality.tables.<table>` as a dict, changed in place
+          results: list[dict],  # `evaluate_table` of those rules on the table they describe
+         ) -> dict:
+    "The rules with each failing check tolerated at the level observed, the observed share of broken rows beside it."
+    for r in results:
+        if r["passed"]: continue
+        broke, keep = round(1 - r["pass_rate"], 6), _outwards(r["pass_rate"], up=False)
+        if r["name"] == "duplicates":
+            target = rules["duplicates"]
+            target["observed"] = broke
+        else:
+            col, _, kind = r["name"].rpartition(".")  # a column's name may hold dots: the check's kind is last
+            target = rules["columns"][col]
+            target.setdefault("observed", {})[kind] = broke
+        target["min_pass_rate"] = min(target.get("min_pass_rate", 1.0), keep)
+    return rules
+
+def infer_rules(df: pd.DataFrame,  # the table, as the ingest step delivers it
+                table: str = "table",  # its name, for messages
+                now=None,  # the time `not_in_future` compares with (default: now)
+               ) -> dict:  # `quality.tables.<table>` of a project file
+    "Quality rules that describe `df` as it is: each tolerance at the level the table shows, the figure beside it."
+    rules = {"columns": {str(c): column_rule(str(c), df[c]) for c in df.columns}, "duplicates": {"severity": "error"}}
+    evaluate = lambda: evaluate_table(df, TableQuality.model_validate(rules), table, now=now)
+    relax(rules, evaluate())
+    report = quality_report(evaluate(), {table: len(df)}, QualitySpec().thresholds)
+    if not report["passed"]:
+        raise RuntimeError(f"rules inferred from {table} fail on it (a bug of mlops-nb): " + "; ".join(report["failures"]))
+    return rules
 
 # %% ../nbs/03_quality.ipynb #64654a67
 PROFILE_SEED = 0

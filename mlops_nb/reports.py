@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64, html, io, json, math, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 from urllib.parse import parse_qs, quote
 from urllib.request import urlopen
 
@@ -25,23 +25,23 @@ __all__ = ['RUN_ID', 'ROOT_ENV', 'PAGES', 'PAGE_TITLES', 'DONE', 'ACRONYMS', 'ST
            'run_ended', 'run_duration', 'step_error', 'run_error', 'Raw', 'esc', 'fmt_duration', 'fmt_time', 'fmt_pct',
            'fmt_bytes', 'fmt_num', 'humanize', 'badge', 'box', 'html_table', 'kv_table', 'card', 'show', 'page_link',
            'link', 'page_header', 'run_chooser', 'page_footer', 'run_summary', 'steps_table', 'read_json',
-           'design_card', 'design_section', 'key_metrics_section', 'value_model_section', 'gates_section',
-           'load_quality', 'verdict', 'figure_html', 'scores_chart', 'quality_scores_section', 'quality_history',
-           'history_chart', 'quality_history_section', 'failed_checks_section', 'warnings_section', 'profile_section',
-           'load_train', 'why_not_trained', 'metric_name', 'fmt_money', 'fmt_metric', 'money_header', 'fmt_importance',
-           'importance_bar', 'train_importance', 'feature_catalog_section', 'view_value_section', 'experiments_section',
-           'trials_section', 'best_per_family_section', 'trials_chart', 'trials_chart_section', 'registry_version',
-           'live_registration', 'model_summary_section', 'intended_use_section', 'data_section', 'holdout_section',
-           'evaluation_figure_section', 'model_gates_section', 'slices_section', 'calibration_section',
-           'model_importance_section', 'limitations_section', 'promotion_section', 'approvals_section',
-           'lineage_section', 'requirements_section', 'monitor_step', 'is_monitoring_run', 'load_monitoring',
-           'why_not_monitoring', 'select_monitoring', 'monitoring_history', 'fmt_when', 'window_text',
-           'monitoring_headline_section', 'top_features', 'monitoring_alerts', 'alerts_section',
-           'drift_over_time_section', 'drift_table_section', 'prediction_drift_section', 'weekly_performance',
-           'performance_chart', 'performance_section', 'service_section', 'request_quality_section',
-           'retrain_history_section', 'monitoring_chooser', 'ReportError', 'pages_dir', 'notebook_html', 'render_page',
-           'render_reports', 'ServeError', 'voila_command', 'reports_env', 'base_url', 'report_url', 'start_reports',
-           'stop_reports', 'serve_reports']
+           'design_card', 'inferred_box', 'design_section', 'gate_needs', 'key_metrics_section', 'value_model_section',
+           'gates_section', 'load_quality', 'verdict', 'figure_html', 'scores_chart', 'quality_scores_section',
+           'quality_history', 'history_chart', 'quality_history_section', 'failed_checks_section', 'warnings_section',
+           'profile_section', 'load_train', 'why_not_trained', 'metric_name', 'fmt_money', 'fmt_metric', 'money_header',
+           'fmt_importance', 'importance_bar', 'train_importance', 'feature_catalog_section', 'view_value_section',
+           'experiments_section', 'trials_section', 'best_per_family_section', 'trials_chart', 'trials_chart_section',
+           'registry_version', 'live_registration', 'model_summary_section', 'intended_use_section',
+           'identical_rows_note', 'data_section', 'holdout_section', 'evaluation_figure_section', 'model_gates_section',
+           'slices_section', 'calibration_section', 'model_importance_section', 'limitations_section',
+           'promotion_section', 'approvals_section', 'lineage_section', 'requirements_section', 'monitor_step',
+           'is_monitoring_run', 'load_monitoring', 'why_not_monitoring', 'select_monitoring', 'monitoring_history',
+           'fmt_when', 'window_text', 'monitoring_headline_section', 'top_features', 'monitoring_alerts',
+           'alerts_section', 'drift_over_time_section', 'drift_table_section', 'prediction_drift_section',
+           'weekly_performance', 'performance_chart', 'performance_section', 'service_section',
+           'request_quality_section', 'retrain_history_section', 'monitoring_chooser', 'ReportError', 'pages_dir',
+           'notebook_html', 'render_page', 'render_reports', 'ServeError', 'voila_command', 'reports_env', 'base_url',
+           'report_url', 'start_reports', 'stop_reports', 'serve_reports']
 
 # %% ../nbs/91_reports.ipynb #edb92b64
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # what a run id may look like (it comes from URLs)
@@ -445,13 +445,23 @@ def _who(card_: dict, role: str) -> str:
     return f"{', '.join(names)} ({humanize(role, capital=False)})" if names else humanize(role)
 
 # %% ../nbs/91_reports.ipynb #002a116b
+def inferred_box(c: dict) -> Raw:
+    "For a card inferred from a table: say so, in plain words, and which keys of the project file to edit."
+    if not c.get("inferred_from"): return Raw("")
+    from mlops_nb.design import CARD_KEYS
+    keys = "".join(f"<li><code>{esc(k)}</code>: {esc(v)}</li>" for k, v in CARD_KEYS.items())
+    return box(Raw(f"<p><b>This design card was inferred from {esc(c['inferred_from'])}</b>, not written by the people it "
+                   "names: its value model and its gates are guesses that let a first model be judged and served. To make "
+                   "it yours, edit these keys in the run's <code>project.yaml</code> (a copy of it), then run again with "
+                   f"<code>mlops-nb run --project FILE</code>:</p><ul>{keys}</ul>"), "warn")
+
 def design_section(ctx: dict) -> Raw:
     "Problem, decision, added value, stakeholders and phase owners, requirements, target."
     run = ctx["run"]
     if run is None: return Raw("")
     c, source = design_card(run)
     if c is None: return card(box(f"No design card: {source}.", "warn"))
-    parts = [Raw(f'<p class="muted">From {esc(source)}.</p>')]
+    parts = [inferred_box(c), Raw(f'<p class="muted">From {esc(source)}.</p>')]
     parts.append(kv_table([("Problem", c.get("problem")), ("Decision supported", c.get("decision"))]
                           + [(f"Added value: {k}", v) for k, v in (c.get("added_value") or {}).items()]))
     phases = c.get("phases") or {}
@@ -485,6 +495,14 @@ def design_section(ctx: dict) -> Raw:
                          + (f" on table <code>{esc(tgt['table'])}</code>" if tgt.get("table") else "") + ".</p>"))
     return card(*parts)
 
+def gate_needs(k: dict, fmt: Callable[[Any], str] = None) -> str:
+    "What a key metric's gate asks, in words: `at least 0.65`, `more than 0`, or `not gated`."
+    t = k.get("threshold")
+    if t is None or t != t: return "not gated"
+    up = k.get("direction", "maximize") != "minimize"
+    words = ("more than" if k.get("strict") else "at least") if up else ("less than" if k.get("strict") else "at most")
+    return f"{words} {(fmt or fmt_num)(t)}"
+
 def key_metrics_section(ctx: dict) -> Raw:
     "The key metrics: name, kind, metric, owner, direction, threshold, and what each means."
     run = ctx["run"]
@@ -496,7 +514,7 @@ def key_metrics_section(ctx: dict) -> Raw:
     rows = [{"name": Raw(f"<b>{esc(m.get('name'))}</b>"), "kind": kinds.get(m.get("kind"), m.get("kind")),
              "metric": Raw(f"<code>{esc(m.get('metric'))}</code>"), "owner": _who(c, m.get("owner")),
              "direction": "higher is better" if m.get("direction", "maximize") == "maximize" else "lower is better",
-             "threshold": ("at least " if m.get("direction", "maximize") == "maximize" else "at most ") + fmt_num(m.get("threshold")),
+             "threshold": gate_needs(m),
              "description": m.get("description")} for m in metrics]
     return card(html_table(rows, {"name": "Key metric", "kind": "Kind", "metric": "Metric", "owner": "Owner",
                                   "direction": "Direction", "threshold": "Gate", "description": "What it means"}))
@@ -521,7 +539,8 @@ def value_model_section(ctx: dict) -> Raw:
     volume = Raw(f"<p>Decisions per {esc(per)}: <b>{esc(fmt_num(vm.get('volume_per_period')))}</b>. "
                  f"The value a model generates per {esc(per)} is what its decisions are worth (how many of each "
                  "outcome, times its value) minus the better of the two policies that need no model: flag nothing, "
-                 "or flag everything.</p>")
+                 "or flag everything.</p>"
+                 + (f"<p><b>What these figures assume:</b> {esc(vm['assumptions'])}</p>" if vm.get("assumptions") else ""))
     return card(html_table(rows, {"outcome": "Outcome", "means": "What happens", "value": "Value per decision"},
                            numeric=["value"]), volume)
 
@@ -535,8 +554,7 @@ def gates_section(ctx: dict) -> Raw:
     refused = g.get("refused_features") or {}
     be = g.get("break_even_threshold")
     return card(kv_table([
-        ("Key metric gates", "; ".join(f"{m.get('metric')} {'≥' if m.get('direction', 'maximize') == 'maximize' else '≤'} "
-                                       f"{fmt_num(m.get('threshold'))}" for m in g.get("key_metrics") or []) or None),
+        ("Key metric gates", "; ".join(f"{m.get('metric')} {gate_needs(m)}" for m in g.get("key_metrics") or []) or None),
         ("Refused inputs (known after the decision)", ", ".join(refused.get("unknown_at_decision") or []) or None),
         ("Refused inputs (forbidden)", ", ".join(refused.get("forbidden") or []) or None),
         ("Break-even probability", f"flag a case when its probability is above {fmt_num(be)}: below it, acting costs more than it saves"
@@ -1250,6 +1268,17 @@ def intended_use_section(ctx: dict) -> Raw:
 PARTS = {"train": ("Training", "fitting every trial"), "validation": ("Validation", "choosing the trial and its threshold"),
          "holdout": ("Hold-out", "the final test, scored once, for the selected trial only")}
 
+def identical_rows_note(copies: Optional[dict]) -> Raw:
+    "How many training rows repeat another, and where they went: each group of identical rows in one part."
+    if not copies: return Raw("")
+    if not copies.get("rows"): return Raw('<p class="muted">No two rows of the training set are identical.</p>')
+    ex = "; ".join(f"{fmt_num(e.get('copies'))} × " + ", ".join(f"{k} = {v}" for k, v in list((e.get("row") or {}).items())[:6])
+                   + (", ..." if len(e.get("row") or {}) > 6 else "") for e in copies.get("examples") or [])
+    return Raw(f"<p><b>{fmt_num(copies['rows'])}</b> rows ({fmt_pct(copies.get('share'))}) repeat another row of the training set, "
+               f"in {fmt_num(copies.get('groups'))} groups of identical rows (the largest: {fmt_num(copies.get('largest'))} rows). "
+               "Each group was kept in one part, so the hold-out never holds a copy of a row the model learned from."
+               + (f' <span class="muted">For example: {esc(ex)}.</span>' if ex else "") + "</p>")
+
 def data_section(ctx: dict) -> Raw:
     "The split (periods, rows, positive rates) and the data's versions (snapshot, training set and hold-out digests)."
     t, note = _train_of(ctx)
@@ -1265,6 +1294,7 @@ def data_section(ctx: dict) -> Raw:
                               "rows": fmt_num(rows.get(p)), "rate": fmt_pct(rate.get(p))} for p in rows],
                             {"part": "Part", "use": "Used for", "from": "From", "to": "To", "rows": "Rows", "rate": "Positive rate"},
                             numeric=["rows", "rate"]))
+    parts.append(identical_rows_note(split.get("identical_rows")))
     code = lambda x: Raw(f"<code>{esc(x)}</code>") if x else None
     parts.append(Raw("<h3>Versions</h3>"))
     parts.append(kv_table([*[(f"Source snapshot: {f}", code(dg)) for f, dg in (lin.get("snapshot") or {}).items()],
@@ -1326,7 +1356,7 @@ def model_gates_section(ctx: dict) -> Raw:
     rows = [{"gate": Raw(f"<b>{esc(g.get('name'))}</b>"), "kind": kinds.get(g.get("kind"), g.get("kind")),
              "owner": _who(dc or {}, g.get("owner")), "metric": Raw(f"<code>{esc(g.get('metric'))}</code>"),
              "value": val(g.get("metric", ""), g.get("value")),
-             "needs": ("at least " if g.get("direction", "maximize") == "maximize" else "at most ") + val(g.get("metric", ""), g.get("threshold")),
+             "needs": gate_needs(g, lambda x: val(g.get("metric", ""), x)),
              "result": badge("passed" if g.get("passed") else "failed"), "reason": g.get("reason")} for g in gates]
     ok = sum(bool(g.get("passed")) for g in gates)
     summary = box(f"{ok} of {len(gates)} gates passed on the hold-out." + ("" if ok == len(gates) else " A model that fails a gate is not promoted."),
@@ -1814,12 +1844,14 @@ def _key_metrics(ctx: dict) -> list[dict]:
 def _meets(k: dict, x: Any) -> Optional[bool]:
     "Whether `x` is on the right side of key metric `k`'s gate (None: no gate or no value)."
     if _bad(x) or _bad(k.get("threshold")): return None
-    return x <= k["threshold"] if k.get("direction") == "minimize" else x >= k["threshold"]
+    t, strict = k["threshold"], k.get("strict")
+    if k.get("direction") == "minimize": return x < t if strict else x <= t
+    return x > t if strict else x >= t
 
 def _gate_text(k: dict, vm: Optional[dict] = None) -> str:
     "`≥ 0.65` (money with its currency)."
     if _bad(k.get("threshold")): return "no gate"
-    sign = "≤" if k.get("direction") == "minimize" else "≥"
+    sign = ("<" if k.get("strict") else "≤") if k.get("direction") == "minimize" else (">" if k.get("strict") else "≥")
     return f"{sign} {fmt_money(k['threshold'], vm) if k['metric'].startswith('value') else fmt_metric(k['metric'], k['threshold'])}"
 
 def _metric_cell(k: dict, x: Any) -> Raw:

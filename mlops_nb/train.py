@@ -8,7 +8,7 @@ from __future__ import annotations
 import io, itertools, json, math, os, random, sys, tempfile, time, traceback, warnings
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,12 +20,12 @@ from .features import feature_kinds, model_transforms
 
 # %% auto #0
 __all__ = ['LOWER_IS_BETTER', 'DEFAULTS', 'TRUSTED_PREFIXES', 'TRUSTED_EXTRA', 'TrainError', 'HoldoutError', 'progress',
-           'split_kind', 'split_frame', 'check_holdout', 'value_threshold', 'expected_calibration_error', 'score',
-           'make_model', 'expand', 'default_experiments', 'feature_groups', 'trial_features', 'metric_value',
-           'permutation_importance', 'value_curve', 'evaluation_figure', 'run_trial', 'requirements', 'tracking',
-           'log_trial', 'dataset_inputs', 'search', 'best_of', 'verdicts', 'slice_columns', 'holdout_report',
-           'promotion_metric', 'decide', 'trusted_types', 'champion_on', 'register', 'approve', 'limitations',
-           'run_step']
+           'split_kind', 'row_groups', 'identical_rows', 'split_frame', 'check_holdout', 'value_threshold',
+           'expected_calibration_error', 'score', 'make_model', 'expand', 'default_experiments', 'feature_groups',
+           'trial_features', 'metric_value', 'permutation_importance', 'value_curve', 'evaluation_figure', 'run_trial',
+           'requirements', 'tracking', 'log_trial', 'dataset_inputs', 'search', 'best_of', 'verdicts', 'slice_columns',
+           'holdout_report', 'promotion_metric', 'decide', 'trusted_types', 'champion_on', 'register', 'approve',
+           'limitations', 'run_step']
 
 # %% ../nbs/05_train.ipynb #3faf8414
 class TrainError(ValueError):
@@ -50,6 +50,40 @@ def split_kind(split: Split, time_column: Optional[str]) -> str:
                          f"({'no time column' if not time_column else 'train.split.by: random'}): a dated hold-out needs a time split")
     return kind
 
+def row_groups(df: pd.DataFrame,  # the training set
+               ids: Sequence[str] = (),  # row identifier columns, left out: rows equal but for their ids are copies
+              ) -> np.ndarray:  # per row, the number of its group of identical rows
+    "Which rows are identical: one group number per distinct row, in the order of first appearance."
+    rest = df.drop(columns=[c for c in ids if c in df.columns])
+    return pd.factorize(pd.util.hash_pandas_object(rest, index=False))[0]
+
+def identical_rows(df: pd.DataFrame, ids: Sequence[str] = (), examples: int = 3) -> dict:
+    "The rows that repeat another: how many, in how many groups, the largest group, and a few examples."
+    groups = row_groups(df, ids)
+    sizes = np.bincount(groups) if len(groups) else np.zeros(0, int)
+    repeated = np.flatnonzero(sizes > 1)
+    top = repeated[np.argsort(-sizes[repeated], kind="stable")][:examples]
+    first = np.unique(groups, return_index=True)[1]  # each group's first row
+    rows = json.loads(df.iloc[first[top]].iloc[:, :30].to_json(orient="records", date_format="iso", default_handler=str))
+    return {"rows": int(len(df) - len(sizes)), "groups": int(len(repeated)), "largest": int(sizes.max()) if len(sizes) else 0,
+            "share": float((len(df) - len(sizes)) / len(df)) if len(df) else 0.0,
+            "examples": [{"copies": int(sizes[g]), "row": r} for g, r in zip(top, rows)]}
+
+def _grouped_random_split(df: pd.DataFrame, label: str, split: Split, groups: np.ndarray) -> dict:
+    "Positions of each part: per class, whole groups of identical rows, shuffled and cut at the shares."
+    rng = np.random.default_rng(split.seed)
+    y, part = df[label].to_numpy(), np.zeros(len(df), dtype=np.int8)  # 0 hold-out, 1 validation, 2 train
+    sizes = np.bincount(groups)
+    for cls in pd.unique(y):
+        members = np.flatnonzero(y == cls)
+        order = rng.permutation(np.unique(groups[members]))
+        before = np.cumsum(sizes[order]) - sizes[order]  # rows of the class placed before each group
+        of_group = np.zeros(len(sizes), dtype=np.int8)
+        cuts = np.round([split.holdout * len(members), (split.holdout + split.validation) * len(members)])
+        of_group[order] = np.searchsorted(cuts, before, side="right")
+        part[members] = of_group[groups[members]]
+    return {name: np.flatnonzero(part == i) for i, name in enumerate(("holdout", "validation", "train"))}
+
 def _time_boundary(t: pd.Series, share: float) -> pd.Timestamp:
     "The timestamp from which the latest `share` of rows start."
     s = t.sort_values(kind="stable").reset_index(drop=True)
@@ -59,6 +93,7 @@ def split_frame(df: pd.DataFrame,  # the training set
                 split: Split,  # `train.split` of the project
                 label: str,  # the label column
                 time_column: Optional[str] = None,  # its UTC time column, if any
+                ids: Sequence[str] = (),  # row identifier columns (identical rows are equal in all the others)
                ) -> dict:
     "{'train', 'validation', 'holdout'} frames of `df`."
     kind = split_kind(split, time_column)
@@ -70,12 +105,7 @@ def split_frame(df: pd.DataFrame,  # the training set
         vstart = _time_boundary(rest[time_column], split.validation / (1 - split.holdout)) if len(rest) else start
         parts = {"train": rest[rest[time_column] < vstart], "validation": rest[rest[time_column] >= vstart], "holdout": holdout}
     else:
-        from sklearn.model_selection import train_test_split
-        strat = df[label] if df[label].value_counts().min() >= 3 else None
-        rest, holdout = train_test_split(df, test_size=split.holdout, random_state=split.seed, stratify=strat)
-        strat = rest[label] if strat is not None else None
-        train, valid = train_test_split(rest, test_size=split.validation / (1 - split.holdout), random_state=split.seed, stratify=strat)
-        parts = {"train": train, "validation": valid, "holdout": holdout}
+        parts = {k: df.iloc[pos] for k, pos in _grouped_random_split(df, label, split, row_groups(df, ids)).items()}
     for name, part in parts.items():
         if part[label].nunique() < 2:
             raise TrainError(f"the {name} part has {len(part)} rows and {part[label].nunique()} class(es) of `{label}`; "
@@ -83,19 +113,21 @@ def split_frame(df: pd.DataFrame,  # the training set
     return {k: v.reset_index(drop=True) for k, v in parts.items()}
 
 # %% ../nbs/05_train.ipynb #6e63a73d
-def _row_hashes(df: pd.DataFrame) -> pd.Index:
-    return pd.Index(pd.util.hash_pandas_object(df, index=False).to_numpy())
+def _row_hashes(df: pd.DataFrame, ids: Sequence[str] = ()) -> pd.Index:
+    return pd.Index(pd.util.hash_pandas_object(df.drop(columns=[c for c in ids if c in df.columns]), index=False).to_numpy())
 
-def check_holdout(parts: dict, time_column: Optional[str] = None) -> str:
-    "The hold-out's content digest, or `HoldoutError` if it overlaps the rows that train or select the model."
-    hold = parts["holdout"]
-    for name in ("train", "validation"):
-        shared = _row_hashes(hold).intersection(_row_hashes(parts[name]))
+def check_holdout(parts: dict, time_column: Optional[str] = None, ids: Sequence[str] = ()) -> str:
+    "The hold-out's content digest, or `HoldoutError` if a row of it (ids aside) is in train or validation, or validation's in train."
+    hold, train = _row_hashes(parts["holdout"], ids), _row_hashes(parts["train"], ids)
+    for name, rows in (("train", train), ("validation", _row_hashes(parts["validation"], ids))):
+        shared = hold.intersection(rows)
         if len(shared): raise HoldoutError(f"the hold-out shares {len(shared)} row(s) with the {name} part: it would grade the model on what it learned from")
-        if time_column and len(parts[name]) and parts[name][time_column].max() >= hold[time_column].min():
-            raise HoldoutError(f"the hold-out starts at {hold[time_column].min()}, before the {name} part ends "
+        if time_column and len(parts[name]) and parts[name][time_column].max() >= parts["holdout"][time_column].min():
+            raise HoldoutError(f"the hold-out starts at {parts['holdout'][time_column].min()}, before the {name} part ends "
                                f"({parts[name][time_column].max()}): it must be strictly later")
-    return frame_digest(hold)
+    if len(shared := rows.intersection(train)):
+        raise HoldoutError(f"the validation part shares {len(shared)} row(s) with the train part: it would select the model on what it learned from")
+    return frame_digest(parts["holdout"])
 
 # %% ../nbs/05_train.ipynb #a8148bf3
 LOWER_IS_BETTER = {"brier", "log_loss", "ece"}
@@ -607,8 +639,10 @@ def run_step(step: Step) -> dict:
     time_column = tmeta.get("time_column")
     features = [f for f in tmeta["features"] if f in df.columns and feature_kinds(df, [f])["skipped"] == []]
     metric = spec.metric or next((m.metric for m in card.key_metrics if m.kind == "model"), "roc_auc")
-    parts = split_frame(df, spec.split, label, time_column)
-    holdout_digest = check_holdout(parts, time_column)
+    ids = tmeta.get("ids") or []
+    copies = identical_rows(df, ids)
+    parts = split_frame(df, spec.split, label, time_column, ids)
+    holdout_digest = check_holdout(parts, time_column, ids)
     step.log_input(df, "training_set", tmeta["digest"], str(step.artifact("features", "training_set.parquet")), context="train")
     groups = feature_groups(features_record, features)
     experiments = spec.experiments or default_experiments()
@@ -616,6 +650,9 @@ def run_step(step: Step) -> dict:
     cols = {e.name: trial_features(e, groups, has_views) for e in experiments}
     trials = expand(experiments, spec.split.seed)
     say = lambda m: progress(step.name, m)
+    if copies["rows"]:
+        say(f"{copies['rows']:,} rows repeat another row ({copies['share']:.1%}, {copies['groups']:,} groups, the largest "
+            f"{copies['largest']:,} rows): each group is kept in one part of the split")
     say(f"{len(trials)} trials of {len(experiments)} experiments on {len(parts['train']):,} training and "
         f"{len(parts['validation']):,} validation rows; selecting on {metric}; hold-out {len(parts['holdout']):,} rows frozen")
     client, exp_id, parent = tracking(step)
@@ -666,7 +703,7 @@ def run_step(step: Step) -> dict:
         "selected": {k: best[k] for k in ("experiment", "trial", "family", "params", "features", "threshold", "run_id")},
         "selection_metric": metric, "validation": best["metrics"], "holdout": hm, "slices": report["slices"],
         "calibration": report["calibration"], "gates": gates, "importance": best["importance"],
-        "split": {"kind": split_kind(spec.split, time_column), "rows": {k: len(v) for k, v in parts.items()},
+        "split": {"kind": split_kind(spec.split, time_column), "rows": {k: len(v) for k, v in parts.items()}, "identical_rows": copies,
                   "positive_rate": {k: float(v[label].mean()) for k, v in parts.items()}, "period": period},
         "promotion": {"metric": pmetric, "margin": spec.promotion.margin, "champion_version": mv_champ.version if mv_champ else None,
                       "champion_on_holdout": champ_metrics, **decision},

@@ -60,6 +60,8 @@ def test_demo_run_contract(demo_week_run):
     card = json.loads((run_dir / "artifacts/train/model_card.json").read_text())
     trials = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{rec['steps'][4]['mlflow_run_id']}'")
     assert len(trials) == len(json.loads((run_dir / "artifacts/train/trials.json").read_text())) >= 5
+    copies = card["split"]["identical_rows"]  # the demo's copies (ids aside) are reported; a time split keeps them together
+    assert copies["rows"] >= 0 and len(copies["examples"]) == min(copies["groups"], 3)
     selected = client.get_run(card["selected"]["run_id"])
     assert {"holdout_roc_auc", "holdout_value"} <= set(selected.data.metrics)
     assert selected.data.tags["holdout_digest"] == card["lineage"]["holdout_digest"]
@@ -117,13 +119,35 @@ def test_second_run_refused_while_first_holds_lock(demo_project):
 
 # --- --data / --target on tables it has never seen -------------------------------------------------
 
+def with_copies(df: pd.DataFrame, rows) -> pd.DataFrame:
+    "`df` with the rows at positions `rows` appended again: identical rows, as tables without an identifier have."
+    return pd.concat([df, df.iloc[list(rows)]], ignore_index=True)
+
+
 @pytest.fixture
 def cancer_csv(tmp_path):
+    "scikit-learn's breast-cancer table with two records entered twice."
     from sklearn.datasets import load_breast_cancer
-    df = load_breast_cancer(as_frame=True).frame
     f = tmp_path / "cancer.csv"
-    df.to_csv(f, index=False)
+    with_copies(load_breast_cancer(as_frame=True).frame, [10, 200]).to_csv(f, index=False)
     return f
+
+
+def assert_copies_kept_together(run_dir: Path, planted: int):
+    "The train step reported the identical rows, and its split (recomputed) kept each group in one part."
+    from mlops_nb.config import Split, load_project
+    from mlops_nb.train import check_holdout, row_groups, split_frame
+    card = json.loads((run_dir / "artifacts/train/model_card.json").read_text())
+    copies = card["split"]["identical_rows"]
+    assert copies["rows"] >= planted and copies["examples"], copies
+    train = pd.read_parquet(run_dir / "artifacts/features/training_set.parquet")
+    spec = load_project(run_dir / "project.yaml").train.split
+    parts = split_frame(train.assign(position=range(len(train))), spec, card["label"]["name"], ids=["position"])
+    assert check_holdout({k: v.drop(columns="position") for k, v in parts.items()}) == card["lineage"]["holdout_digest"]
+    groups = row_groups(train)
+    where = [set(groups[v.position]) for v in parts.values()]
+    assert not (where[0] & where[1] or where[0] & where[2] or where[1] & where[2])
+    assert {k: len(v) for k, v in parts.items()} == card["split"]["rows"]
 
 
 def test_data_target_mode(cancer_csv):
@@ -133,23 +157,49 @@ def test_data_target_mode(cancer_csv):
     rec = json.loads((run_dir / "run.json").read_text())
     assert rec["project"]["inferred"] and rec["status"] == "succeeded"
     saved = yaml.safe_load((run_dir / "project.yaml").read_text())
-    assert saved["design"]["target"]["name"] == "target"
+    assert saved["design"]["target"]["name"] == "target" and saved["design"]["inferred_from"].startswith("cancer.csv (571 rows")
+    # the inferred rules describe the table: its two identical rows are tolerated at the level observed, the figure beside it
+    assert saved["quality"]["tables"]["cancer"]["duplicates"] == {"severity": "error", "min_pass_rate": 0.9964, "observed": 0.003503}
     quality = json.loads((run_dir / "artifacts/quality/quality.json").read_text())
     assert quality["passed"] and quality["scores"]["timeliness"] is None  # no timestamp: not applicable
     features = json.loads((run_dir / "artifacts/features/feature_views.json").read_text())
     train = pd.read_parquet(run_dir / "artifacts/features/training_set.parquet")
-    assert features["mode"] == "table" and train["target"].dtype == bool and len(train) == 569
+    assert features["mode"] == "table" and train["target"].dtype == bool and len(train) == 571
     assert set(features["features"]) == set(train.columns) - {"target"} and "mean radius" in features["features"]
     card = json.loads((run_dir / "artifacts/train/model_card.json").read_text())
     assert card["split"]["kind"] == "random" and card["registered"]["name"] == "cancer"  # no time column: a random hold-out
-    assert card["registered"]["decision"] == "champion" and card["holdout"]["roc_auc"] > 0.9
+    assert_copies_kept_together(run_dir, planted=2)
+    assert card["registered"]["decision"] == "champion" and card["holdout"]["roc_auc"] > 0.9 and card["holdout"]["value"] > 0
+    assert [g["needs"] for g in card["gates"]] == [">= 0.55", "not gated", "> 0"]
     smoke = json.loads((run_dir / "artifacts/deploy/smoke.json").read_text())  # the champion served and smoke-tested
     assert smoke["deployed"] and smoke["model_uri"] == "models:/cancer/1"
+    # the closing lines say where the project is, what to edit, how to serve; the overview page says the card was inferred
+    assert f"next: the inferred project is saved in {run_dir / 'project.yaml'}" in out
+    assert "design.value_model" in out and "design.key_metrics[*].threshold" in out
+    assert f"serve it: mlops-nb serve --project {run_dir / 'project.yaml'}" in out
+    overview = (run_dir / rec["reports"]["overview"]).read_text()
+    assert "This design card was inferred from" in overview and "design.value_model" in overview
     assert_image_command_serves(run_dir / "artifacts/deploy/bundle", cancer_csv.parent / "elsewhere")
     # the saved project is reusable as it is (its quality rules included; the profile was checked by the run above)
     code, out = mlops_nb("run", "--project", run_dir / "project.yaml", "--until", "quality", "--no-reports",
                          "--set", "quality.profile.enabled=false", cwd=cancer_csv.parent)
     assert code == 0, out
+
+
+def test_a_tenth_of_rows_identical(tmp_path):
+    "A public survey table (statsmodels' anes96) with 10 % of its rows planted twice: a served champion, copies on one side."
+    import statsmodels.api as sm
+    votes = sm.datasets.anes96.load_pandas().data
+    f = tmp_path / "votes.csv"
+    with_copies(votes, range(0, len(votes), 10)).to_csv(f, index=False)
+    code, out = mlops_nb("run", "--data", f, "--target", "vote", "--no-reports", cwd=tmp_path)
+    assert code == 0, out
+    run_dir = only_run(tmp_path)
+    assert "rows repeat another row" in out and "kept in one part" in out
+    assert_copies_kept_together(run_dir, planted=95)
+    card = json.loads((run_dir / "artifacts/train/model_card.json").read_text())
+    assert card["registered"]["decision"] == "champion", card["registered"]
+    assert json.loads((run_dir / "artifacts/deploy/smoke.json").read_text())["deployed"]
 
 
 def assert_image_command_serves(bundle: Path, cwd: Path):
@@ -195,35 +245,59 @@ def table(n=60, **cols):
     return pd.DataFrame(base)
 
 
-CASES = {
-    "empty file": (lambda d: bad_csv(d, "empty.csv", ""), "churned", 2, ["empty"]),
-    "missing target": (lambda d: frame_csv(d, "t.csv", table()), "churn", 2, ["'churn' is not a column", "churned"]),
-    "garbled csv": (lambda d: bad_csv(d, "g.csv", 'a,b,churned\n1,2,0\n"3,4\n5,6,7,8,9\n\x00\x01,1\n'), "churned", 2, ["g.csv"]),
-    "text in numeric column": (lambda d: frame_csv(d, "t.csv", table(age=[20 + i for i in range(59)] + ["forty"])), "churned", 1, ["age", "forty"]),
-    "all-null column": (lambda d: frame_csv(d, "t.csv", table(income=[None] * 60)), "churned", 1, ["income"]),
-    "duplicate rows": (lambda d: frame_csv(d, "t.csv", pd.concat([table(), table().head(5)])), "churned", 1, ["duplicate"]),
-    "timestamps in the future": (lambda d: frame_csv(d, "t.csv", table(signed_up_at=["2021-05-01"] * 59 + ["2099-01-01"])), "churned", 1, ["signed_up_at", "future"]),
+CASES = {  # what no run could get past: exit 2 before anything runs
+    "empty file": (lambda d: bad_csv(d, "empty.csv", ""), "churned", ["empty"]),
+    "missing target": (lambda d: frame_csv(d, "t.csv", table()), "churn", ["'churn' is not a column", "churned"]),
+    "garbled csv": (lambda d: bad_csv(d, "g.csv", 'a,b,churned\n1,2,0\n"3,4\n5,6,7,8,9\n\x00\x01,1\n'), "churned", ["g.csv"]),
+    "a target with one value": (lambda d: frame_csv(d, "t.csv", table(churned=[1] * 60)), "churned", ["1 distinct values"]),
+    "an empty target": (lambda d: frame_csv(d, "t.csv", table(churned=[None] * 60)), "churned", ["0 distinct values (all empty)"]),
+    "a class too rare to split": (lambda d: frame_csv(d, "t.csv", table(churned=[1] * 3 + [0] * 57)), "churned",
+                                  ["in only 3 of 60 rows", "at least 10 rows of each"]),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_data(case, tmp_path):
-    make, target, want_code, words = CASES[case]
+    make, target, words = CASES[case]
     f = make(tmp_path)
-    # no profile: these runs are about the checks and the failure (the demo's and --data's runs profile)
-    code, out = mlops_nb("run", "--data", f, "--target", target, "--no-reports", "--set", "quality.profile.enabled=false", cwd=tmp_path)
-    assert code == want_code, out
+    code, out = mlops_nb("run", "--data", f, "--target", target, "--no-reports", cwd=tmp_path)
+    assert code == 2, out
     assert "Traceback" not in out, out
     for w in words: assert w.lower() in out.lower(), (w, out)
-    runs = tmp_path / "runs"
-    if want_code == 2:
-        assert not runs.exists() or not [p for p in runs.iterdir() if p.is_dir()]
-    else:
-        rec = json.loads((only_run(tmp_path) / "run.json").read_text())
-        failed = next(s for s in rec["steps"] if s["status"] == "failed")
-        assert rec["status"] == "failed" and rec["error"]["step"] == failed["name"]
-        assert not (only_run(tmp_path) / "artifacts" / f".{failed['name']}.partial").exists()
-        assert (only_run(tmp_path) / failed["executed_notebook"]).exists()  # the evidence stays
+    assert not (tmp_path / "runs").exists() or not [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+
+
+def defects(n: int, texts: int, nulls: int, future: int, copies: int) -> pd.DataFrame:
+    "A customers table with `texts` words among the ages, `nulls` unknown incomes, `future` sign-ups in 2099, `copies` rows twice."
+    df = table(n, age=[20 + i for i in range(n - texts)] + ["forty"] * texts, income=[None] * nulls + list(range(n - nulls)),
+               signed_up_at=[f"2021-05-{1 + i % 28:02d}" for i in range(n - future)] + ["2099-01-01"] * future)
+    return with_copies(df, range(20, 20 + copies))  # rows with none of the other defects
+
+
+def test_defects_are_described_then_caught(tmp_path):
+    """The first run passes the gate inferred from its own table, whatever defects it already has; the saved project,
+    reused on a worse table, fails its gate with each rule and both figures; nothing half-written."""
+    no_profile = ("--set", "quality.profile.enabled=false")  # this is about the checks: the profile is tested elsewhere
+    first = frame_csv(tmp_path, "customers.csv", defects(60, texts=1, nulls=6, future=1, copies=3))
+    code, out = mlops_nb("run", "--data", first, "--target", "churned", "--until", "quality", "--no-reports", *no_profile, cwd=tmp_path)
+    assert code == 0, out
+    run_dir = only_run(tmp_path)
+    rules = yaml.safe_load((run_dir / "project.yaml").read_text())["quality"]["tables"]["customers"]
+    assert rules["columns"]["age"]["observed"] == {"schema": round(1 / 63, 6)}  # the figures beside the rules
+    assert rules["columns"]["income"]["observed"] == {"null_rate": round(6 / 63, 6)}
+    assert rules["columns"]["signed_up_at"]["observed"] == {"not_in_future": round(1 / 63, 6)}
+    assert rules["duplicates"]["observed"] == round(3 / 63, 6)
+    worse = frame_csv(tmp_path, "next.csv", defects(60, texts=4, nulls=15, future=5, copies=10))
+    code, out = mlops_nb("run", "--project", run_dir / "project.yaml", "--set", f"sources.data.path={worse}", "--no-reports",
+                         *no_profile, cwd=tmp_path)
+    assert code == 1 and "QualityGateError" in out and "Traceback" not in out, out
+    failed = max((p for p in (tmp_path / "runs").iterdir() if p.is_dir()), key=lambda p: p.name)
+    failures = json.loads((failed / "artifacts/quality/quality.json").read_text())["failures"]
+    for rule, before, after in (("age.schema", 1 / 63, 4 / 70), ("income.null_rate", 6 / 63, 15 / 70),
+                                ("signed_up_at.not_in_future", 1 / 63, 5 / 70), ("duplicates", 3 / 63, 10 / 70)):
+        line = next((f for f in failures if f.startswith(f"customers.{rule} ")), None)
+        assert line and f"where {before:.2%} of rows broke it, here {after:.2%}" in line, (rule, failures)
+    assert not list((failed / "artifacts").glob(".*partial")) and not (failed / "artifacts/features").exists()
 
 
 def project_with(demo_project, edit):
