@@ -596,10 +596,12 @@ class Scorer:
         self.example = self._example()
 
     def _example(self) -> dict:
-        "A valid request body: the snapshot's newest complete row, in the request's terms."
-        row = pd.read_parquet(self.snapshot, columns=self.columns).dropna().iloc[-1]
-        return {"records": [{c: (row[c].isoformat() if isinstance(row[c], pd.Timestamp) else row[c].item() if hasattr(row[c], "item") else row[c])
-                             for c in self.columns}]}
+        "A valid request body: the snapshot's newest row among the most complete ones (a column may be always empty), in the request's terms."
+        rows = pd.read_parquet(self.snapshot, columns=self.columns)
+        missing = rows.isna().sum(axis=1).to_numpy()
+        row = rows.iloc[len(missing) - 1 - int(np.argmin(missing[::-1]))]
+        plain = lambda v: None if pd.isna(v) else v.isoformat() if isinstance(v, pd.Timestamp) else v.item() if hasattr(v, "item") else v
+        return {"records": [{c: plain(row[c]) for c in self.columns}]}
 
     def _challenger(self) -> Optional[ServingModel]:
         "The `challenger` version, when the rollout uses one and it is not the serving version."

@@ -386,11 +386,13 @@ def feature_kinds(df: pd.DataFrame, features: list[str]) -> dict:
     return out
 
 def _missing_as(value):
-    "Imputers that turn both NaN and None into `value` (object columns hold either)."
+    "Imputers that turn both NaN and None into `value` (object columns hold either); a column with no value stays, as `value`."
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
-    return make_pipeline(SimpleImputer(strategy="constant", fill_value=value),
-                         SimpleImputer(missing_values=None, strategy="constant", fill_value=value))
+    # keep_empty_features: a column empty in training is kept, so that the encoder has one entry per categorical column
+    # (dropped, it would shift every later column's categories in what the service reads off the encoder)
+    return make_pipeline(SimpleImputer(strategy="constant", fill_value=value, keep_empty_features=True),
+                         SimpleImputer(missing_values=None, strategy="constant", fill_value=value, keep_empty_features=True))
 
 def model_transforms(numeric: list[str], categorical: list[str], family: str):
     "The imputation and encoding in front of an estimator of `family`: a ColumnTransformer, categories first."

@@ -396,9 +396,10 @@ def next_steps(lp: LoadedProject, run_dir: Path) -> list[str]:
     card = read_json(run_dir / "artifacts" / "train" / "model_card.json")
     if smoke and smoke.get("deployed"):
         lines.append(f"  the champion ({smoke['model_uri']}) passed its smoke test; serve it: mlops-nb serve --project {saved}")
-    elif card:
-        reg = card.get("registered") or {}
+    elif card and (reg := card.get("registered") or {}).get("decision") != "champion":
         lines.append(f"  no model is served: version {reg.get('version')} is {reg.get('decision')} ({'; '.join(reg.get('reasons') or [])})")
+    elif card:
+        lines.append(f"  the champion, version {reg.get('version')}, is not served: the deploy step failed (above)")
     return lines
 
 # %% ../nbs/90_pipeline.ipynb #8a5b58df

@@ -263,3 +263,17 @@ def test_feedback_command(service, tmp_path):
     assert not {"a", "x1", "x2"} & {r for r, in query("select request_id from feedback")}  # refused files record nothing
     code, out = mlops_nb("feedback", "--project", service["project"], "--file", tmp_path / "missing.csv")
     assert code == 2 and "--file: file not found" in out and "Traceback" not in out, out
+
+
+@pytest.mark.parametrize("family", ["logistic_regression", "hist_gradient_boosting", "random_forest"])
+def test_categories_keep_their_column_when_one_is_empty_in_training(family):
+    "A categorical column with no value in training keeps its place: each column's known categories are its own."
+    import numpy as np
+    from mlops_nb.deploy import category_codes, known_categories
+    from mlops_nb.train import make_model
+    df = pd.DataFrame({"empty": [None] * 40, "shop": ["north", "south"] * 20, "x": np.arange(40.0)})
+    model = make_model(family, {}, ["x"], ["empty", "shop"]).fit(df, [0, 1] * 20)
+    assert known_categories(model) == {"empty": [], "shop": ["north", "south"]}
+    if family != "logistic_regression":
+        cat = model.named_steps["transforms"].named_transformers_["categorical"]
+        assert set(category_codes(cat, ["empty", "shop"])[1][0]) == {"north", "south"}
