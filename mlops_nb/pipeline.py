@@ -5,7 +5,7 @@
 # %% ../nbs/90_pipeline.ipynb #153efb19
 from __future__ import annotations
 
-import argparse, ast, fcntl, json, os, re, shlex, shutil, socket, subprocess, sys, time, urllib.error, urllib.request, warnings
+import argparse, fcntl, json, os, re, shlex, shutil, socket, subprocess, sys, time, urllib.error, urllib.request, warnings
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,11 +15,11 @@ from .config import (LoadedProject, ProjectError, atomic_write, demo_project_fil
                              package_root, write_json)
 
 # %% auto #0
-__all__ = ['STEPS', 'PIPELINE_END', 'LOGGED_SUFFIXES', 'MAX_LOGGED_BYTES', 'STEP_SECTIONS', 'KERNEL', 'MIN_CLASS_ROWS',
+__all__ = ['STEPS', 'PIPELINE_END', 'LOGGED_SUFFIXES', 'MAX_LOGGED_BYTES', 'STEP_TAG', 'KERNEL', 'MIN_CLASS_ROWS',
            'SCHEDULE_MARK', 'CRON_FIELDS', 'REPLAY_MARK', 'EXIT_OK', 'EXIT_STEP_FAILED', 'EXIT_BAD_INPUT', 'EXIT_BUSY',
            'EPILOG', 'nbs_dir', 'select_steps', 'new_run_id', 'LockBusy', 'run_lock', 'git_commit', 'new_record',
            'save_record', 'read_record', 'tracking_client', 'start_parent_run', 'start_step_run', 'log_step',
-           'step_notebook', 'runs_in_a_run', 'error_of', 'one_line', 'ipc_kernel_manager', 'execute_step',
+           'runs_in_a_run', 'step_notebook', 'error_of', 'one_line', 'ipc_kernel_manager', 'execute_step',
            'ProgressLines', 'step_outputs', 'discard_partial', 'latest_run_with', 'reuse_steps', 'input_errors',
            'preflight', 'prepare_run', 'run_steps', 'render_run_reports', 'finish_record', 'next_steps', 'run_pipeline',
            'check_target', 'infer_project', 'list_run_records', 'runs_table', 'show_run', 'monitor_project',
@@ -180,29 +180,19 @@ def _dtype(t: str):
     except TypeError: return object
 
 # %% ../nbs/90_pipeline.ipynb #ccd58759
-STEP_SECTIONS = ("## Running the step", "## This step, on the project")
-
-def step_notebook(path: Path, examples: bool = False):
-    "The notebook a run executes: all of it with `examples`, else without the examples and tests between definitions."
-    import nbformat
-    nb = nbformat.read(str(path), as_version=4)
-    if examples: return nb
-    keep, final, ran = [], False, False
-    for c in nb.cells:
-        if c.cell_type == "markdown": final = final or c.source.lstrip().startswith(STEP_SECTIONS)
-        ran = ran or (final and c.cell_type == "code" and "run_step(step)" in c.source)
-        # in the final section: its definitions, the standalone preparation, the step itself and what shows its results
-        if c.cell_type != "code" or runs_in_a_run(c) or ran or (final and "step.standalone" in c.source): keep.append(c)
-    nb.cells = keep
-    return nb
+STEP_TAG = "step"  # the tag of the cells a run executes, besides the definitions and the parameters
 
 def runs_in_a_run(cell) -> bool:
-    "A code cell the step needs: a definition, the parameters, the step's opening, or imports only."
-    src = cell.source
-    if "parameters" in cell.metadata.get("tags", []) or re.search(r"^(step = open_step\(|#\|\s*export)", src, re.M): return True
-    try: body = ast.parse(src).body
-    except SyntaxError: return True  # a magic or shell line: keep it rather than guess
-    return bool(body) and all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in body)
+    "Whether a run executes this code cell: an exported definition, the parameters, or a cell tagged `step`."
+    tags = cell.metadata.get("tags", [])
+    return STEP_TAG in tags or "parameters" in tags or bool(re.search(r"^#\|\s*export\s*$", cell.source, re.M))
+
+def step_notebook(path: Path, examples: bool = False):
+    "The notebook a run executes: all of it with `examples`, else its text and the code cells `runs_in_a_run` keeps."
+    import nbformat
+    nb = nbformat.read(str(path), as_version=4)
+    if not examples: nb.cells = [c for c in nb.cells if c.cell_type != "code" or runs_in_a_run(c)]
+    return nb
 
 # %% ../nbs/90_pipeline.ipynb #efe61e4a
 def error_of(exc: BaseException) -> dict:
