@@ -5,7 +5,7 @@
 # %% ../nbs/90_pipeline.ipynb #153efb19
 from __future__ import annotations
 
-import argparse, fcntl, json, os, re, shlex, shutil, socket, subprocess, sys, time, urllib.error, urllib.request, warnings
+import argparse, json, os, re, shlex, shutil, subprocess, sys, time, urllib.error, urllib.request, warnings
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,16 +13,16 @@ from typing import Optional
 
 from .config import (LoadedProject, ProjectError, atomic_write, demo_project_file, load_project, now_iso,
                              package_root, write_json)
+from .runs import (LockBusy, error_of, execute_notebook, git_commit, latest_run_with, list_run_records, new_run_id,
+                           one_line, run_lock, save_record)
 
 # %% auto #0
-__all__ = ['STEPS', 'PIPELINE_END', 'LOGGED_SUFFIXES', 'MAX_LOGGED_BYTES', 'STEP_TAG', 'KERNEL', 'MIN_CLASS_ROWS',
-           'SCHEDULE_MARK', 'CRON_FIELDS', 'REPLAY_MARK', 'EXIT_OK', 'EXIT_STEP_FAILED', 'EXIT_BAD_INPUT', 'EXIT_BUSY',
-           'EPILOG', 'nbs_dir', 'select_steps', 'new_run_id', 'LockBusy', 'run_lock', 'git_commit', 'new_record',
-           'save_record', 'read_record', 'tracking_client', 'start_parent_run', 'start_step_run', 'log_step',
-           'runs_in_a_run', 'step_notebook', 'error_of', 'one_line', 'ipc_kernel_manager', 'execute_step',
-           'ProgressLines', 'step_outputs', 'discard_partial', 'latest_run_with', 'reuse_steps', 'input_errors',
-           'preflight', 'prepare_run', 'run_steps', 'render_run_reports', 'finish_record', 'next_steps', 'run_pipeline',
-           'check_target', 'infer_project', 'list_run_records', 'runs_table', 'show_run', 'monitor_project',
+__all__ = ['STEPS', 'PIPELINE_END', 'LOGGED_SUFFIXES', 'MAX_LOGGED_BYTES', 'STEP_TAG', 'MIN_CLASS_ROWS', 'SCHEDULE_MARK',
+           'CRON_FIELDS', 'REPLAY_MARK', 'EXIT_OK', 'EXIT_STEP_FAILED', 'EXIT_BAD_INPUT', 'EXIT_BUSY', 'EPILOG',
+           'nbs_dir', 'select_steps', 'new_record', 'tracking_client', 'start_parent_run', 'start_step_run', 'log_step',
+           'runs_in_a_run', 'step_notebook', 'execute_step', 'step_outputs', 'discard_partial', 'reuse_steps',
+           'input_errors', 'preflight', 'prepare_run', 'run_steps', 'render_run_reports', 'finish_record', 'next_steps',
+           'run_pipeline', 'check_target', 'infer_project', 'runs_table', 'show_run', 'monitor_project',
            'retrain_outcome', 'schedule_block', 'check_cron', 'merge_schedule', 'install_schedule', 'replay_project',
            'fresh_folder', 'yaml_dump', 'send_month', 'refused_record', 'bad_field', 'start_service',
            'wait_for_version', 'replay', 'retrain_comparison', 'replay_table', 'cmd_demo', 'cmd_run', 'cmd_runs',
@@ -48,51 +48,7 @@ def select_steps(start: Optional[str] = None, until: Optional[str] = None) -> li
     if i > j: raise ProjectError(f"--from {start} comes after --until {until}: nothing to run")
     return names[i:j + 1]
 
-# %% ../nbs/90_pipeline.ipynb #edfa67bc
-def new_run_id() -> str:
-    "A sortable, unique run id: UTC time plus 4 random hex digits."
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + os.urandom(2).hex()
-
-# %% ../nbs/90_pipeline.ipynb #576b225f
-class LockBusy(RuntimeError):
-    "Another run of the same project holds the lock."
-
-@contextmanager
-def run_lock(runs_dir: Path, project: str, run_id: str, wait: float = 0):
-    "Hold the project's run lock; raise `LockBusy` after `wait` seconds."
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    path = runs_dir / f".{project}.lock"
-    with open(path, "a+") as f:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    f.seek(0)
-                    holder = f.read().strip() or "unknown run"
-                    raise LockBusy(f"project {project!r} is already running ({holder}); "
-                                   f"wait for it, or pass --wait SECONDS") from None
-                time.sleep(0.2)
-        f.seek(0); f.truncate()
-        f.write(f"run {run_id}, pid {os.getpid()}, host {socket.gethostname()}, since {now_iso()}"); f.flush()
-        try: yield
-        finally:
-            f.seek(0); f.truncate()
-            fcntl.flock(f, fcntl.LOCK_UN)
-
 # %% ../nbs/90_pipeline.ipynb #b3087842
-def git_commit(root: Path) -> Optional[str]:
-    "The checkout's commit (with `-dirty` when it has uncommitted changes), or None outside git."
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        if sha.returncode: return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return sha.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.TimeoutExpired): return None
-
 def new_record(run_id: str, lp: LoadedProject, steps: list[str], command: str) -> dict:
     "A fresh `run.json` for a run about to start."
     return {
@@ -107,14 +63,6 @@ def new_record(run_id: str, lp: LoadedProject, steps: list[str], command: str) -
                    "outputs": {}} for s in steps],
         "reports": {},
     }
-
-def save_record(run_dir: Path, rec: dict) -> None: write_json(run_dir / "run.json", rec)
-
-def read_record(run_dir: Path) -> dict:
-    "A run's `run.json`."
-    f = Path(run_dir) / "run.json"
-    if not f.exists(): raise ProjectError(f"{run_dir}: no run.json, so this is not a run folder")
-    return json.loads(f.read_text())
 
 # %% ../nbs/90_pipeline.ipynb #4cda52b0
 def tracking_client(lp: LoadedProject):
@@ -194,67 +142,13 @@ def step_notebook(path: Path, examples: bool = False):
     if not examples: nb.cells = [c for c in nb.cells if c.cell_type != "code" or runs_in_a_run(c)]
     return nb
 
-# %% ../nbs/90_pipeline.ipynb #efe61e4a
-def error_of(exc: BaseException) -> dict:
-    "The `{cell, ename, message}` of a failed step, from papermill's error or any exception."
-    from papermill.exceptions import PapermillExecutionError
-    if isinstance(exc, PapermillExecutionError):
-        msg = re.sub(r"\x1b\[[0-9;]*m", "", str(exc.evalue)).strip()
-        return {"cell": exc.exec_count, "cell_index": exc.cell_index, "ename": exc.ename, "message": msg}
-    return {"cell": None, "cell_index": None, "ename": type(exc).__name__, "message": str(exc).strip()}
-
-def one_line(step: str, err: dict) -> str:
-    "The failure as a scheduler's log line: step, cell, reason (first line of the message)."
-    first = (err["message"].splitlines() or [""])[0]
-    more = " (more in the executed notebook)" if len(err["message"].splitlines()) > 1 else ""
-    cell = f", cell {err['cell']}" if err.get("cell") is not None else ""
-    return f"step {step}{cell}: {err['ename']}: {first}{more}"
-
 # %% ../nbs/90_pipeline.ipynb #989ffdb3
-KERNEL = "python3"
-
-def ipc_kernel_manager(stderr_log: Optional[Path] = None):
-    "A jupyter kernel-manager class using IPC transport, with socket files in the temp folder."
-    import tempfile
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import Unicode
-    class IPCKernelManager(AsyncKernelManager):
-        transport = Unicode("ipc")
-        def __init__(self, **kw):
-            super().__init__(**kw)
-            self.ip = os.path.join(tempfile.gettempdir(), f"mlops-nb-kernel-{os.getpid()}-{os.urandom(3).hex()}")
-        async def _async_launch_kernel(self, kernel_cmd, **kw):
-            # what a kernel process writes outside the notebook (shutdown races of its ZMQ streams, C libraries)
-            # is kept with the run, not printed on the terminal of a scheduler that reads ours
-            if stderr_log is None: return await super()._async_launch_kernel(kernel_cmd, **kw)
-            with open(stderr_log, "ab") as err: return await super()._async_launch_kernel(kernel_cmd, stderr=err, **kw)
-    return IPCKernelManager
-
 def execute_step(step: str, run_dir: Path, mlflow_run_id: Optional[str], progress: bool = False,
                  execution_timeout: int = 3600, examples: bool = False) -> Path:
     "Execute a step's notebook with papermill into `run_dir/notebooks/`; return the executed notebook."
-    import papermill as pm
-    # OpenMP threads that spin while waiting slow every other process on the machine to a crawl (measured:
-    # a 3 ms prediction took 900 ms next to a busy neighbour); kernels inherit a passive wait policy
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    out = run_dir / "notebooks" / STEPS[step]
-    out.parent.mkdir(exist_ok=True)
-    pm.execute_notebook(step_notebook(nbs_dir() / STEPS[step], examples), str(out), kernel_name=KERNEL, language="python", cwd=str(nbs_dir()),
-                        parameters={"project_file": str(run_dir / "project.yaml"), "run_dir": str(run_dir),
-                                    "mlflow_run_id": mlflow_run_id},
-                        progress_bar=progress, start_timeout=120, execution_timeout=execution_timeout,
-                        kernel_manager_class=ipc_kernel_manager(out.with_suffix(".kernel.log")), stderr_file=ProgressLines(sys.stderr))
-    return out
-
-class ProgressLines:
-    "A file papermill writes a kernel's stderr into; it passes on the progress lines (`[step] ...`) only, indented."
-    def __init__(self, out): self.out, self.buf = out, ""
-    def write(self, text: str):
-        self.buf += text
-        *lines, self.buf = self.buf.split("\n")
-        for line in lines:
-            if line.startswith("["): self.out.write(f"      {line}\n")
-    def flush(self): self.out.flush()
+    return execute_notebook(step_notebook(nbs_dir() / STEPS[step], examples), run_dir / "notebooks" / STEPS[step],
+                            {"project_file": str(run_dir / "project.yaml"), "run_dir": str(run_dir), "mlflow_run_id": mlflow_run_id},
+                            nbs_dir(), progress, execution_timeout)
 
 # %% ../nbs/90_pipeline.ipynb #0ebac6db
 def step_outputs(run_dir: Path, step: str) -> dict:
@@ -269,15 +163,6 @@ def discard_partial(run_dir: Path, step: str) -> None:
     shutil.rmtree(run_dir / "artifacts" / f".{step}.partial", ignore_errors=True)
 
 # %% ../nbs/90_pipeline.ipynb #8f4771d0
-def latest_run_with(runs_dir: Path, steps: list[str], project: str) -> Optional[Path]:
-    "The newest run folder of `project` in which all `steps` succeeded."
-    for d in sorted((p for p in runs_dir.glob("*/run.json")), reverse=True):
-        try: rec = json.loads(d.read_text())
-        except (OSError, ValueError): continue
-        done = {s["name"] for s in rec.get("steps", []) if s["status"] in ("succeeded", "reused")}
-        if rec.get("project", {}).get("name") == project and set(steps) <= done: return d.parent
-    return None
-
 def reuse_steps(src: Path, dst: Path, steps: list[str]) -> None:
     "Hard-link the artifacts of `steps` from run `src` into run `dst`."
     for s in steps:
@@ -481,14 +366,6 @@ def infer_project(data_file, target: str, name: Optional[str] = None) -> dict:
     return project
 
 # %% ../nbs/90_pipeline.ipynb #1ecc03e1
-def list_run_records(runs_dir: Path) -> list[dict]:
-    "Every readable `run.json` under `runs_dir`, newest first."
-    out = []
-    for f in sorted(Path(runs_dir).glob("*/run.json"), reverse=True):
-        try: out.append(json.loads(f.read_text()))
-        except (OSError, ValueError): continue
-    return out
-
 def runs_table(records: list[dict]) -> str:
     "A plain-text table of runs: id, project, status, start, duration, steps."
     if not records: return "no runs yet: start one with `mlops-nb run`"

@@ -15,6 +15,8 @@ from urllib.request import urlopen
 import yaml
 
 from .config import ProjectError, atomic_write, package_root
+from .design import CARD_KEYS
+from .runs import ipc_kernel_manager
 
 # %% auto #0
 __all__ = ['RUN_ID', 'ROOT_ENV', 'PAGES', 'PAGE_TITLES', 'DONE', 'ACRONYMS', 'STYLE', 'STATUS_CLASS', 'DIMENSIONS',
@@ -448,7 +450,6 @@ def _who(card_: dict, role: str) -> str:
 def inferred_box(c: dict) -> Raw:
     "For a card inferred from a table: say so, in plain words, and which keys of the project file to edit."
     if not c.get("inferred_from"): return Raw("")
-    from mlops_nb.design import CARD_KEYS
     keys = "".join(f"<li><code>{esc(k)}</code>: {esc(v)}</li>" for k, v in CARD_KEYS.items())
     return box(Raw(f"<p><b>This design card was inferred from {esc(c['inferred_from'])}</b>, not written by the people it "
                    "names: its value model and its gates are guesses that let a first model be judged and served. To make "
@@ -2067,7 +2068,6 @@ def render_page(
     "Execute report `page` on the run in `run_dir` and write `<out_dir>/<page>.html`; `ReportError` if it fails."
     import nbformat, papermill as pm
     from papermill.exceptions import PapermillExecutionError
-    from mlops_nb.pipeline import ipc_kernel_manager
     run_dir = Path(run_dir).resolve()
     src = Path(pages_folder or pages_dir()) / f"{page}.ipynb"
     if not src.is_file(): raise ReportError(f"report page {page!r}: no notebook {src}")

@@ -17,6 +17,7 @@ from .config import (DesignCard, Experiment, Project, ProjectError, Split, Step,
                              ValueModel, frame_digest, now_iso, open_step, package_root)
 from .design import evaluate_gates, generated_value, trivial_values, value_per_period
 from .features import feature_kinds, model_transforms
+from .runs import git_commit
 
 # %% auto #0
 __all__ = ['LOWER_IS_BETTER', 'DEFAULTS', 'TRUSTED_PREFIXES', 'TRUSTED_EXTRA', 'TrainError', 'HoldoutError', 'progress',
@@ -656,7 +657,6 @@ def run_step(step: Step) -> dict:
     say(f"{len(trials)} trials of {len(experiments)} experiments on {len(parts['train']):,} training and "
         f"{len(parts['validation']):,} validation rows; selecting on {metric}; hold-out {len(parts['holdout']):,} rows frozen")
     client, exp_id, parent = tracking(step)
-    from mlops_nb.pipeline import git_commit
     tags = {"mlflow.source.git.commit": git_commit(package_root()) or "unknown", "requirements": " ".join(requirements()),
             "holdout_digest": holdout_digest, "training_set_digest": tmeta["digest"]}
     inputs = dataset_inputs({"train": parts["train"], "validation": parts["validation"]}, "features/training_set.parquet")
