@@ -53,7 +53,8 @@ def prepare(folder: Path) -> dict:
     "The champion, the serving run and the flights: raw.parquet (snapshot rows) and X.parquet (model inputs), row for row."
     import mlflow, pandas as pd
     from mlops_nb.config import demo_project_file, load_project
-    from mlops_nb.deploy import alias_version, registry_client, serving_run
+    from mlops_nb.deploy import serving_run
+    from mlops_nb.registry import alias_version, registry_client
     lp = load_project(demo_project_file())
     client = registry_client(lp.tracking_uri)
     mlflow.set_tracking_uri(lp.tracking_uri); mlflow.set_registry_uri(lp.tracking_uri)  # for get_model_info below

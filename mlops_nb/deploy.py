@@ -16,16 +16,17 @@ from fastapi import FastAPI, Request  # at module level: FastAPI reads the endpo
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from .config import LoadedProject, ProjectError, now_iso
+from .registry import alias_version, model_name, registry_client, requirements
 
 # %% auto #0
 __all__ = ['TREELITE_ROWS', 'SCALAR_VALUES', 'MAX_RECORDS', 'PASS_RECORDS', 'GATHER_TURNS', 'MAX_BODY_BYTES', 'SCHEMA',
            'PREDICTION_COLUMNS', 'DOCKERFILE', 'PACKAGE_FILES', 'ServingError', 'ServingModel', 'known_categories',
-           'registry_client', 'alias_version', 'load_version', 'LeanModel', 'category_codes', 'numeric_imputation',
-           'tree_model', 'lean_model', 'serving_run', 'reference_rows', 'snapshot_table', 'FeatureLookup', 'n_rows',
-           'python_value', 'request_columns', 'column_types', 'RequestError', 'parse_records', 'check_records',
-           'records_columns', 'validate_records', 'request_schema', 'PredictionLog', 'check_labels', 'read_labels',
-           'canary_mask', 'Scorer', 'score_file', 'make_app', 'serve', 'rollback', 'serving_requirements', 'dockerfile',
-           'free_port', 'smoke_test', 'run_step']
+           'load_version', 'LeanModel', 'category_codes', 'numeric_imputation', 'tree_model', 'lean_model',
+           'serving_run', 'reference_rows', 'snapshot_table', 'FeatureLookup', 'n_rows', 'python_value',
+           'request_columns', 'column_types', 'RequestError', 'parse_records', 'check_records', 'records_columns',
+           'validate_records', 'request_schema', 'PredictionLog', 'check_labels', 'read_labels', 'canary_mask',
+           'Scorer', 'score_file', 'make_app', 'serve', 'serving_requirements', 'dockerfile', 'free_port', 'smoke_test',
+           'run_step']
 
 # %% ../nbs/06_deploy.ipynb #4f639048
 class ServingError(ValueError):
@@ -55,20 +56,6 @@ def known_categories(model) -> dict:
     cols = next(c for n, _, c in transforms.transformers_ if n == "categorical")
     encoder = transforms.named_transformers_["categorical"][-1]
     return {c: [v for v in cats.tolist() if v != "(missing)"] for c, cats in zip(cols, encoder.categories_)}
-
-def registry_client(tracking_uri: str):
-    "An MLflow client on the project's tracking store and registry."
-    import logging
-    from mlflow import MlflowClient
-    for n in ("alembic", "mlflow"): logging.getLogger(n).setLevel(logging.WARNING)
-    # explicit URIs, never MLflow's process-wide defaults: a process may serve one store and test another
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-
-def alias_version(client, name: str, alias: str = "champion") -> Optional[str]:
-    "The version the alias points at, or None when it points nowhere."
-    from mlflow.exceptions import MlflowException
-    try: return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException: return None
 
 def load_version(client, name: str, version: str, reference: Optional[pd.DataFrame] = None) -> ServingModel:
     "Load version `version` of model `name` for serving."
@@ -566,16 +553,15 @@ def canary_mask(rows, request_id: str, sticky_key: list[str], share: float) -> n
 class Scorer:
     "The champion, its features and the prediction log: records in, predictions out."
     def __init__(self, lp: LoadedProject,
-                 model_name: Optional[str] = None,  # default: the name training registers under
+                 name: Optional[str] = None,  # the registered model; default: the project's (`registry.model_name`)
                  alias: str = "champion",
                  tracking_uri: Optional[str] = None,  # default: the project's store
                  run_dir: Optional[Path] = None,  # run whose snapshot and feature store serve (default: `serving_run`)
                  point_in_time: bool = False,  # features as of each decision from the offline store (replays of history)
                  log_path: Optional[Path] = None,  # default: the project's `deploy.prediction_log`
                 ):
-        from mlops_nb.train import _model_name
         self.lp, self.alias = lp, alias
-        self.name = model_name or _model_name(lp.project)
+        self.name = name or model_name(lp.project)
         tracking_uri = tracking_uri or lp.tracking_uri
         self.client = registry_client(tracking_uri)
         version = alias_version(self.client, self.name, alias)
@@ -830,22 +816,6 @@ def serve(lp: LoadedProject, host: str = "127.0.0.1", port: Optional[int] = None
           f"docs: /docs, example request: /metadata)", flush=True)
     uvicorn.run(make_app(scorer, refresh_seconds), host=host, port=port, log_level="warning", access_log=False)
 
-def rollback(tracking_uri: str, name: str, to: Optional[str] = None) -> str:
-    "Point `champion` back at version `to`, or at the newest older version that was promoted; return what happened."
-    client = registry_client(tracking_uri)
-    current = alias_version(client, name, "champion")
-    if current is None: raise ProjectError(f"model {name!r} has no champion to roll back")
-    if to is None:
-        older = [v for v in client.search_model_versions(f"name='{name}'")
-                 if int(v.version) < int(current) and v.tags.get("decision") == "champion"]
-        if not older: raise ProjectError(f"model {name!r}: no version before {current} was ever champion; name one with --to")
-        to = str(max(int(v.version) for v in older))
-    try: client.get_model_version(name, str(to))
-    except Exception: raise ProjectError(f"model {name!r} has no version {to}") from None
-    client.set_registered_model_alias(name, "champion", str(to))
-    client.set_model_version_tag(name, str(current), "rolled_back_at", now_iso())
-    return f"{name}: champion moved back from version {current} to version {to}"
-
 # %% ../nbs/06_deploy.ipynb #dec2d48f
 DOCKERFILE = """# The mlops-nb service for {model}, smoke-tested with version {version} in run {run}.
 # Build from the mlops-nb source tree (only the package is copied into the image):
@@ -868,7 +838,6 @@ PACKAGE_FILES = ["pyproject.toml", "setup.py", "README.md", "LICENSE"]  # what `
 def serving_requirements() -> list[str]:
     "The pinned packages the image installs: the model's own (as registered) and the service's, as smoke-tested here."
     from importlib.metadata import version as package_version
-    from mlops_nb.train import requirements
     return requirements() + [f"{p}=={package_version(p.split('[')[0])}" for p in ("fastapi", "uvicorn", "feast[duckdb]", "mlflow", "treelite", "pyarrow")]
 
 def dockerfile(name: str, version: str, run_dir: Path, bundle: Path, project: Path, root: Path) -> str:
@@ -916,9 +885,8 @@ def smoke_test(url: str, timeout: float = 120) -> dict:
 def run_step(step) -> dict:
     "Write the deployment bundle, start the service, smoke-test it, stop it; finish."
     import subprocess, sys
-    from mlops_nb.train import _model_name
     lp = step.lp
-    name = _model_name(lp.project)
+    name = model_name(lp.project)
     client = registry_client(step.tracking_uri)
     version = alias_version(client, name, "champion")
     if version is None:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .config import LoadedProject, MonitorSpec
+from .registry import alias_version, model_name, registry_client
 
 # %% auto #0
 __all__ = ['KINDS', 'DriftError', 'MissingColumnError', 'EmptyWindowError', 'infer_kind', 'check_kind', 'distinct_sorted',
@@ -304,9 +305,7 @@ def refused_between(log_path: Path, start: pd.Timestamp, end: pd.Timestamp) -> p
 # %% ../nbs/07_monitor.ipynb #b53470bd
 def champion_context(step) -> dict:
     "The serving champion and what it learned from: version, threshold, model card, importance, reference rows."
-    from mlops_nb.deploy import alias_version, registry_client
-    from mlops_nb.train import _model_name
-    name = _model_name(step.project)
+    name = model_name(step.project)
     client = registry_client(step.tracking_uri)
     version = alias_version(client, name)
     if version is None: raise MonitorError(f"model {name!r} has no champion in {step.tracking_uri}: nothing serves, nothing to monitor")
@@ -467,7 +466,7 @@ def run_step(step) -> dict:
 
 def reference_probabilities(ctx: dict, step, n: int = 50_000) -> np.ndarray:
     "The champion's probabilities on (a sample of) its reference rows: what its predictions looked like when it was chosen."
-    from mlops_nb.deploy import load_version, registry_client
+    from mlops_nb.deploy import load_version
     ref = ctx["reference"]
     ref = ref.sample(n, random_state=0) if len(ref) > n else ref
     model = load_version(registry_client(step.tracking_uri), ctx["name"], ctx["version"])

@@ -13,21 +13,21 @@ from typing import Optional
 
 from .config import (LoadedProject, ProjectError, atomic_write, demo_project_file, load_project, now_iso,
                              package_root, write_json)
+from .registry import approve, rollback, tracking_client
 from .runs import (LockBusy, error_of, execute_notebook, git_commit, latest_run_with, list_run_records, new_run_id,
                            one_line, run_lock, save_record)
 
 # %% auto #0
 __all__ = ['STEPS', 'PIPELINE_END', 'LOGGED_SUFFIXES', 'MAX_LOGGED_BYTES', 'STEP_TAG', 'MIN_CLASS_ROWS', 'SCHEDULE_MARK',
            'CRON_FIELDS', 'REPLAY_MARK', 'EXIT_OK', 'EXIT_STEP_FAILED', 'EXIT_BAD_INPUT', 'EXIT_BUSY', 'EPILOG',
-           'nbs_dir', 'select_steps', 'new_record', 'tracking_client', 'start_parent_run', 'start_step_run', 'log_step',
-           'runs_in_a_run', 'step_notebook', 'execute_step', 'step_outputs', 'discard_partial', 'reuse_steps',
-           'input_errors', 'preflight', 'prepare_run', 'run_steps', 'render_run_reports', 'finish_record', 'next_steps',
-           'run_pipeline', 'check_target', 'infer_project', 'runs_table', 'show_run', 'monitor_project',
-           'retrain_outcome', 'schedule_block', 'check_cron', 'merge_schedule', 'install_schedule', 'replay_project',
-           'fresh_folder', 'yaml_dump', 'send_month', 'refused_record', 'bad_field', 'start_service',
-           'wait_for_version', 'replay', 'retrain_comparison', 'replay_table', 'cmd_demo', 'cmd_run', 'cmd_runs',
-           'cmd_approve', 'cmd_serve', 'cmd_score', 'cmd_feedback', 'cmd_monitor', 'cmd_schedule', 'cmd_rollback',
-           'cmd_reports', 'main']
+           'nbs_dir', 'select_steps', 'new_record', 'start_parent_run', 'start_step_run', 'log_step', 'runs_in_a_run',
+           'step_notebook', 'execute_step', 'step_outputs', 'discard_partial', 'reuse_steps', 'input_errors',
+           'preflight', 'prepare_run', 'run_steps', 'render_run_reports', 'finish_record', 'next_steps', 'run_pipeline',
+           'check_target', 'infer_project', 'runs_table', 'show_run', 'monitor_project', 'retrain_outcome',
+           'schedule_block', 'check_cron', 'merge_schedule', 'install_schedule', 'replay_project', 'fresh_folder',
+           'yaml_dump', 'send_month', 'refused_record', 'bad_field', 'start_service', 'wait_for_version', 'replay',
+           'retrain_comparison', 'replay_table', 'cmd_demo', 'cmd_run', 'cmd_runs', 'cmd_approve', 'cmd_serve',
+           'cmd_score', 'cmd_feedback', 'cmd_monitor', 'cmd_schedule', 'cmd_rollback', 'cmd_reports', 'main']
 
 # %% ../nbs/90_pipeline.ipynb #8b9fbfa3
 STEPS = {"design": "01_design.ipynb", "ingest": "02_ingest.ipynb", "quality": "03_quality.ipynb",
@@ -65,18 +65,6 @@ def new_record(run_id: str, lp: LoadedProject, steps: list[str], command: str) -
     }
 
 # %% ../nbs/90_pipeline.ipynb #4cda52b0
-def tracking_client(lp: LoadedProject):
-    "An MLflow client on the project's store, and the id of its experiment (created when missing)."
-    import logging
-    from mlflow import MlflowClient  # configures its loggers on import: quieten them after
-    for name in ("alembic", "mlflow"): logging.getLogger(name).setLevel(logging.WARNING)
-    client = MlflowClient(tracking_uri=lp.tracking_uri)
-    exp = client.get_experiment_by_name(lp.experiment)
-    if exp is not None: return client, exp.experiment_id
-    try: return client, client.create_experiment(lp.experiment, artifact_location=(lp.root / "mlartifacts").as_uri())
-    except Exception:  # created meanwhile by a concurrent run of another project sharing the store
-        return client, client.get_experiment_by_name(lp.experiment).experiment_id
-
 def start_parent_run(client, exp_id: str, rec: dict, lp: LoadedProject, run_dir: Path) -> str:
     "The pipeline run's parent MLflow run, tagged with commit, project digest and run folder."
     tags = {"mlflow.runName": rec["run_id"], "mlops_nb.run_id": rec["run_id"], "mlops_nb.run_dir": str(run_dir),
@@ -797,7 +785,6 @@ def cmd_runs(args) -> int:
     return EXIT_OK
 
 def cmd_approve(args) -> int:
-    from mlops_nb.train import approve
     if not args.by.strip(): raise ProjectError("--by needs a name: who approves")
     print(approve(_project_for(args).tracking_uri, args.model, args.version, args.by.strip()))
     return EXIT_OK
@@ -852,7 +839,6 @@ def cmd_schedule(args) -> int:
     return EXIT_OK
 
 def cmd_rollback(args) -> int:
-    from mlops_nb.deploy import rollback
     print(rollback(_project_for(args).tracking_uri, args.model, args.to))
     return EXIT_OK
 

@@ -16,6 +16,7 @@ import yaml
 
 from .config import ProjectError, atomic_write, package_root
 from .design import CARD_KEYS
+from .registry import registry_client
 from .runs import ipc_kernel_manager
 
 # %% auto #0
@@ -1186,15 +1187,13 @@ def registry_version(
     local = _store_path(str(tracking_uri))
     if local is not None and not (local.is_dir() or (local.is_file() and local.stat().st_size > 0)):
         out["note"] = f"the tracking store {tracking_uri} is not on this machine"; return out
-    import logging, warnings
+    import warnings
     saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
     os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT=str(int(timeout)))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for logger in ("alembic", "mlflow"): logging.getLogger(logger).setLevel(logging.ERROR)
-            from mlflow import MlflowClient
-            client = MlflowClient(tracking_uri=str(tracking_uri), registry_uri=str(tracking_uri))
+            client = registry_client(str(tracking_uri))
             mv = client.get_model_version(str(name), str(version))
             out.update(tags=dict(mv.tags or {}), aliases=list(getattr(mv, "aliases", []) or []))
             try: out["champion"] = str(client.get_model_version_by_alias(str(name), "champion").version)

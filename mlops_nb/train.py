@@ -6,17 +6,17 @@
 from __future__ import annotations
 
 import io, itertools, json, math, os, random, sys, tempfile, time, traceback, warnings
-from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .config import (DesignCard, Experiment, Project, ProjectError, Split, Step, TrainSpec,
-                             ValueModel, frame_digest, now_iso, open_step, package_root)
+from .config import (DesignCard, Experiment, Split, Step, TrainSpec, ValueModel, frame_digest, open_step,
+                             package_root)
 from .design import evaluate_gates, generated_value, trivial_values, value_per_period
 from .features import feature_kinds, model_transforms
+from .registry import model_name, registry_client, requirements
 from .runs import git_commit
 
 # %% auto #0
@@ -24,9 +24,9 @@ __all__ = ['LOWER_IS_BETTER', 'DEFAULTS', 'TRUSTED_PREFIXES', 'TRUSTED_EXTRA', '
            'split_kind', 'row_groups', 'identical_rows', 'split_frame', 'check_holdout', 'value_threshold',
            'expected_calibration_error', 'score', 'make_model', 'expand', 'default_experiments', 'feature_groups',
            'trial_features', 'metric_value', 'permutation_importance', 'value_curve', 'evaluation_figure', 'run_trial',
-           'requirements', 'tracking', 'log_trial', 'dataset_inputs', 'search', 'best_of', 'verdicts', 'slice_columns',
-           'holdout_report', 'promotion_metric', 'decide', 'trusted_types', 'champion_on', 'register', 'approve',
-           'limitations', 'run_step']
+           'tracking', 'log_trial', 'dataset_inputs', 'search', 'best_of', 'verdicts', 'slice_columns',
+           'holdout_report', 'promotion_metric', 'decide', 'trusted_types', 'champion_on', 'register', 'limitations',
+           'run_step']
 
 # %% ../nbs/05_train.ipynb #3faf8414
 class TrainError(ValueError):
@@ -350,19 +350,12 @@ def run_trial(trial: dict,  # from `expand`
     return out
 
 # %% ../nbs/05_train.ipynb #70940a90
-def requirements() -> list[str]:
-    "The packages (pinned) a registered model needs to load and predict."
-    return [f"{p}=={package_version(p)}" for p in ("scikit-learn", "skops", "pandas", "numpy", "scipy")]
-
 def tracking(step: Step):
     "(MlflowClient, experiment id, parent run id) for the step's trials; a step running alone gets its own store and run."
-    import logging
-    from mlflow import MlflowClient
-    for name in ("alembic", "mlflow"): logging.getLogger(name).setLevel(logging.WARNING)
     import mlflow
     mlflow.set_tracking_uri(step.tracking_uri)  # the registry's `models:/` URIs resolve against it
     mlflow.set_registry_uri(step.tracking_uri)
-    client = MlflowClient(tracking_uri=step.tracking_uri, registry_uri=step.tracking_uri)
+    client = registry_client(step.tracking_uri)
     if step.mlflow_run_id:
         return client, client.get_run(step.mlflow_run_id).info.experiment_id, step.mlflow_run_id
     name = f"{step.lp.experiment}-dev"
@@ -576,28 +569,6 @@ def register(client, step: Step, name: str, best: dict, parts: dict, label: str,
                                         pip_requirements=requirements(), metadata=meta, registered_model_name=name)
     return client.get_model_version(name, str(info.registered_model_version))
 
-# %% ../nbs/05_train.ipynb #063852ef
-def approve(tracking_uri: str, name: str, version: str, by: str) -> str:
-    "Record `by`'s approval of model `name` version `version`; promote it when it was waiting for it. Return what happened."
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    try: mv = client.get_model_version(name, str(version))
-    except MlflowException: raise ProjectError(f"no version {version} of model {name!r} in {tracking_uri}")
-    client.set_model_version_tag(name, mv.version, "approved_by", by)
-    client.set_model_version_tag(name, mv.version, "approved_at", now_iso())
-    if mv.tags.get("decision") != "awaiting_approval":
-        return f"approval of {name} version {mv.version} by {by} recorded; it was not waiting for one (decision: {mv.tags.get('decision')})"
-    try: current = client.get_model_version_by_alias(name, "champion").version
-    except MlflowException: current = None
-    if str(current) != str(mv.tags.get("compared_with", "None")):
-        return (f"approval recorded, but the champion moved (now version {current}) since version {mv.version} was compared "
-                f"with version {mv.tags.get('compared_with')}: train again to compare them on one hold-out")
-    client.set_registered_model_alias(name, "champion", mv.version)
-    client.set_model_version_tag(name, mv.version, "decision", "champion")
-    client.set_model_version_tag(name, mv.version, "reason", f"approved by {by}; {mv.tags.get('reason', '')}"[:5000])
-    return f"{name} version {mv.version} approved by {by} and promoted to champion"
-
 # %% ../nbs/05_train.ipynb #d93d90cf
 def limitations(report: dict, overall: dict, features_record: dict, period: Optional[dict]) -> list[str]:
     "Plain-language limitations read off the hold-out and the features."
@@ -624,10 +595,6 @@ def _period(parts: dict, time_column: Optional[str]) -> Optional[dict]:
 def _plain(r: dict) -> dict:
     "A trial result without its model and arrays, for JSON."
     return {k: v for k, v in r.items() if k not in ("model", "curves", "traceback", "columns", "figure")}
-
-def _model_name(project: Project) -> str:
-    spec = project.features
-    return project.train.model_name or (next(iter(spec.services)) if spec and spec.services else project.name)
 
 def run_step(step: Step) -> dict:
     "Split, search, test the selected trial on the hold-out, register it, decide on promotion; finish."
@@ -685,7 +652,7 @@ def run_step(step: Step) -> dict:
                                         best["importance"]["groups"], f"{best['experiment']} #{best['trial']} (hold-out)"))
         client.log_artifact(best["run_id"], str(f))
         step.save("holdout_evaluation.png", lambda p: p.write_bytes(f.read_bytes()))
-    name = _model_name(project)
+    name = model_name(project)
     pmetric = promotion_metric(card, spec)
     mv_champ, champ_metrics, champ_problem = champion_on(client, name, parts["holdout"], label, vm)
     decision = decide(gates, pmetric, hm.get(pmetric, float("nan")), champ_metrics[pmetric] if champ_metrics else None,

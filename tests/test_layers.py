@@ -22,3 +22,12 @@ def test_an_upward_import_breaks_the_contract(tmp_path):
     with open(tmp_path / "mlops_nb" / "config.py", "a") as f: f.write("\nfrom mlops_nb import pipeline  # upwards\n")
     p = lint_imports(tmp_path)
     assert p.returncode != 0 and "BROKEN" in p.stdout and "mlops_nb.config -> mlops_nb.pipeline" in p.stdout, p.stdout + p.stderr
+
+
+def test_every_module_has_a_layer():
+    "A new module joins the contract: one left out of every layer would be free to import anything."
+    import tomllib
+    contract = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]
+    layered = {m.strip() for layer in contract["layers"] for m in layer.split("|")}
+    modules = {f"mlops_nb.{p.stem}" for p in (ROOT / "mlops_nb").glob("*.py") if not p.stem.startswith("_")}
+    assert modules == layered, (modules - layered, layered - modules)

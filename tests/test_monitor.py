@@ -89,7 +89,8 @@ def test_monitor_reports_and_decides_without_retraining(served):
 
 def test_a_failed_retrain_leaves_the_champion_and_the_service(served):
     from mlops_nb.config import load_project
-    from mlops_nb.deploy import Scorer, alias_version, registry_client
+    from mlops_nb.deploy import Scorer
+    from mlops_nb.registry import alias_version, registry_client
     f, uri, log, _ = served
     client = registry_client(uri)
     before = alias_version(client, "delay_model")
@@ -107,7 +108,7 @@ def test_a_failed_retrain_leaves_the_champion_and_the_service(served):
 
 
 def test_a_triggered_retrain_promotes_only_a_better_model(served):
-    from mlops_nb.deploy import alias_version, registry_client
+    from mlops_nb.registry import alias_version, registry_client
     f, uri, _, _ = served
     client = registry_client(uri)
     before = alias_version(client, "delay_model")
