@@ -115,12 +115,6 @@ def server_env(tracking_uri: str) -> dict:
             "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONUNBUFFERED": "1"}
 
 
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
-
-
 def get(port: int, path: str, timeout: float = 2) -> tuple:
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
@@ -348,6 +342,7 @@ def main():
         env = server_env(prep["tracking_uri"])
         print(f"[bench] champion v{prep['version']}, {prep['rows']} flights ({prep['span']}); floor process ...", file=sys.stderr, flush=True)
         floor = run_floor(folder, args, env)
+        from mlops_nb.config import free_port
         ours_port, mlflow_port, noop_port = free_port(), free_port(), free_port()
         procs = {}
         try:

@@ -5,7 +5,7 @@
 # %% ../nbs/00_config.ipynb #e0f18d9f
 from __future__ import annotations
 
-import difflib, hashlib, json, os, shutil, tempfile, types, typing
+import difflib, hashlib, json, math, os, shutil, socket, tempfile, types, typing
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional, Union
@@ -22,8 +22,8 @@ __all__ = ['Severity', 'Dimension', 'Role', 'Phase', 'FeatureType', 'Family', 'P
            'FeatureSpec', 'Expectation', 'Experiment', 'Split', 'Promotion', 'TrainSpec', 'DeploySpec',
            'DriftThresholds', 'RetrainSpec', 'ScheduleSpec', 'MonitorSpec', 'Tracking', 'DevMode', 'Project',
            'describe_errors', 'parse_override', 'set_dotted', 'file_digest', 'read_yaml', 'validate_project',
-           'LoadedProject', 'load_project', 'package_root', 'demo_project_file', 'frame_digest', 'atomic_write',
-           'write_json', 'in_test', 'Step', 'now_iso', 'open_step']
+           'LoadedProject', 'load_project', 'package_root', 'demo_project_file', 'frame_digest', 'utc_time',
+           'free_port', 'atomic_write', 'write_json', 'in_test', 'Step', 'now_iso', 'open_step']
 
 # %% ../nbs/00_config.ipynb #5e165b95
 class ProjectError(ValueError):
@@ -603,6 +603,19 @@ def frame_digest(df: "pd.DataFrame") -> str:
     h.update(json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode())
     h.update(pd.util.hash_pandas_object(df, index=False).values.tobytes())
     return h.hexdigest()
+
+# %% ../nbs/00_config.ipynb #2e5b383d
+def utc_time(t) -> Optional["pd.Timestamp"]:
+    "`t` (text, date, datetime or timestamp) as a UTC `Timestamp`: a date is midnight UTC, a naive time is UTC; None stays None."
+    import pandas as pd
+    if t is None or (isinstance(t, float) and math.isnan(t)): return None
+    t = pd.Timestamp(t)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+def free_port() -> int:
+    "A free TCP port on the loopback interface."
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
 # %% ../nbs/00_config.ipynb #f2373b8d
 _UMASK = os.umask(0o022); os.umask(_UMASK)

@@ -15,7 +15,7 @@ import pandas as pd
 from fastapi import FastAPI, Request  # at module level: FastAPI reads the endpoints' annotations from here
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from .config import LoadedProject, ProjectError, now_iso
+from .config import LoadedProject, ProjectError, free_port, now_iso
 from .registry import alias_version, model_name, registry_client, requirements
 
 # %% auto #0
@@ -25,8 +25,7 @@ __all__ = ['TREELITE_ROWS', 'SCALAR_VALUES', 'MAX_RECORDS', 'PASS_RECORDS', 'GAT
            'serving_run', 'reference_rows', 'snapshot_table', 'FeatureLookup', 'n_rows', 'python_value',
            'request_columns', 'column_types', 'RequestError', 'parse_records', 'check_records', 'records_columns',
            'validate_records', 'request_schema', 'PredictionLog', 'check_labels', 'read_labels', 'canary_mask',
-           'Scorer', 'score_file', 'make_app', 'serve', 'serving_requirements', 'dockerfile', 'free_port', 'smoke_test',
-           'run_step']
+           'Scorer', 'score_file', 'make_app', 'serve', 'serving_requirements', 'dockerfile', 'smoke_test', 'run_step']
 
 # %% ../nbs/06_deploy.ipynb #4f639048
 class ServingError(ValueError):
@@ -848,11 +847,6 @@ def dockerfile(name: str, version: str, run_dir: Path, bundle: Path, project: Pa
     return DOCKERFILE.format(model=name, version=version, run=run_dir.name, bundle=bundle, image=f"mlops-nb-{name}:{version}",
                              source=package_root(), root=root, package_files=" ".join(PACKAGE_FILES),
                              requirements=" ".join(map(shlex.quote, serving_requirements())), command=json.dumps(command))
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
 def smoke_test(url: str, timeout: float = 120) -> dict:
     "Real requests against a started service; {'passed', 'checks': [...], 'latency_ms_p50'}."

@@ -13,13 +13,13 @@ from typing import Optional
 
 import pandas as pd
 
-from .config import LoadedProject, Step, Window, atomic_write, frame_digest, now_iso, write_json
+from .config import LoadedProject, Step, Window, atomic_write, frame_digest, now_iso, utc_time, write_json
 
 # %% auto #0
 __all__ = ['WAREHOUSE_VERSION', 'DEMO_TABLES', 'DEMO_INDEXES', 'DEMO_UNIQUE', 'DEMO_WAREHOUSE_URL', 'CSV_SUFFIXES',
            'PARQUET_SUFFIXES', 'SQL_CHUNK_ROWS', 'IngestError', 'write_warehouse', 'warehouse_meta',
-           'warehouse_complete', 'nycflights13_frames', 'file_lock', 'build_demo_warehouse', 'utc_timestamp', 'iso',
-           'to_utc', 'window_bounds', 'describe_window', 'in_window', 'file_kind', 'file_columns', 'read_table_file',
+           'warehouse_complete', 'nycflights13_frames', 'file_lock', 'build_demo_warehouse', 'iso', 'to_utc',
+           'window_bounds', 'describe_window', 'in_window', 'file_kind', 'file_columns', 'read_table_file',
            'text_time_format', 'SQLSource', 'read_sql_table', 'Extract', 'Sources', 'extract_table', 'join_lookup',
            'snapshot_versions', 'store_snapshot', 'check_sources', 'ingest', 'run_step']
 
@@ -161,15 +161,9 @@ def build_demo_warehouse(path="data/warehouse.db",  # where the SQLite warehouse
     return path
 
 # %% ../nbs/02_ingest.ipynb #fbcf6b29
-def utc_timestamp(x) -> Optional[pd.Timestamp]:
-    "A window bound as a UTC `Timestamp`: a date is midnight UTC, a naive datetime is UTC."
-    if x is None: return None
-    ts = pd.Timestamp(x)
-    return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
-
 def iso(ts) -> Optional[str]:
     "ISO 8601 text of a UTC timestamp, `Z` for UTC (`2013-01-01T10:00:00Z`)."
-    return None if ts is None or pd.isna(ts) else utc_timestamp(ts).isoformat().replace("+00:00", "Z")
+    return None if ts is None or pd.isna(ts) else utc_time(ts).isoformat().replace("+00:00", "Z")
 
 def to_utc(s: pd.Series,  # a time column: text, naive or aware timestamps
            what: str = "time column",  # how to name it in an error
@@ -194,7 +188,7 @@ def to_utc(s: pd.Series,  # a time column: text, naive or aware timestamps
 def window_bounds(window: Optional[Window]) -> tuple:
     "The `(start, end)` UTC timestamps of a window (None for an open side)."
     if window is None: return None, None
-    start, end = utc_timestamp(window.start), utc_timestamp(window.end)
+    start, end = utc_time(window.start), utc_time(window.end)
     if start is not None and end is not None and start >= end:
         raise IngestError(f"ingest.window: start {iso(start)} is not before end {iso(end)}; the window is [start, end)")
     return start, end
@@ -409,7 +403,7 @@ def _sql_bounds(src: SQLSource, table: str, col: str, start, end, what: str) -> 
     def conv(ts):
         if ts is None: return None
         text = _format_like(ts, fmt, sample)
-        exact = utc_timestamp(pd.Timestamp(text)) == ts
+        exact = utc_time(pd.Timestamp(text)) == ts
         return text, exact
     lo, hi = conv(start), conv(end)
     # a start written coarser than it is can only include more rows (filtered later); an end cannot

@@ -12,15 +12,15 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from .config import LoadedProject, MonitorSpec
+from .config import LoadedProject, MonitorSpec, utc_time
 from .registry import alias_version, model_name, registry_client
 
 # %% auto #0
 __all__ = ['KINDS', 'DriftError', 'MissingColumnError', 'EmptyWindowError', 'infer_kind', 'check_kind', 'distinct_sorted',
            'wasserstein_sorted', 'wasserstein_norm', 'jensen_shannon', 'psi', 'ks_p_value', 'chi_square_p_value',
-           'z_p_value', 'column_drift', 'drift_table', 'drift_summary', 'MonitorError', 'utc_time', 'window_bounds',
-           'read_window', 'json_columns', 'refused_between', 'champion_context', 'performance', 'computational',
-           'request_quality', 'retrain_decision', 'retrain_window', 'run_step', 'reference_probabilities']
+           'z_p_value', 'column_drift', 'drift_table', 'drift_summary', 'MonitorError', 'window_bounds', 'read_window',
+           'json_columns', 'refused_between', 'champion_context', 'performance', 'computational', 'request_quality',
+           'retrain_decision', 'retrain_window', 'run_step', 'reference_probabilities']
 
 # %% ../nbs/07_monitor.ipynb #6c11d839
 class DriftError(ValueError):
@@ -258,12 +258,6 @@ def drift_summary(table: pd.DataFrame,  # a `drift_table`
 # %% ../nbs/07_monitor.ipynb #088886cc
 class MonitorError(RuntimeError):
     "Monitoring cannot run: no prediction log, no champion, no reference; the message says what to do."
-
-def utc_time(t) -> Optional[pd.Timestamp]:
-    "`t` as a UTC timestamp (a naive time is read as UTC); None stays None."
-    if t is None: return None
-    t = pd.Timestamp(t)
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 def window_bounds(log_path: Path, spec: MonitorSpec) -> tuple:
     "(start, end) of the window to monitor, UTC, end exclusive."

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
-from .config import (LoadedProject, ProjectError, atomic_write, demo_project_file, load_project, now_iso,
+from .config import (LoadedProject, ProjectError, atomic_write, demo_project_file, free_port, load_project, now_iso,
                              package_root, write_json)
 from .registry import approve, rollback, tracking_client
 from .runs import (LockBusy, error_of, execute_notebook, git_commit, latest_run_with, list_run_records, new_run_id,
@@ -542,7 +542,6 @@ def bad_field(error) -> str:
 
 def start_service(lp: LoadedProject, run_dir: Path, log: Path) -> tuple:
     "`mlops-nb serve --point-in-time` on a free loopback port, serving `run_dir`'s feature store; (process, url)."
-    from mlops_nb.deploy import free_port
     port = free_port()
     cmd = [str(Path(sys.executable).parent / "mlops-nb"), "serve", "--project", str(lp.file), "--port", str(port),
            "--run-dir", str(run_dir), "--point-in-time"]

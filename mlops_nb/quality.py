@@ -14,14 +14,14 @@ import numpy as np
 import pandas as pd
 
 from .config import (ColumnRule, Dimension, DuplicateCheck, FreshnessCheck, GapCheck, ProfileSpec,
-                             Project, ProjectError, QualitySpec, ReferenceCheck, RowCheck, Step, TableQuality, frame_digest,
+                             Project, ProjectError, QualitySpec, ReferenceCheck, RowCheck, Step, TableQuality, frame_digest, utc_time,
                              load_project, open_step)
 
 # %% auto #0
 __all__ = ['DIMENSIONS', 'N_SAMPLES', 'MAX_SAMPLE_COLUMNS', 'EPS', 'FAMILIES', 'NOUNS', 'MAX_GAP_SLOTS', 'TIME_NAMES',
            'TOLERANCE_DIGITS', 'MAX_CATEGORIES', 'PROFILE_SEED', 'PROFILE_SETTINGS', 'check_result', 'sample_rows',
            'is_textlike', 'ColumnFacts', 'dtype_family', 'storage_ok', 'nonconforming', 'table_schema', 'schema_checks',
-           'numeric_values', 'utc', 'utc_values', 'column_checks', 'eval_rows', 'row_check', 'reference_check',
+           'numeric_values', 'utc_values', 'column_checks', 'eval_rows', 'row_check', 'reference_check',
            'repeated_keys', 'duplicate_check', 'freshness_check', 'gap_check', 'evaluate_table', 'dimension_scores',
            'pct', 'failure_line', 'quality_report', 'QualityGateError', 'gate_message', 'looks_like_time',
            'column_rule', 'relax', 'infer_rules', 'profile_table', 'reference_lookup', 'effective_rules', 'run_step',
@@ -212,12 +212,6 @@ def numeric_values(s: pd.Series) -> Optional[np.ndarray]:
         return s.to_numpy(dtype=float, na_value=np.nan)
     if is_textlike(s.dtype): return pd.to_numeric(s.astype(object), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     return None
-
-def utc(ts) -> Optional[pd.Timestamp]:
-    "A UTC timestamp from a string, date or datetime (naive means UTC); None stays None."
-    if ts is None or (isinstance(ts, float) and math.isnan(ts)): return None
-    t = pd.Timestamp(ts)
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 def utc_values(s: pd.Series) -> Optional[pd.Series]:
     "A column as UTC timestamps (naive means UTC, text is parsed); None when it holds no timestamps."
@@ -432,8 +426,8 @@ def evaluate_table(df: pd.DataFrame, rules: TableQuality, table: str = "table", 
     "Every check of a table's quality rules on `df`, one result each."
     idx = df.index
     if not (isinstance(idx, pd.RangeIndex) and idx.start == 0 and idx.step == 1): df = df.reset_index(drop=True)
-    now = utc(now) or pd.Timestamp.now(tz="UTC")
-    extracted_at = utc(extracted_at) or now
+    now = utc_time(now) or pd.Timestamp.now(tz="UTC")
+    extracted_at = utc_time(extracted_at) or now
     facts = ColumnFacts(df)
     out = schema_checks(df, rules, table, facts)
     for col, rule in rules.columns.items():
@@ -450,7 +444,7 @@ def evaluate_table(df: pd.DataFrame, rules: TableQuality, table: str = "table", 
     if (fr := rules.freshness) is not None:
         if fr.column not in df.columns: out.append(_absent(df, table, f"{fr.column}.freshness", fr.severity, 1.0, [fr.column]))
         elif fr.reference == "now": out.append(freshness_check(df, fr, table, now, "now"))
-        elif window_end is not None: out.append(freshness_check(df, fr, table, utc(window_end), "the window end"))
+        elif window_end is not None: out.append(freshness_check(df, fr, table, utc_time(window_end), "the window end"))
         else: out.append(freshness_check(df, fr, table, extracted_at, "the extraction time"))
     for gap in rules.gaps:
         cols = [gap.column, *gap.by]

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .config import (DesignCard, Experiment, Split, Step, TrainSpec, ValueModel, frame_digest, open_step,
-                             package_root)
+                             package_root, utc_time)
 from .design import evaluate_gates, generated_value, trivial_values, value_per_period
 from .features import feature_kinds, model_transforms
 from .registry import model_name, registry_client, requirements
@@ -100,8 +100,7 @@ def split_frame(df: pd.DataFrame,  # the training set
     kind = split_kind(split, time_column)
     if kind == "time":
         t = df[time_column]
-        start = (pd.Timestamp(split.holdout_start).tz_localize("UTC") if split.holdout_start and pd.Timestamp(split.holdout_start).tzinfo is None
-                 else pd.Timestamp(split.holdout_start) if split.holdout_start else _time_boundary(t, split.holdout))
+        start = utc_time(split.holdout_start) if split.holdout_start else _time_boundary(t, split.holdout)
         rest, holdout = df[t < start], df[t >= start]
         vstart = _time_boundary(rest[time_column], split.validation / (1 - split.holdout)) if len(rest) else start
         parts = {"train": rest[rest[time_column] < vstart], "validation": rest[rest[time_column] >= vstart], "holdout": holdout}

@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mlops_nb.config import free_port  # noqa: F401  (the tests take their ports where the package takes its own)
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 WAREHOUSE = ROOT / "data" / "warehouse.db"
@@ -78,11 +80,6 @@ def _forget_mlflow_stores():
         mlflow.set_tracking_uri(None); mlflow.set_registry_uri(None)
 
 
-def free_port() -> int:
-    "A free TCP port on the loopback interface."
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

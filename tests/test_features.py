@@ -147,10 +147,10 @@ def test_late_rates_count_only_outcomes_known_before_the_decision(demo_lp, week,
 def redis_url():
     "A throwaway Redis server on a free loopback port (no persistence), stopped after the test."
     import shutil, socket, subprocess, time
+    from mlops_nb.config import free_port
     exe = shutil.which("redis-server")
     if exe is None: pytest.skip("redis-server is not installed (make test installs it)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10

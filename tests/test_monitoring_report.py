@@ -11,12 +11,12 @@ Needs /usr/bin/chromium and the Python package playwright. Run:
 """
 from __future__ import annotations
 
-import copy, re, socket, time
+import copy, re, time
 from pathlib import Path
 
 import pytest
 
-from mlops_nb.config import demo_project_file, load_project, write_json
+from mlops_nb.config import demo_project_file, free_port, load_project, write_json
 from mlops_nb.reports import (monitoring_history, render_reports, report_url, select_monitoring, start_reports,
                               stop_reports)
 
@@ -456,11 +456,6 @@ def test_no_monitoring_run_yet(browser, tmp_path):
 
 # --------------------------------------------------------------------------------------------------
 # Live: Voila shows the latest monitoring run, although the latest run is a pipeline run
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.browser

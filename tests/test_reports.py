@@ -16,7 +16,7 @@ from urllib.request import urlopen
 
 import pytest
 
-from mlops_nb.config import demo_project_file, load_project, write_json
+from mlops_nb.config import demo_project_file, free_port, load_project, write_json
 from mlops_nb.reports import (list_runs, load_run, render_reports, report_url, start_reports, stop_reports)
 
 CHROMIUM = "/usr/bin/chromium"
@@ -138,11 +138,6 @@ def test_fixture_runs_are_read_newest_first(root):
 
 # --------------------------------------------------------------------------------------------------
 # Voila and the browser
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
