@@ -221,7 +221,8 @@ def floor_child(folder: Path, n1: int, n100: int, profile_calls: int) -> dict:
     import cProfile, io, pstats
     import numpy as np, pandas as pd
     from mlops_nb.config import demo_project_file, load_project
-    from mlops_nb.deploy import PredictionLog, Scorer, parse_records, records_columns
+    from mlops_nb.deploy import Scorer, parse_records, records_columns
+    from mlops_nb.predictions import PredictionLog
     lp = load_project(demo_project_file())
     scorer = Scorer(lp, tracking_uri=lp.tracking_uri, log_path=folder / "floor_predictions.db")
     m, fl = scorer.model, scorer.features

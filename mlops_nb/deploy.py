@@ -5,7 +5,7 @@
 # %% ../nbs/06_deploy.ipynb #5f000c05
 from __future__ import annotations
 
-import asyncio, gc, json, math, os, queue, sqlite3, threading, time, uuid
+import asyncio, gc, json, math, os, time, uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
@@ -16,16 +16,17 @@ from fastapi import FastAPI, Request  # at module level: FastAPI reads the endpo
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from .config import LoadedProject, ProjectError, free_port, now_iso
+from .predictions import PredictionLog
 from .registry import alias_version, model_name, registry_client, requirements
 
 # %% auto #0
-__all__ = ['TREELITE_ROWS', 'SCALAR_VALUES', 'MAX_RECORDS', 'PASS_RECORDS', 'GATHER_TURNS', 'MAX_BODY_BYTES', 'SCHEMA',
-           'PREDICTION_COLUMNS', 'DOCKERFILE', 'PACKAGE_FILES', 'ServingError', 'ServingModel', 'known_categories',
-           'load_version', 'LeanModel', 'category_codes', 'numeric_imputation', 'tree_model', 'lean_model',
-           'serving_run', 'reference_rows', 'snapshot_table', 'FeatureLookup', 'n_rows', 'python_value',
-           'request_columns', 'column_types', 'RequestError', 'parse_records', 'check_records', 'records_columns',
-           'validate_records', 'request_schema', 'PredictionLog', 'check_labels', 'read_labels', 'canary_mask',
-           'Scorer', 'score_file', 'make_app', 'serve', 'serving_requirements', 'dockerfile', 'smoke_test', 'run_step']
+__all__ = ['TREELITE_ROWS', 'SCALAR_VALUES', 'MAX_RECORDS', 'PASS_RECORDS', 'GATHER_TURNS', 'MAX_BODY_BYTES', 'DOCKERFILE',
+           'PACKAGE_FILES', 'ServingError', 'ServingModel', 'known_categories', 'load_version', 'LeanModel',
+           'category_codes', 'numeric_imputation', 'tree_model', 'lean_model', 'serving_run', 'reference_rows',
+           'snapshot_table', 'FeatureLookup', 'n_rows', 'python_value', 'request_columns', 'column_types',
+           'RequestError', 'parse_records', 'check_records', 'records_columns', 'validate_records', 'request_schema',
+           'check_labels', 'read_labels', 'canary_mask', 'Scorer', 'score_file', 'make_app', 'serve',
+           'serving_requirements', 'dockerfile', 'smoke_test', 'run_step']
 
 # %% ../nbs/06_deploy.ipynb #4f639048
 class ServingError(ValueError):
@@ -410,103 +411,6 @@ def request_schema(types: dict, categories: dict):
     return TypeAdapter(Union[Batch, Records, Record])
 
 # %% ../nbs/06_deploy.ipynb #c318a08d
-SCHEMA = """
-create table if not exists predictions (request_id text not null, record integer not null, ts text not null,
-  model text not null, version text not null, variant text not null, inputs text, features text,
-  probability real, decision integer, latency_ms real, event_time text, primary key (request_id, record, variant));
-create table if not exists feedback (request_id text not null, record integer not null, label integer not null,
-  ts text not null, primary key (request_id, record));
-create table if not exists refused (ts text not null, status integer not null, location text, message text);
-"""
-PREDICTION_COLUMNS = ("request_id, record, ts, model, version, variant, inputs, features, probability, decision, latency_ms, event_time")
-
-class PredictionLog:
-    "Appends predictions in a background thread; records labels; safe to share between threads."
-    def __init__(self, path):
-        self.path = Path(path); self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.executescript(SCHEMA)
-            if "event_time" not in {r[1] for r in db.execute("pragma table_info(predictions)")}:  # a log from before event times
-                db.execute("alter table predictions add column event_time text")
-            db.execute("create index if not exists predictions_event_time on predictions (event_time)")
-        self.queue: queue.Queue = queue.Queue()
-        self.writer = threading.Thread(target=self._write_loop, name="prediction-log", daemon=True)
-        self.writer.start()
-
-    def _connect(self):
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.execute("pragma journal_mode=wal"); db.execute("pragma synchronous=normal")
-        return db
-
-    def append(self, records: list, X: dict, meta: list[tuple]):
-        "Queue `meta` rows (request id, record, time, model, version, variant, probability, decision, latency ms, decision time) with their inputs and features."
-        # serialising inputs and features to JSON happens in the writer thread, off the request's path
-        self.queue.put((records, X, meta))
-
-    def refuse(self, status: int, where: str, message: str):
-        "Queue a refused request (status, the field, the problem): monitoring counts errors from the log alone."
-        self.queue.put(("refused", (now_iso(), status, where, message[:500])))
-
-    @staticmethod
-    def _rows(records: list, X: dict, meta: list[tuple]) -> list[tuple]:
-        feats = pd.DataFrame(X, copy=False).to_json(orient="records", lines=True, date_format="iso", double_precision=15).splitlines()  # pandas' C writer: missing values as null
-        return [(*m[:6], json.dumps(records[j], default=str), feats[j], *m[6:]) for j, m in enumerate(meta)]
-
-    def _write_loop(self):
-        "Write what is queued in one transaction per wake-up; set flush markers once what preceded them is written."
-        db, stop = self._connect(), False
-        while not stop:
-            items = [self.queue.get()]
-            while not self.queue.empty(): items.append(self.queue.get_nowait())
-            rows = [r for it in items if isinstance(it, tuple) and len(it) == 3 for r in self._rows(*it)]
-            refused = [it[1] for it in items if isinstance(it, tuple) and len(it) == 2]
-            if rows or refused:
-                db.execute("begin")
-                db.executemany(f"insert or replace into predictions ({PREDICTION_COLUMNS}) values ({','.join('?' * 12)})", rows)
-                db.executemany("insert into refused values (?,?,?,?)", refused)
-                db.execute("commit")
-            for it in items:
-                if isinstance(it, threading.Event): it.set()
-            stop = any(it is None for it in items)
-        db.close()
-
-    def flush(self, timeout: float = 10) -> bool:
-        "Wait until everything appended so far is written."
-        done = threading.Event()
-        self.queue.put(done)
-        return done.wait(timeout)
-
-    def close(self):
-        self.queue.put(None); self.writer.join(timeout=10)
-
-    def feedback(self, items: list[dict], require_match: bool = False) -> dict:
-        "Record labels {request_id, record (default 0), label} in one transaction (`RequestError` for a bad one): counts of new, already known and unmatched labels."
-        labels = check_labels(items)
-        db = self._connect()
-        try:
-            db.execute("begin immediate")
-            before = db.execute("select count(*) from feedback").fetchone()[0]
-            now = now_iso()
-            db.executemany("insert or ignore into feedback values (?,?,?,?)", [(rid, record, label, now) for rid, record, label in labels])
-            new = db.execute("select count(*) from feedback").fetchone()[0] - before
-            keys, find = {(rid, record) for rid, record, _ in labels}, "select 1 from predictions where request_id = ? and record = ? limit 1"
-            unmatched = sum(db.execute(find, key).fetchone() is None for key in keys)
-            if require_match and unmatched == len(keys):
-                db.execute("rollback")
-                raise ProjectError(f"{self.path}: none of the {len(labels):,} labels matches a logged prediction (request id and record); "
-                                   "is this the log the predictions went to? Nothing was recorded")
-            db.execute("commit")
-        except sqlite3.Error:
-            if db.in_transaction: db.execute("rollback")
-            raise
-        finally: db.close()
-        return {"received": len(labels), "new": new, "duplicates": len(labels) - new, "unmatched": unmatched}
-
-    def read(self) -> pd.DataFrame:
-        "The log joined with its labels."
-        with self._connect() as db:
-            return pd.read_sql("select p.*, f.label from predictions p left join feedback f using (request_id, record)", db)
-
 def check_labels(items) -> list[tuple]:
     "(request id, record, label) of each of `items` ({request_id, record (default 0), label}), or `RequestError` naming the first bad one."
     if not isinstance(items, list) or not items: raise RequestError("labels", "no labels: send [{request_id, record, label}, ...]")
@@ -522,8 +426,8 @@ def check_labels(items) -> list[tuple]:
         out.append((rid, int(record), int(label)))
     return out
 
-def read_labels(path) -> list[dict]:
-    "The labels of a CSV or Parquet file with the columns request_id, label and optionally record, checked; `ProjectError` names the line."
+def read_labels(path) -> list[tuple]:
+    "The checked labels (request id, record, label) of a CSV or Parquet file with the columns request_id, label and optionally record; `ProjectError` names the line."
     from mlops_nb.ingest import read_table_file
     path = Path(path)
     df = read_table_file(path, "--file")  # a missing or unreadable file is ingestion's `IngestError`, named by the option
@@ -534,11 +438,10 @@ def read_labels(path) -> list[dict]:
     items = df[cols].astype(object).where(df[cols].notna(), None).to_dict("records")
     for it in items:  # an id of digits alone is read as a number
         if isinstance(it["request_id"], (int, np.integer)): it["request_id"] = str(it["request_id"])
-    try: check_labels(items)
+    try: return check_labels(items)
     except RequestError as e:
         where = f"line {e.index + 2}" if path.suffix.lower() != ".parquet" else f"row {e.index + 1}"
         raise ProjectError(f"{path}, {where}: {e.where.split('.', 1)[-1]}: {e.message}; nothing was recorded") from None
-    return items
 
 # %% ../nbs/06_deploy.ipynb #7716c30a
 def canary_mask(rows, request_id: str, sticky_key: list[str], share: float) -> np.ndarray:
@@ -782,7 +685,7 @@ def make_app(scorer: Scorer, refresh_seconds: float = 5.0):
         try:
             try: items = json.loads(await request.body())
             except ValueError as e: raise RequestError("body", f"not valid JSON ({e})", 400) from None
-            return scorer.log.feedback(items.get("labels", items) if isinstance(items, dict) else items)
+            return scorer.log.feedback(check_labels(items.get("labels", items) if isinstance(items, dict) else items))
         except RequestError as e: return JSONResponse({"detail": [{"loc": e.where, "msg": e.message}]}, status_code=e.status)
 
     @app.get("/health")

@@ -13,13 +13,14 @@ import numpy as np
 import pandas as pd
 
 from .config import LoadedProject, MonitorSpec, utc_time
+from .predictions import newest_decision, read_window, refused_between
 from .registry import alias_version, model_name, registry_client
 
 # %% auto #0
 __all__ = ['KINDS', 'DriftError', 'MissingColumnError', 'EmptyWindowError', 'infer_kind', 'check_kind', 'distinct_sorted',
            'wasserstein_sorted', 'wasserstein_norm', 'jensen_shannon', 'psi', 'ks_p_value', 'chi_square_p_value',
-           'z_p_value', 'column_drift', 'drift_table', 'drift_summary', 'MonitorError', 'window_bounds', 'read_window',
-           'json_columns', 'refused_between', 'champion_context', 'performance', 'computational', 'request_quality',
+           'z_p_value', 'column_drift', 'drift_table', 'drift_summary', 'MonitorError', 'window_bounds',
+           'logged_window', 'json_columns', 'champion_context', 'performance', 'computational', 'request_quality',
            'retrain_decision', 'retrain_window', 'run_step', 'reference_probabilities']
 
 # %% ../nbs/07_monitor.ipynb #6c11d839
@@ -261,40 +262,23 @@ class MonitorError(RuntimeError):
 
 def window_bounds(log_path: Path, spec: MonitorSpec) -> tuple:
     "(start, end) of the window to monitor, UTC, end exclusive."
-    import sqlite3
     end, start = utc_time(spec.end), utc_time(spec.start)
     if end is None:
-        with sqlite3.connect(log_path) as db:
-            newest = db.execute("select max(coalesce(event_time, ts)) from predictions where variant != 'shadow'").fetchone()[0]
+        newest = newest_decision(log_path)
         if newest is None: raise MonitorError(f"{log_path}: the prediction log holds no prediction yet; serve some traffic first")
         end = utc_time(newest) + pd.Timedelta("1us")
     return (start if start is not None else end - pd.Timedelta(spec.window)), end
 
-def read_window(log_path: Path, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    "The predictions decided in [start, end), shadow answers left out, with their labels; `features` still as JSON."
-    import sqlite3
+def logged_window(log_path: Path, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    "The window's decisions with their labels (`predictions.read_window`), or `MonitorError` when there is no log."
     if not Path(log_path).exists(): raise MonitorError(f"{log_path}: no prediction log; start the service (`mlops-nb serve`) and send it traffic")
-    # ISO strings of one format compare as times: the log writes UTC with an offset, the window is cut the same way
-    with sqlite3.connect(log_path) as db:
-        df = pd.read_sql("select p.request_id, p.record, p.ts, coalesce(p.event_time, p.ts) as event_time, p.version, p.variant, "
-                         "p.probability, p.decision, p.latency_ms, p.inputs, p.features, f.label, f.ts as label_ts "
-                         "from predictions p left join feedback f using (request_id, record) "
-                         "where p.variant != 'shadow' and coalesce(p.event_time, p.ts) >= ? and coalesce(p.event_time, p.ts) < ?",
-                         db, params=(start.isoformat(), end.isoformat()))
-    for c in ("ts", "event_time", "label_ts"): df[c] = pd.to_datetime(df[c], utc=True, format="ISO8601")
-    return df.sort_values(["event_time", "request_id", "record"], kind="stable", ignore_index=True)
+    return read_window(log_path, start, end)
 
 def json_columns(texts: pd.Series) -> pd.DataFrame:
     "One JSON object per row (the log's inputs or features) as a frame; pandas' line reader, no date guessing."
     import io
     if texts.empty: return pd.DataFrame(index=texts.index)
     return pd.read_json(io.StringIO("\n".join(texts.fillna("{}"))), lines=True, dtype=False, convert_dates=False).set_axis(texts.index)
-
-def refused_between(log_path: Path, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    "Requests the service refused (4xx) or failed (5xx) while it answered the window (by the wall clock)."
-    import sqlite3
-    with sqlite3.connect(log_path) as db:
-        return pd.read_sql("select * from refused where ts >= ? and ts <= ?", db, params=(start.isoformat(timespec="seconds"), end.isoformat()))
 
 # %% ../nbs/07_monitor.ipynb #b53470bd
 def champion_context(step) -> dict:
@@ -417,7 +401,7 @@ def run_step(step) -> dict:
     log_path = lp.path(step.project.deploy.prediction_log)
     if not log_path.exists(): raise MonitorError(f"{log_path}: no prediction log; start the service (`mlops-nb serve`) and send it traffic")
     start, end = window_bounds(log_path, spec)
-    window = read_window(log_path, start, end)
+    window = logged_window(log_path, start, end)
     ctx = champion_context(step)
     say(f"{ctx['name']} version {ctx['version']}: {len(window):,} predictions decided {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC, "
         f"{int(window.label.notna().sum()):,} labelled; reference {len(ctx['reference']):,} rows (run {ctx['source_run']})")

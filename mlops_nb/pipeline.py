@@ -13,6 +13,7 @@ from typing import Optional
 
 from .config import (LoadedProject, ProjectError, atomic_write, demo_project_file, free_port, load_project, now_iso,
                              package_root, write_json)
+from .predictions import PredictionLog
 from .registry import approve, rollback, tracking_client
 from .runs import (LockBusy, error_of, execute_notebook, git_commit, latest_run_with, list_run_records, new_run_id,
                            one_line, run_lock, save_record)
@@ -811,7 +812,7 @@ def cmd_score(args) -> int:
     return EXIT_OK
 
 def cmd_feedback(args) -> int:
-    from mlops_nb.deploy import PredictionLog, read_labels
+    from mlops_nb.deploy import read_labels
     lp = _project_for(args)
     path = Path(args.prediction_log) if args.prediction_log else lp.path(lp.deploy.prediction_log)
     if not path.is_file(): raise ProjectError(f"{path}: no prediction log there; labels join the predictions `mlops-nb serve` or `mlops-nb score` logged")

@@ -111,7 +111,7 @@ def test_oversized_payload_is_refused(service):
 
 
 def test_prediction_log_and_feedback(service):
-    from mlops_nb.deploy import PredictionLog
+    from mlops_nb.predictions import PredictionLog
     url = service["url"]
     example = requests.get(f"{url}/metadata").json()["example"]
     rid = requests.post(f"{url}/predict", json=example).json()["request_id"]
@@ -133,7 +133,7 @@ def test_prediction_log_and_feedback(service):
 
 def test_a_flight_without_a_key_is_scored_without_its_features(service):
     "A null tail number (the data has such flights) is answered, with the plane's features missing as training saw them, in a pass with a full record."
-    from mlops_nb.deploy import PredictionLog
+    from mlops_nb.predictions import PredictionLog
     url = service["url"]
     example = requests.get(f"{url}/metadata").json()["example"]["records"][0]
     r = requests.post(f"{url}/predict", json={"records": [example, {**example, "tailnum": None}]})

@@ -52,8 +52,7 @@ def served(tmp_path_factory, warehouse):
     sent = 0
     for i in range(0, len(records), 1000):
         body = scorer.score(records[i:i + 1000])
-        items = [{"request_id": body["request_id"], "record": j, "label": bool(labels[i + j])}
-                 for j in range(len(body["predictions"])) if not pd.isna(labels[i + j])]
+        items = [(body["request_id"], j, int(bool(labels[i + j]))) for j in range(len(body["predictions"])) if not pd.isna(labels[i + j])]
         sent += scorer.log.feedback(items)["new"]
         assert scorer.log.feedback(items[::2])["duplicates"] == len(items[::2])  # a label arriving twice is stored once
     scorer.log.close()
