@@ -5,7 +5,7 @@
 # %% ../nbs/91_reports.ipynb #1e061cd7
 from __future__ import annotations
 
-import base64, html, io, json, math, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
+import base64, functools, html, io, json, math, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
@@ -31,20 +31,21 @@ __all__ = ['RUN_ID', 'ROOT_ENV', 'PAGES', 'PAGE_TITLES', 'DONE', 'ACRONYMS', 'ST
            'design_card', 'inferred_box', 'design_section', 'gate_needs', 'key_metrics_section', 'value_model_section',
            'gates_section', 'load_quality', 'verdict', 'figure_html', 'scores_chart', 'quality_scores_section',
            'quality_history', 'history_chart', 'quality_history_section', 'failed_checks_section', 'warnings_section',
-           'profile_section', 'load_train', 'why_not_trained', 'metric_name', 'fmt_money', 'fmt_metric', 'money_header',
-           'fmt_importance', 'importance_bar', 'train_importance', 'feature_catalog_section', 'view_value_section',
-           'experiments_section', 'trials_section', 'best_per_family_section', 'trials_chart', 'trials_chart_section',
-           'registry_version', 'live_registration', 'model_summary_section', 'intended_use_section',
-           'identical_rows_note', 'data_section', 'holdout_section', 'evaluation_figure_section', 'model_gates_section',
-           'slices_section', 'calibration_section', 'model_importance_section', 'limitations_section',
-           'promotion_section', 'approvals_section', 'lineage_section', 'requirements_section', 'monitor_step',
-           'is_monitoring_run', 'load_monitoring', 'why_not_monitoring', 'select_monitoring', 'monitoring_history',
-           'fmt_when', 'window_text', 'monitoring_headline_section', 'top_features', 'monitoring_alerts',
-           'alerts_section', 'drift_over_time_section', 'drift_table_section', 'prediction_drift_section',
-           'weekly_performance', 'performance_chart', 'performance_section', 'service_section',
-           'request_quality_section', 'retrain_history_section', 'monitoring_chooser', 'ReportError', 'pages_dir',
-           'notebook_html', 'render_page', 'render_reports', 'ServeError', 'voila_command', 'reports_env', 'base_url',
-           'report_url', 'start_reports', 'stop_reports', 'serve_reports']
+           'profile_section', 'load_train', 'why_not_trained', 'with_training', 'metric_name', 'fmt_money',
+           'fmt_metric', 'money_header', 'fmt_importance', 'importance_bar', 'train_importance',
+           'feature_catalog_section', 'view_value_section', 'experiments_section', 'trials_section',
+           'best_per_family_section', 'trials_chart', 'trials_chart_section', 'registry_version', 'live_registration',
+           'model_summary_section', 'intended_use_section', 'identical_rows_note', 'data_section', 'holdout_section',
+           'evaluation_figure_section', 'model_gates_section', 'slices_section', 'calibration_section',
+           'model_importance_section', 'limitations_section', 'promotion_section', 'approvals_section',
+           'lineage_section', 'requirements_section', 'monitor_step', 'is_monitoring_run', 'load_monitoring',
+           'why_not_monitoring', 'select_monitoring', 'monitoring_history', 'with_monitoring', 'fmt_when',
+           'window_text', 'monitoring_headline_section', 'top_features', 'monitoring_alerts', 'alerts_section',
+           'drift_over_time_section', 'drift_table_section', 'prediction_drift_section', 'weekly_performance',
+           'performance_chart', 'performance_section', 'service_section', 'request_quality_section',
+           'retrain_history_section', 'monitoring_chooser', 'ReportError', 'pages_dir', 'notebook_html', 'render_page',
+           'render_reports', 'ServeError', 'voila_command', 'reports_env', 'base_url', 'report_url', 'start_reports',
+           'stop_reports', 'serve_reports']
 
 # %% ../nbs/91_reports.ipynb #edb92b64
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # what a run id may look like (it comes from URLs)
@@ -820,6 +821,20 @@ def _train_of(ctx: dict, short: bool = True) -> tuple[Optional[dict], Optional[R
     t = load_train(run)
     return (t, None) if t is not None else (None, _no_train(run, short))
 
+def _given(get: Callable, short: bool):
+    "Make `f(ctx, got, ...)` a section `f(ctx, ...)` that gets what `get(ctx, short)` finds, or shows its note."
+    def wrap(f):
+        @functools.wraps(f)
+        def section(ctx: dict, *args, **kw) -> Raw:
+            got, note = get(ctx, short)
+            return note if note is not None else f(ctx, got, *args, **kw)
+        return section
+    return wrap
+
+def with_training(short: bool = True):
+    "A training section: it is given the run's training results, or shows why the run has none (`short`: once said)."
+    return _given(_train_of, short)
+
 # %% ../nbs/91_reports.ipynb #d68adfdb
 METRIC_NAMES = {"roc_auc": "ROC AUC", "average_precision": "Average precision", "precision": "Precision",
                 "recall": "Recall", "f1": "F1", "flagged_rate": "Flagged", "brier": "Brier score",
@@ -1018,10 +1033,9 @@ def _expectations(run: dict) -> dict:
         elif x.get("better_than"): out[e.get("name")] = f"{m} better than {x['better_than']}"
     return out
 
-def experiments_section(ctx: dict) -> Raw:
+@with_training(short=False)
+def experiments_section(ctx: dict, t: dict) -> Raw:
     "The hypotheses: for each experiment, its family, trials, how it is judged, its best trial and the verdict."
-    t, note = _train_of(ctx, short=False)
-    if note is not None: return note
     exps, sel, metric = t["experiments"], t["card"].get("selected") or {}, t["card"].get("selection_metric")
     expect = _expectations(ctx["run"])
     count = {v: sum(VERDICT.get(e.get("held")) == v for e in exps) for v in VERDICT.values()}
@@ -1054,10 +1068,9 @@ def _features_cell(fs: Any) -> Raw:
     fs = fs if isinstance(fs, list) else []
     return Raw(f"<details><summary>{len(fs)}</summary><span class='muted'>{esc(', '.join(map(str, fs)))}</span></details>") if fs else Raw("—")
 
-def trials_section(ctx: dict) -> Raw:
+@with_training()
+def trials_section(ctx: dict, t: dict) -> Raw:
     "Every trial: status, experiment, family, parameters, features, validation metrics, threshold, fit and tracking time, error."
-    t, note = _train_of(ctx)
-    if note is not None: return note
     c = t["card"]
     metric, vm, sel = c.get("selection_metric") or "roc_auc", c.get("value_model"), (c.get("selected") or {}).get("trial")
     main = list(dict.fromkeys([metric, *MAIN_METRICS]))  # in the main table; the others are folded below it
@@ -1099,10 +1112,9 @@ def _best(trials: list[dict], metric: str) -> Optional[dict]:
     if not ok: return None
     return (min if metric in LOWER_IS_BETTER else max)(ok, key=lambda r: r["metrics"][metric])
 
-def best_per_family_section(ctx: dict) -> Raw:
+@with_training()
+def best_per_family_section(ctx: dict, t: dict) -> Raw:
     "Per model family: its best finished trial on the selection metric, with its value and parameters."
-    t, note = _train_of(ctx)
-    if note is not None: return note
     c = t["card"]
     metric, vm, sel = c.get("selection_metric") or "roc_auc", c.get("value_model"), (c.get("selected") or {}).get("trial")
     rows = []
@@ -1156,10 +1168,9 @@ def trials_chart(trials: list[dict], metric: str, selected=None, vm: Optional[di
     if ok: ax.legend(fontsize=8, frameon=False, loc="best")
     return figure_html(fig, f"value against {metric_name(metric)} per trial")
 
-def trials_chart_section(ctx: dict) -> Raw:
+@with_training()
+def trials_chart_section(ctx: dict, t: dict) -> Raw:
     "The value-against-metric chart of the run's trials."
-    t, note = _train_of(ctx)
-    if note is not None: return note
     c = t["card"]
     metric = c.get("selection_metric") or "roc_auc"
     failed = sum(r.get("status") != "finished" for r in t["trials"])
@@ -1219,10 +1230,9 @@ DECISION = {"champion": ("good", "is the champion: it is the version that serves
             "challenger": ("warn", "is a challenger: registered, not promoted"),
             "awaiting_approval": ("info", "passed every gate and waits for a human sign-off before it is promoted")}
 
-def model_summary_section(ctx: dict) -> Raw:
+@with_training(short=False)
+def model_summary_section(ctx: dict, t: dict) -> Raw:
     "Which model and version, its decision (live when the registry answers), the selected trial, the headline hold-out numbers."
-    t, note = _train_of(ctx, short=False)
-    if note is not None: return note
     c = t["card"]
     reg, sel, hold, vm = c.get("registered") or {}, c.get("selected") or {}, c.get("holdout") or {}, c.get("value_model")
     live = live_registration(ctx, t)
@@ -1248,10 +1258,9 @@ def model_summary_section(ctx: dict) -> Raw:
                             f"recall {fmt_metric('recall', hold.get('recall'))}, value {fmt_money(hold.get('value'), vm)}" if hold else None)]))
     return card(*parts)
 
-def intended_use_section(ctx: dict) -> Raw:
+@with_training()
+def intended_use_section(ctx: dict, t: dict) -> Raw:
     "What the model is for (from the design card) and what it predicts (the label)."
-    t, note = _train_of(ctx)
-    if note is not None: return note
     c = t["card"]
     use, label = c.get("intended_use") or {}, c.get("label") or {}
     parts = [kv_table([("Problem", use.get("problem")), ("Decision supported", use.get("decision"))]
@@ -1279,10 +1288,9 @@ def identical_rows_note(copies: Optional[dict]) -> Raw:
                "Each group was kept in one part, so the hold-out never holds a copy of a row the model learned from."
                + (f' <span class="muted">For example: {esc(ex)}.</span>' if ex else "") + "</p>")
 
-def data_section(ctx: dict) -> Raw:
+@with_training()
+def data_section(ctx: dict, t: dict) -> Raw:
     "The split (periods, rows, positive rates) and the data's versions (snapshot, training set and hold-out digests)."
-    t, note = _train_of(ctx)
-    if note is not None: return note
     c = t["card"]
     split, lin = c.get("split") or {}, c.get("lineage") or {}
     period, rows, rate = split.get("period") or {}, split.get("rows") or {}, split.get("positive_rate") or {}
@@ -1308,10 +1316,9 @@ HOLDOUT_METRICS = ("roc_auc", "average_precision", "precision", "recall", "f1", 
                    "threshold", "value", "value_absolute")
 MAX_FIGURE_BYTES = 5_000_000  # a bigger figure is linked, not embedded
 
-def holdout_section(ctx: dict) -> Raw:
+@with_training()
+def holdout_section(ctx: dict, t: dict) -> Raw:
     "Hold-out metrics against validation, with the value in money and the confusion counts in words."
-    t, note = _train_of(ctx)
-    if note is not None: return note
     c = t["card"]
     hold, val, vm = c.get("holdout") or {}, c.get("validation") or {}, c.get("value_model")
     if not hold: return card(box("The model card has no hold-out metrics.", "warn"))
@@ -1332,10 +1339,9 @@ def holdout_section(ctx: dict) -> Raw:
     return card(Raw(words), html_table(rows, {"metric": "Metric", "means": "Means", "validation": "Validation",
                                               "holdout": "Hold-out"}, numeric=["validation", "holdout"]))
 
-def evaluation_figure_section(ctx: dict) -> Raw:
+@with_training()
+def evaluation_figure_section(ctx: dict, t: dict) -> Raw:
     "The train step's hold-out evaluation figure (ROC, precision-recall, calibration, confusion, value, importance)."
-    t, note = _train_of(ctx)
-    if note is not None: return note
     f = t["folder"] / "holdout_evaluation.png"
     if not f.is_file(): return card(Raw('<p class="muted">The train step drew no evaluation figure in this run.</p>'))
     if f.stat().st_size > MAX_FIGURE_BYTES:
@@ -1343,10 +1349,9 @@ def evaluation_figure_section(ctx: dict) -> Raw:
     return card(Raw(f'<img class="chart" alt="hold-out evaluation of the selected model" '
                     f'src="data:image/png;base64,{base64.b64encode(f.read_bytes()).decode()}">'))
 
-def model_gates_section(ctx: dict) -> Raw:
+@with_training()
+def model_gates_section(ctx: dict, t: dict) -> Raw:
     "The design card's gates on the hold-out: value, threshold, owner, pass or fail, and why."
-    t, note = _train_of(ctx)
-    if note is not None: return note
     gates = [g for g in t["card"].get("gates") or [] if isinstance(g, dict)]
     if not gates: return card(box("The design card declares no key metrics: there were no gates.", "warn"))
     dc, _ = design_card(ctx["run"])
@@ -1366,10 +1371,9 @@ def model_gates_section(ctx: dict) -> Raw:
                                     numeric=["value", "needs"]))
 
 # %% ../nbs/91_reports.ipynb #26e3fb2b
-def slices_section(ctx: dict) -> Raw:
+@with_training()
+def slices_section(ctx: dict, t: dict) -> Raw:
     "Hold-out metrics per slice, one table per column, weak slices marked."
-    t, note = _train_of(ctx)
-    if note is not None: return note
     c = t["card"]
     slices, vm = c.get("slices") or {}, c.get("value_model")
     overall = (c.get("holdout") or {}).get("recall")
@@ -1391,10 +1395,9 @@ def slices_section(ctx: dict) -> Raw:
                      f"{esc((vm or {}).get('period', 'period'))} if every decision were like this slice's.</p>"))
     return card(*parts)
 
-def calibration_section(ctx: dict) -> Raw:
+@with_training()
+def calibration_section(ctx: dict, t: dict) -> Raw:
     "Mean predicted probability against the observed rate, in ten groups of equal size."
-    t, note = _train_of(ctx)
-    if note is not None: return note
     c = t["card"]
     bins = [b for b in c.get("calibration") or [] if isinstance(b, dict)]
     if not bins: return card(Raw('<p class="muted">No calibration table in this run.</p>'))
@@ -1408,10 +1411,9 @@ def calibration_section(ctx: dict) -> Raw:
     return card(head, html_table(rows, {"bin": "Group (low to high)", "rows": "Rows", "predicted": "Mean predicted probability",
                                         "observed": "Observed rate", "gap": "Gap"}, numeric=["bin", "rows", "predicted", "observed", "gap"]))
 
-def model_importance_section(ctx: dict, top_n: int = 10) -> Raw:
+@with_training()
+def model_importance_section(ctx: dict, t: dict, top_n: int = 10) -> Raw:
     "Importance of each view (group of features) and the `top_n` features for the selected model."
-    t, note = _train_of(ctx)
-    if note is not None: return note
     c = t["card"]
     imp = c.get("importance") or t["importance"] or {}
     groups = {k: v for k, v in (imp.get("groups") or {}).items() if not _bad(v)}
@@ -1429,19 +1431,17 @@ def model_importance_section(ctx: dict, top_n: int = 10) -> Raw:
                   table(dict(sorted(feats.items(), key=lambda kv: -kv[1])[:top_n]), "Feature")]
     return card(*parts)
 
-def limitations_section(ctx: dict) -> Raw:
+@with_training()
+def limitations_section(ctx: dict, t: dict) -> Raw:
     "The limitations the train step read off the numbers, in plain words."
-    t, note = _train_of(ctx)
-    if note is not None: return note
     lims = [x for x in t["card"].get("limitations") or [] if x]
     if not lims: return card(Raw("<p>The train step found no limitation in the numbers (which does not mean there is none).</p>"))
     return card(Raw("<ul>" + "".join(f"<li>{esc(x)}</li>" for x in lims) + "</ul>"))
 
 # %% ../nbs/91_reports.ipynb #baeb5193
-def promotion_section(ctx: dict) -> Raw:
+@with_training()
+def promotion_section(ctx: dict, t: dict) -> Raw:
     "The promotion decision: metric, margin, the champion it was compared with, and the reasons."
-    t, note = _train_of(ctx)
-    if note is not None: return note
     c = t["card"]
     p, vm, hold = c.get("promotion") or {}, c.get("value_model"), c.get("holdout") or {}
     m = p.get("metric") or "value"
@@ -1457,10 +1457,9 @@ def promotion_section(ctx: dict) -> Raw:
         ("Champion on the same hold-out", val(champ.get(m)) if champ else None)]))
     return card(*parts)
 
-def approvals_section(ctx: dict) -> Raw:
+@with_training()
+def approvals_section(ctx: dict, t: dict) -> Raw:
     "Who approved the registered version and when, and its current decision and aliases, read live from the registry."
-    t, note = _train_of(ctx)
-    if note is not None: return note
     c = t["card"]
     reg = c.get("registered") or {}
     if reg.get("version") is None: return card(Raw("<p>The model was not registered, so there is nothing to approve.</p>"))
@@ -1490,10 +1489,9 @@ def approvals_section(ctx: dict) -> Raw:
                      f"when this page was rendered.</p>"))
     return card(*parts)
 
-def lineage_section(ctx: dict) -> Raw:
+@with_training()
+def lineage_section(ctx: dict, t: dict) -> Raw:
     "From the source snapshot to the registered version: each link and its identity."
-    t, note = _train_of(ctx)
-    if note is not None: return note
     c = t["card"]
     lin, reg, sel = c.get("lineage") or {}, c.get("registered") or {}, c.get("selected") or {}
     code = lambda x: Raw(f"<code>{esc(x)}</code>")
@@ -1508,10 +1506,9 @@ def lineage_section(ctx: dict) -> Raw:
                            {"stage": "From source to model", "what": "What", "id": "Identity"}),
                 kv_table([("Pipeline run", lin.get("pipeline_run")), ("Code (git commit)", lin.get("git_commit"))]))
 
-def requirements_section(ctx: dict) -> Raw:
+@with_training()
+def requirements_section(ctx: dict, t: dict) -> Raw:
     "The pinned packages the registered model needs to load and predict."
-    t, note = _train_of(ctx)
-    if note is not None: return note
     reqs = t["card"].get("requirements") or []
     if not reqs: return card(Raw('<p class="muted">The run recorded no requirements.</p>'))
     return card(Raw("<p>The model loads and predicts with these packages (pinned, and recorded with the model in MLflow):</p>"
@@ -1600,6 +1597,10 @@ def _report_of(ctx: dict, short: bool = True) -> tuple[Optional[dict], Optional[
     if ctx.get("report") is not None: return ctx["report"], None
     return None, _no_monitoring(ctx, short)
 
+def with_monitoring(short: bool = True):
+    "A monitoring section: it is given the shown run's monitoring report, or shows why there is none."
+    return _given(_report_of, short)
+
 # %% ../nbs/91_reports.ipynb #df55ebd7
 def fmt_when(iso: Optional[str]) -> str:
     "A time as `2013-01-07 21:00` (UTC, to the minute), `—` when unknown."
@@ -1622,10 +1623,9 @@ def _labelled(perf: dict) -> str:
     "`3,932 of 5,949 (66.1%)`."
     return f"{fmt_num(perf.get('labelled'))} of {fmt_num(perf.get('predictions'))} ({fmt_pct(perf.get('label_share'))})"
 
-def monitoring_headline_section(ctx: dict) -> Raw:
+@with_monitoring(short=False)
+def monitoring_headline_section(ctx: dict, m: dict) -> Raw:
     "Model and version watched, window, predictions and labelled share, the decision and every rule's finding."
-    m, note = _report_of(ctx, short=False)
-    if note is not None: return note
     run, d = ctx["run"], m.get("decision") or {}
     perf, drift, ref = m.get("performance") or {}, m.get("drift") or {}, m.get("reference") or {}
     if d.get("retrain"):
@@ -1740,10 +1740,9 @@ def monitoring_alerts(ctx: dict) -> list[tuple[str, Raw]]:
                                 f"fewer than the {esc(fmt_num(perf.get('min_labels')))} needed.")))
     return out
 
-def alerts_section(ctx: dict) -> Raw:
+@with_monitoring()
+def alerts_section(ctx: dict, m: dict) -> Raw:
     "The shown window's alerts, or a note that there are none."
-    m, note = _report_of(ctx)
-    if note is not None: return note
     alerts = monitoring_alerts(ctx)
     if not alerts: return card(box("No alert: no rule fired, no important feature drifted, every gate held, no request was refused.", "good"))
     label = {"bad": badge("blocking", "alert"), "warn": badge("warning"), "info": badge("not measured", "note")}
@@ -1770,10 +1769,9 @@ def _window_head(ctx: dict, h: dict) -> Raw:
     return Raw(f"to {esc(fmt_when((h['report'].get('window') or {}).get('end')))}"
                f"<div class='muted'>{_run_link(ctx, h['run_id'], 'monitoring')}</div>")
 
-def drift_over_time_section(ctx: dict, max_windows: int = 12) -> Raw:
+@with_monitoring()
+def drift_over_time_section(ctx: dict, m: dict, max_windows: int = 12) -> Raw:
     "A feature x window table of drift statistics, drifted ones marked, and the predictions' drift as a last row."
-    m, note = _report_of(ctx)
-    if note is not None: return note
     history = monitoring_history(ctx)[-max_windows:]
     tables = {h["run_id"]: {c.get("column"): c for c in _drift_rows(h["report"])} for h in history}
     features = list(dict.fromkeys([c.get("column") for c in _drift_rows(m)]
@@ -1793,10 +1791,9 @@ def drift_over_time_section(ctx: dict, max_windows: int = 12) -> Raw:
         parts.append(Raw(f'<p class="muted">The last {max_windows} of {len(monitoring_history(ctx))} windows.</p>'))
     return card(*parts)
 
-def drift_table_section(ctx: dict) -> Raw:
+@with_monitoring()
+def drift_table_section(ctx: dict, m: dict) -> Raw:
     "The shown window's drift table: every feature with its method, statistic, threshold, verdict, PSI and missing shares."
-    m, note = _report_of(ctx)
-    if note is not None: return note
     rows, top = _drift_rows(m), set(top_features(ctx))
     if not rows: return card(box("No feature was monitored in this window.", "warn"))
     share = lambda a, b: f"{fmt_pct(a)} → {fmt_pct(b)}"
@@ -1814,10 +1811,9 @@ def drift_table_section(ctx: dict) -> Raw:
                     f"The dataset has drifted when at least {esc(fmt_pct(th.get('dataset_share'), None))} of its features have.</p>"
                     if th else ""))
 
-def prediction_drift_section(ctx: dict) -> Raw:
+@with_monitoring()
+def prediction_drift_section(ctx: dict, m: dict) -> Raw:
     "The drift of the model's predicted probabilities, window by window (newest first)."
-    m, note = _report_of(ctx)
-    if note is not None: return note
     rows = []
     for h in reversed(monitoring_history(ctx)):
         p = h["report"].get("prediction_drift") or {}
@@ -1894,10 +1890,9 @@ def performance_chart(history: list[dict], weeks: list[dict], km: list[dict]) ->
     fig.tight_layout()
     return figure_html(fig, "key metrics over time against the design card's gates")
 
-def performance_section(ctx: dict) -> Raw:
+@with_monitoring()
+def performance_section(ctx: dict, m: dict) -> Raw:
     "Key metrics per window and per week against the design card's gates, with a chart."
-    m, note = _report_of(ctx)
-    if note is not None: return note
     history, km = monitoring_history(ctx), _key_metrics(ctx)
     c, _ = design_card(ctx["run"])
     vm = (c or {}).get("value_model")
@@ -1939,10 +1934,9 @@ def performance_section(ctx: dict) -> Raw:
 # %% ../nbs/91_reports.ipynb #dca59521
 def _ms(x: Any) -> str: return "—" if _bad(x) else f"{x:,.1f} ms" if x < 100 else f"{x:,.0f} ms"
 
-def service_section(ctx: dict) -> Raw:
+@with_monitoring()
+def service_section(ctx: dict, m: dict) -> Raw:
     "Latency percentiles, throughput, refused requests and error rate per window (newest first), against the card's limit."
-    m, note = _report_of(ctx)
-    if note is not None: return note
     limit, current = _max_latency(ctx), ctx["run"]["run_id"]
     slow = lambda x: Raw(f'<span class="below">{esc(_ms(x))} ▼</span>') if limit is not None and not _bad(x) and x > limit else _ms(x)
     rows = []
@@ -1963,10 +1957,9 @@ def service_section(ctx: dict) -> Raw:
                            numeric=["predictions", "requests", "p50", "p95", "p99", "rate", "refused", "errors"],
                            row_class=lambda r: "current" if r["id"] == current else ""))
 
-def request_quality_section(ctx: dict) -> Raw:
+@with_monitoring()
+def request_quality_section(ctx: dict, m: dict) -> Raw:
     "The requests' quality scores per window (newest first), and the shown window's checks that found bad requests."
-    m, note = _report_of(ctx)
-    if note is not None: return note
     history, current = monitoring_history(ctx), ctx["run"]["run_id"]
     scores = [(h, (h["report"].get("request_quality") or {}).get("scores") or {}) for h in history]
     dims = [d for d in DIMENSIONS if any(s.get(d) is not None for _, s in scores)]
@@ -1995,10 +1988,9 @@ def request_quality_section(ctx: dict) -> Raw:
     return card(*parts)
 
 # %% ../nbs/91_reports.ipynb #396405dc
-def retrain_history_section(ctx: dict) -> Raw:
+@with_monitoring()
+def retrain_history_section(ctx: dict, m: dict) -> Raw:
     "Per monitoring run: version watched, decision and reasons, the retrain run, its status, the version registered and its decision."
-    m, note = _report_of(ctx)
-    if note is not None: return note
     rows, current = [], ctx["run"]["run_id"]
     for h in reversed(monitoring_history(ctx)):
         d, rec = h["report"].get("decision") or {}, h["retrain"]
