@@ -15,7 +15,10 @@ import pandas as pd
 from fastapi import FastAPI, Request  # at module level: FastAPI reads the endpoints' annotations from here
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from .config import LoadedProject, ProjectError, free_port, now_iso
+from .config import LoadedProject, ProjectError, atomic_write, free_port, now_iso, package_root
+from .features import (EPOCH, bucket_key, expression_columns, feast_name, join_keys, open_store, request_feature_values,
+                               td, training_frame, view_fields)
+from .ingest import read_table_file
 from .predictions import PredictionLog
 from .registry import alias_version, model_name, registry_client, requirements
 
@@ -184,10 +187,9 @@ def snapshot_table(lp: LoadedProject) -> str:
 class FeatureLookup:
     "Model inputs for request rows: request-time features plus fresh online features (None without a store)."
     def __init__(self, lp: LoadedProject, run_dir: Path, point_in_time: bool = False):
-        from mlops_nb.features import _identifiers, join_keys, open_store, td, view_fields
         self.spec, self.project, self.point_in_time = lp.features, lp.project, point_in_time
         if self.spec is None: self.store = None; return
-        self.expression_columns = {c for r in self.spec.request if r.expr is not None for c in _identifiers(r.expr)}
+        self.expression_columns = {c for r in self.spec.request if r.expr is not None for c in expression_columns(r.expr)}
         self.repo = Path(run_dir) / "artifacts" / "features" / "feature_repo"
         self.store = open_store(self.repo)
         self.service = next(iter(self.spec.services))
@@ -202,7 +204,6 @@ class FeatureLookup:
 
     def _online_views(self) -> list[tuple]:
         "Per view of the service: (Feast view, its join keys, their value types, its bucket in ns or None, its fields)."
-        from mlops_nb.features import bucket_key, feast_name, td, view_fields
         types = {e.join_key: e.value_type for e in self.store.list_entities()}
         views = []
         for v in self.spec.services[self.service]:
@@ -233,14 +234,11 @@ class FeatureLookup:
 
     def request_values(self, rows: dict) -> dict:
         "{feature: values} of the request-time features of `rows`."
-        from mlops_nb.features import request_feature_values
-        # expressions read the columns as Series (`.dt`, `.str`); everything else stays plain arrays, which cost nothing to build
         series = {c: pd.Series(rows[c], copy=False) for c in self.expression_columns if c in rows}
         return {f: _plain(v) for f, v in request_feature_values(self.spec, {**rows, **series}).items()}
 
     def online(self, rows, at: np.ndarray) -> dict:
         "{feature: array} for `rows` (a frame or {column: values}) at decision times `at` (ns): one online read per view, values older than the TTL dropped."
-        from mlops_nb.features import EPOCH
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.type_map import python_values_to_proto_values
         # plain lists and arrays: this runs for every request, and pandas objects per feature cost more than the read
@@ -270,7 +268,6 @@ class FeatureLookup:
 
     def as_of_decisions(self, rows: dict) -> dict:
         "Model inputs with the features each row's decision time saw, from the offline store (replays of history)."
-        from mlops_nb.features import request_feature_values, training_frame
         frame = pd.DataFrame(rows)
         ent = frame[self.keys].assign(row_id=np.arange(len(frame)), event_timestamp=pd.to_datetime(self.decision_ns(rows), utc=True))
         got = training_frame(self.store, self.project, ent, self.service)
@@ -299,10 +296,9 @@ def request_columns(lp: LoadedProject, model: ServingModel) -> list[str]:
     "The raw columns one request record carries."
     spec = lp.features
     if spec is None: return list(model.columns)
-    from mlops_nb.features import _identifiers, join_keys
     cols = join_keys(spec, spec.services[next(iter(spec.services))]) + [spec.event_time]
     for r in spec.request:
-        cols += [r.name] if r.expr is None else [c for c in _identifiers(r.expr) if c not in ("dt", "str", "tz_convert")]
+        cols += [r.name] if r.expr is None else [c for c in expression_columns(r.expr) if c not in ("dt", "str", "tz_convert")]
     return list(dict.fromkeys(cols))
 
 def column_types(snapshot: Path, columns: list[str]) -> dict:
@@ -428,7 +424,6 @@ def check_labels(items) -> list[tuple]:
 
 def read_labels(path) -> list[tuple]:
     "The checked labels (request id, record, label) of a CSV or Parquet file with the columns request_id, label and optionally record; `ProjectError` names the line."
-    from mlops_nb.ingest import read_table_file
     path = Path(path)
     df = read_table_file(path, "--file")  # a missing or unreadable file is ingestion's `IngestError`, named by the option
     missing = [c for c in ("request_id", "label") if c not in df.columns]
@@ -571,8 +566,6 @@ class Scorer:
 # %% ../nbs/06_deploy.ipynb #a7a117a9
 def score_file(scorer: Scorer, input_path, output_path, chunk: int = 20_000, say=print) -> dict:
     "Score every row of `input_path` into `output_path`; return a summary."
-    from mlops_nb.config import atomic_write
-    from mlops_nb.ingest import read_table_file
     input_path, output_path = Path(input_path), Path(output_path)
     if output_path.suffix.lower() not in (".csv", ".parquet"): raise ProjectError(f"--output {output_path}: write .csv or .parquet")
     df = read_table_file(input_path, "--input")
@@ -745,7 +738,6 @@ def serving_requirements() -> list[str]:
 def dockerfile(name: str, version: str, run_dir: Path, bundle: Path, project: Path, root: Path) -> str:
     "The bundle's Dockerfile: the package and its pinned requirements; the service of the project file `project` as its command."
     import shlex
-    from mlops_nb.config import package_root
     command = ["mlops-nb", "serve", "--project", str(project), "--host", "0.0.0.0", "--port", "8000"]
     return DOCKERFILE.format(model=name, version=version, run=run_dir.name, bundle=bundle, image=f"mlops-nb-{name}:{version}",
                              source=package_root(), root=root, package_files=" ".join(PACKAGE_FILES),

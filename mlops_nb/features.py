@@ -18,12 +18,12 @@ from .config import (FeatureField, FeatureSpec, FeatureViewSpec, LoadedProject, 
 from .design import LeakageError, check_features
 
 # %% auto #0
-__all__ = ['EPOCH', 'FeatureError', 'td', 'used_columns', 'guard', 'check_source', 'label_of', 'decision_time',
-           'request_features', 'request_feature_values', 'evaluate', 'rolling_rate', 'feast_name', 'bucket_key',
-           'bucket_of', 'bucketed', 'view_source', 'join_keys', 'view_keys', 'with_buckets', 'entity_rows',
-           'view_fields', 'store_config', 'in_repo', 'open_store', 'feast_objects', 'build_store', 'training_frame',
-           'asof_join', 'materialize', 'online_features', 'feature_kinds', 'model_transforms', 'view_report',
-           'table_training_set', 'run_step']
+__all__ = ['EPOCH', 'FeatureError', 'td', 'expression_columns', 'used_columns', 'guard', 'check_source', 'label_of',
+           'decision_time', 'request_features', 'request_feature_values', 'evaluate', 'rolling_rate', 'feast_name',
+           'bucket_key', 'bucket_of', 'bucketed', 'view_source', 'join_keys', 'view_keys', 'with_buckets',
+           'entity_rows', 'view_fields', 'store_config', 'in_repo', 'open_store', 'feast_objects', 'build_store',
+           'training_frame', 'asof_join', 'materialize', 'online_features', 'feature_kinds', 'model_transforms',
+           'view_report', 'table_training_set', 'run_step']
 
 # %% ../nbs/04_features.ipynb #4ca1e4ca
 class FeatureError(ValueError):
@@ -34,7 +34,7 @@ def td(s: Optional[str]) -> Optional[pd.Timedelta]:
     return None if s is None else pd.Timedelta(s)
 
 # %% ../nbs/04_features.ipynb #ad384b67
-def _identifiers(expr: str) -> list[str]:
+def expression_columns(expr: str) -> list[str]:
     "Names an expression reads (string literals and attributes left out)."
     return re.findall(r"(?<![.\w])([A-Za-z_]\w*)", re.sub(r"'[^']*'|\"[^\"]*\"", "''", expr))
 
@@ -42,7 +42,7 @@ def used_columns(spec: FeatureSpec) -> list[str]:
     "The source columns the features read (views' fields, request features and their expressions)."
     cols = [f.name for v in spec.views.values() for f in v.fields]
     for r in spec.request:
-        cols += [r.name] if r.expr is None else [c for c in _identifiers(r.expr) if c not in ("dt", "str")]
+        cols += [r.name] if r.expr is None else [c for c in expression_columns(r.expr) if c not in ("dt", "str")]
     return list(dict.fromkeys(cols))
 
 def guard(project: Project) -> list[str]:
@@ -72,7 +72,7 @@ def label_of(project: Project, df: pd.DataFrame) -> pd.Series:
     if t.expr is None: y = df[t.name]
     else:
         y = df.eval(t.expr, engine="python")
-        cols = [c for c in _identifiers(t.expr) if c in df.columns]
+        cols = [c for c in expression_columns(t.expr) if c in df.columns]
         y = y.astype("boolean").mask(df[cols].isna().any(axis=1)) if cols else y
     return (y == t.positive_label).astype("boolean").mask(y.isna()).rename(t.name)
 
@@ -452,7 +452,7 @@ def table_training_set(step: Step) -> dict:
     step.log_input(df, table, frame_digest(df), str(path), context="features")
     comp = project.design.requirements.compliance
     refused = [c for c in df.columns if c in comp.unknown_at_decision or c in comp.forbidden_features]
-    outcome = [c for c in _identifiers(target.expr) if c in df.columns] if target.expr else [target.name]
+    outcome = [c for c in expression_columns(target.expr) if c in df.columns] if target.expr else [target.name]
     label = label_of(project, df)
     known = label.notna().to_numpy()
     train = df.drop(columns=list(dict.fromkeys(refused + outcome)))[known].reset_index(drop=True)

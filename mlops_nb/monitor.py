@@ -12,9 +12,14 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from .config import LoadedProject, MonitorSpec, utc_time
+from .config import LoadedProject, MonitorSpec, TableQuality, utc_time
+from .deploy import load_version
+from .design import evaluate_gates
+from .features import expression_columns
 from .predictions import newest_decision, read_window, refused_between
+from .quality import dimension_scores, evaluate_table
 from .registry import alias_version, model_name, registry_client
+from .train import score
 
 # %% auto #0
 __all__ = ['KINDS', 'DriftError', 'MissingColumnError', 'EmptyWindowError', 'infer_kind', 'check_kind', 'distinct_sorted',
@@ -304,8 +309,6 @@ def champion_context(step) -> dict:
 # %% ../nbs/07_monitor.ipynb #c77c7010
 def performance(window: pd.DataFrame, threshold: float, card, min_labels: int, period: str = "W") -> dict:
     "Training's metrics on the labelled predictions: overall, per `period`, and against the design card's gates."
-    from mlops_nb.design import evaluate_gates
-    from mlops_nb.train import score
     labelled = window[window.label.notna()]
     out = {"predictions": len(window), "labelled": len(labelled), "label_share": len(labelled) / len(window) if len(window) else 0.0,
            "min_labels": min_labels, "judged": len(labelled) >= min_labels}
@@ -333,9 +336,6 @@ def computational(window: pd.DataFrame, refused: pd.DataFrame) -> dict:
 
 def request_quality(project, inputs: pd.DataFrame) -> dict:
     "The quality phase's rules for the request table, on the window's requests (the columns a request carries)."
-    from mlops_nb.config import TableQuality
-    from mlops_nb.features import _identifiers
-    from mlops_nb.quality import dimension_scores, evaluate_table
     table = project.features.table if project.features else project.design.target.table
     rules = project.quality.tables.get(table)
     if rules is None or inputs.empty: return {"table": table, "checks": [], "scores": {}}
@@ -344,7 +344,7 @@ def request_quality(project, inputs: pd.DataFrame) -> dict:
         if c in df and r.dtype == "datetime": df[c] = pd.to_datetime(df[c], utc=True, errors="coerce")
     present = set(df.columns)
     subset = TableQuality(columns={c: r for c, r in rules.columns.items() if c in present},
-                          checks=[k for k in rules.checks if set(_identifiers(k.expr)) <= present])
+                          checks=[k for k in rules.checks if set(expression_columns(k.expr)) <= present])
     checks = evaluate_table(df, subset, table)
     return {"table": table, "checks": checks, "scores": dimension_scores(checks),
             "failed": [f"{c['name']}: {c['failed']:,} of {c['total']:,}" for c in checks if not c["passed"]]}
@@ -444,7 +444,6 @@ def run_step(step) -> dict:
 
 def reference_probabilities(ctx: dict, step, n: int = 50_000) -> np.ndarray:
     "The champion's probabilities on (a sample of) its reference rows: what its predictions looked like when it was chosen."
-    from mlops_nb.deploy import load_version
     ref = ctx["reference"]
     ref = ref.sample(n, random_state=0) if len(ref) > n else ref
     model = load_version(registry_client(step.tracking_uri), ctx["name"], ctx["version"])

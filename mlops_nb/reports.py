@@ -14,7 +14,7 @@ from urllib.request import urlopen
 
 import yaml
 
-from .config import ProjectError, atomic_write, package_root
+from .config import ProjectError, RetrainSpec, atomic_write, package_root
 from .design import CARD_KEYS
 from .registry import registry_client
 from .runs import ipc_kernel_manager
@@ -1677,7 +1677,6 @@ def _run_link(ctx: dict, run_id: Optional[str], page: str) -> Raw:
 # %% ../nbs/91_reports.ipynb #e838cdcd
 def top_features(ctx: dict) -> list[str]:
     "The model's most important monitored features (the first `monitor.retrain.drift_top_features` of the drift table)."
-    from mlops_nb.config import RetrainSpec
     m, run = ctx.get("report") or {}, ctx["run"]
     n = RetrainSpec().drift_top_features
     try:
