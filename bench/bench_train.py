@@ -126,7 +126,7 @@ def prepare(training_set: Path, rows: int | None, folder: Path):
     import pandas as pd
     from mlops_nb import train as T
     from mlops_nb.config import demo_project_file, load_project, package_root
-    from mlops_nb.features import feature_kinds
+    from mlops_nb.train import feature_kinds
     from mlops_nb.runs import git_commit
     lp = load_project(demo_project_file())
     spec, card = lp.project.train, lp.project.design

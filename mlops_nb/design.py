@@ -8,12 +8,15 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+import numpy as np
+
 from .config import DesignCard, KeyMetric, Step, ValueModel, open_step
 
 # %% auto #0
 __all__ = ['PHASES', 'AUC_MARGIN', 'CARD_KEYS', 'value_per_period', 'trivial_values', 'generated_value', 'break_even_threshold',
-           'needs', 'gate_passes', 'evaluate_gates', 'LeakageError', 'check_features', 'card_problems',
-           'DesignCardError', 'gates_of', 'inferred_card', 'inferred_note', 'card_markdown', 'run_step']
+           'needs', 'gate_passes', 'evaluate_gates', 'expected_calibration_error', 'score', 'LeakageError',
+           'check_features', 'card_problems', 'DesignCardError', 'gates_of', 'inferred_card', 'inferred_note',
+           'card_markdown', 'run_step']
 
 # %% ../nbs/01_design.ipynb #7a34f90f
 def value_per_period(vm: ValueModel, tp: float, fp: float, fn: float, tn: float) -> float:
@@ -70,6 +73,37 @@ def evaluate_gates(card: DesignCard, values: dict) -> list[dict]:
         out.append({"name": m.name, "kind": m.kind, "metric": m.metric, "owner": m.owner, "value": v, "threshold": m.threshold,
                     "direction": m.direction, "strict": m.strict, "needs": needs(m), "passed": ok, "reason": reason})
     return out
+
+# %% ../nbs/01_design.ipynb #94fb23c2
+def expected_calibration_error(y, p, bins: int = 10) -> float:
+    "Mean |observed rate - mean probability| over equal-size bins of p, weighted by bin size."
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    order = np.argsort(p, kind="stable")
+    return float(sum(len(b) * abs(y[b].mean() - p[b].mean()) for b in np.array_split(order, bins) if len(b)) / len(p))
+
+
+# %% ../nbs/01_design.ipynb #8206136e
+def score(y, p, threshold: float, vm: Optional[ValueModel]) -> dict:
+    "Ranking, calibration, decision and money metrics of probabilities `p` for labels `y` at `threshold`."
+    from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+    y, p = np.asarray(y, bool), np.clip(np.asarray(p, float), 1e-7, 1 - 1e-7)
+    flag = p >= threshold
+    tp, fp = int((flag & y).sum()), int((flag & ~y).sum())
+    fn, tn = int((~flag & y).sum()), int((~flag & ~y).sum())
+    both = 0 < y.sum() < len(y)
+    out = {"rows": len(y), "positives": int(y.sum()), "threshold": float(threshold),
+           "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
+           "average_precision": float(average_precision_score(y, p)) if both else float("nan"),
+           "brier": float(brier_score_loss(y, p)), "log_loss": float(log_loss(y, p, labels=[False, True])),
+           "ece": expected_calibration_error(y, p),
+           "precision": tp / (tp + fp) if tp + fp else 0.0, "recall": tp / (tp + fn) if tp + fn else 0.0,
+           "flagged_rate": (tp + fp) / len(y), "tp": tp, "fp": fp, "fn": fn, "tn": tn}
+    out["f1"] = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    if vm is not None and len(y):
+        out["value_absolute"] = value_per_period(vm, tp, fp, fn, tn)
+        out["value"] = generated_value(vm, tp, fp, fn, tn)
+    return out
+
 
 # %% ../nbs/01_design.ipynb #e7e38c9b
 class LeakageError(ValueError):
@@ -163,11 +197,14 @@ def inferred_card(target: str,  # the target column
         "inferred_from": source,
     }
 
+
+# %% ../nbs/01_design.ipynb #ebc281f8
 def inferred_note(card: DesignCard, project_file: str) -> str:
     "What to edit in `project_file` to make an inferred card real, in a few lines for the terminal."
     gates = ", ".join(f"{m.metric} {needs(m)}" for m in card.key_metrics)
     return (f"the design card was inferred from {card.inferred_from}: its value model and gates ({gates}) are guesses; "
             f"to make them yours, edit in {project_file}:\n" + "".join(f"    {k}: {v}\n" for k, v in CARD_KEYS.items()))
+
 
 # %% ../nbs/01_design.ipynb #fc9acdce
 def card_markdown(card: DesignCard) -> str:

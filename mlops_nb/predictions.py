@@ -119,6 +119,8 @@ def newest_decision(path: Path) -> Optional[str]:
     with sqlite3.connect(path) as db:
         return db.execute("select max(coalesce(event_time, ts)) from predictions where variant != 'shadow'").fetchone()[0]
 
+
+# %% ../nbs/82_predictions.ipynb #62e4860d
 def read_window(path: Path, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     "The predictions decided in [start, end), shadow answers left out, with their labels; `features` still as JSON."
     # ISO strings of one format compare as times: the log writes UTC with an offset, the window is cut the same way
@@ -131,7 +133,10 @@ def read_window(path: Path, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFr
     for c in ("ts", "event_time", "label_ts"): df[c] = pd.to_datetime(df[c], utc=True, format="ISO8601")
     return df.sort_values(["event_time", "request_id", "record"], kind="stable", ignore_index=True)
 
+
+# %% ../nbs/82_predictions.ipynb #5d53de65
 def refused_between(path: Path, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     "Requests the service refused (4xx) or failed (5xx) while it answered a window (by the wall clock)."
     with sqlite3.connect(path) as db:
         return pd.read_sql("select * from refused where ts >= ? and ts <= ?", db, params=(start.isoformat(timespec="seconds"), end.isoformat()))
+

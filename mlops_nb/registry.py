@@ -12,7 +12,8 @@ from typing import Optional
 from .config import LoadedProject, Project, ProjectError, now_iso
 
 # %% auto #0
-__all__ = ['model_name', 'registry_client', 'tracking_client', 'alias_version', 'requirements', 'approve', 'rollback']
+__all__ = ['model_name', 'registry_client', 'tracking_client', 'alias_version', 'load_model', 'requirements', 'approve',
+           'rollback']
 
 # %% ../nbs/81_registry.ipynb #730458f0
 def model_name(project: Project) -> str:
@@ -43,6 +44,14 @@ def alias_version(client, name: str, alias: str = "champion") -> Optional[str]:
     from mlflow.exceptions import MlflowException
     try: return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException: return None
+
+# %% ../nbs/81_registry.ipynb #785e06ec
+def load_model(client, name: str, version: str) -> tuple:
+    "(the fitted pipeline, the MLflow ModelVersion) of version `version` of model `name`."
+    import mlflow.sklearn
+    mv = client.get_model_version(name, str(version))
+    return mlflow.sklearn.load_model(client.get_model_version_download_uri(name, mv.version)), mv
+
 
 # %% ../nbs/81_registry.ipynb #63f7b708
 def requirements() -> list[str]:

@@ -26,6 +26,8 @@ def new_run_id() -> str:
 class LockBusy(RuntimeError):
     "Another run of the same project holds the lock."
 
+
+# %% ../nbs/80_runs.ipynb #7116e57d
 @contextmanager
 def run_lock(runs_dir: Path, project: str, run_id: str, wait: float = 0):
     "Hold the project's run lock; raise `LockBusy` after `wait` seconds."
@@ -51,6 +53,7 @@ def run_lock(runs_dir: Path, project: str, run_id: str, wait: float = 0):
             f.seek(0); f.truncate()
             fcntl.flock(f, fcntl.LOCK_UN)
 
+
 # %% ../nbs/80_runs.ipynb #7b2ae893
 def git_commit(root: Path) -> Optional[str]:
     "The checkout's commit (with `-dirty` when it has uncommitted changes), or None outside git."
@@ -66,12 +69,16 @@ def git_commit(root: Path) -> Optional[str]:
 # %% ../nbs/80_runs.ipynb #1636b8ca
 def save_record(run_dir: Path, rec: dict) -> None: write_json(run_dir / "run.json", rec)
 
+
+# %% ../nbs/80_runs.ipynb #ea4f4597
 def read_record(run_dir: Path) -> dict:
     "A run's `run.json`."
     f = Path(run_dir) / "run.json"
     if not f.exists(): raise ProjectError(f"{run_dir}: no run.json, so this is not a run folder")
     return json.loads(f.read_text())
 
+
+# %% ../nbs/80_runs.ipynb #39484754
 def list_run_records(runs_dir: Path) -> list[dict]:
     "Every readable `run.json` under `runs_dir`, newest first."
     out = []
@@ -80,6 +87,8 @@ def list_run_records(runs_dir: Path) -> list[dict]:
         except (OSError, ValueError): continue
     return out
 
+
+# %% ../nbs/80_runs.ipynb #df96025d
 def latest_run_with(runs_dir: Path, steps: list[str], project: str) -> Optional[Path]:
     "The newest run folder of `project` in which all `steps` succeeded."
     for d in sorted((p for p in runs_dir.glob("*/run.json")), reverse=True):
@@ -88,6 +97,7 @@ def latest_run_with(runs_dir: Path, steps: list[str], project: str) -> Optional[
         done = {s["name"] for s in rec.get("steps", []) if s["status"] in ("succeeded", "reused")}
         if rec.get("project", {}).get("name") == project and set(steps) <= done: return d.parent
     return None
+
 
 # %% ../nbs/80_runs.ipynb #a5246530
 KERNEL = "python3"
@@ -109,6 +119,8 @@ def ipc_kernel_manager(stderr_log: Optional[Path] = None):
             with open(stderr_log, "ab") as err: return await super()._async_launch_kernel(kernel_cmd, stderr=err, **kw)
     return IPCKernelManager
 
+
+# %% ../nbs/80_runs.ipynb #2cf6d566
 class ProgressLines:
     "A file papermill writes a kernel's stderr into; it passes on the progress lines (`[step] ...`) only, indented."
     def __init__(self, out): self.out, self.buf = out, ""
@@ -119,6 +131,8 @@ class ProgressLines:
             if line.startswith("["): self.out.write(f"      {line}\n")
     def flush(self): self.out.flush()
 
+
+# %% ../nbs/80_runs.ipynb #74ef84d1
 def execute_notebook(nb,  # the notebook to run (an nbformat node)
                      out: Path,  # where the executed copy goes (written also when a cell fails)
                      parameters: dict,  # papermill's parameters, injected after the cell tagged `parameters`
@@ -136,6 +150,7 @@ def execute_notebook(nb,  # the notebook to run (an nbformat node)
                         progress_bar=progress, start_timeout=120, execution_timeout=execution_timeout,
                         kernel_manager_class=ipc_kernel_manager(out.with_suffix(".kernel.log")), stderr_file=ProgressLines(sys.stderr))
     return out
+
 
 # %% ../nbs/80_runs.ipynb #6457ee6c
 def error_of(exc: BaseException) -> dict:

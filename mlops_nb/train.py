@@ -14,15 +14,14 @@ import pandas as pd
 
 from .config import (DesignCard, Experiment, Split, Step, TrainSpec, ValueModel, frame_digest, open_step,
                              package_root, utc_time)
-from .design import evaluate_gates, generated_value, trivial_values, value_per_period
-from .features import feature_kinds, model_transforms
+from .design import evaluate_gates, score, trivial_values
 from .registry import model_name, registry_client, requirements
 from .runs import git_commit
 
 # %% auto #0
 __all__ = ['LOWER_IS_BETTER', 'DEFAULTS', 'TRUSTED_PREFIXES', 'TRUSTED_EXTRA', 'TrainError', 'HoldoutError', 'progress',
            'split_kind', 'row_groups', 'identical_rows', 'split_frame', 'check_holdout', 'value_threshold',
-           'expected_calibration_error', 'score', 'make_model', 'expand', 'default_experiments', 'feature_groups',
+           'feature_kinds', 'model_transforms', 'make_model', 'expand', 'default_experiments', 'feature_groups',
            'trial_features', 'metric_value', 'permutation_importance', 'value_curve', 'evaluation_figure', 'run_trial',
            'tracking', 'log_trial', 'dataset_inputs', 'search', 'best_of', 'verdicts', 'slice_columns',
            'holdout_report', 'promotion_metric', 'decide', 'trusted_types', 'champion_on', 'register', 'limitations',
@@ -51,6 +50,8 @@ def split_kind(split: Split, time_column: Optional[str]) -> str:
                          f"({'no time column' if not time_column else 'train.split.by: random'}): a dated hold-out needs a time split")
     return kind
 
+
+# %% ../nbs/05_train.ipynb #3c487d01
 def row_groups(df: pd.DataFrame,  # the training set
                ids: Sequence[str] = (),  # row identifier columns, left out: rows equal but for their ids are copies
               ) -> np.ndarray:  # per row, the number of its group of identical rows
@@ -58,6 +59,8 @@ def row_groups(df: pd.DataFrame,  # the training set
     rest = df.drop(columns=[c for c in ids if c in df.columns])
     return pd.factorize(pd.util.hash_pandas_object(rest, index=False))[0]
 
+
+# %% ../nbs/05_train.ipynb #59f3378f
 def identical_rows(df: pd.DataFrame, ids: Sequence[str] = (), examples: int = 3) -> dict:
     "The rows that repeat another: how many, in how many groups, the largest group, and a few examples."
     groups = row_groups(df, ids)
@@ -70,6 +73,8 @@ def identical_rows(df: pd.DataFrame, ids: Sequence[str] = (), examples: int = 3)
             "share": float((len(df) - len(sizes)) / len(df)) if len(df) else 0.0,
             "examples": [{"copies": int(sizes[g]), "row": r} for g, r in zip(top, rows)]}
 
+
+# %% ../nbs/05_train.ipynb #0d7d8eaa
 def _grouped_random_split(df: pd.DataFrame, label: str, split: Split, groups: np.ndarray) -> dict:
     "Positions of each part: per class, whole groups of identical rows, shuffled and cut at the shares."
     rng = np.random.default_rng(split.seed)
@@ -112,6 +117,7 @@ def split_frame(df: pd.DataFrame,  # the training set
                              f"it needs both: more data, or other shares in train.split (validation {split.validation}, holdout {split.holdout})")
     return {k: v.reset_index(drop=True) for k, v in parts.items()}
 
+
 # %% ../nbs/05_train.ipynb #6e63a73d
 def _row_hashes(df: pd.DataFrame, ids: Sequence[str] = ()) -> pd.Index:
     return pd.Index(pd.util.hash_pandas_object(df.drop(columns=[c for c in ids if c in df.columns]), index=False).to_numpy())
@@ -146,32 +152,51 @@ def value_threshold(y: np.ndarray, p: np.ndarray, vm: Optional[ValueModel]) -> f
     none_value = -P * vm.false_negative + N * vm.true_negative if vm is not None else -np.inf
     return 1.0 + 1e-9 if vm is not None and none_value >= score[best] else float(ps[best])
 
-def expected_calibration_error(y, p, bins: int = 10) -> float:
-    "Mean |observed rate - mean probability| over equal-size bins of p, weighted by bin size."
-    y, p = np.asarray(y, float), np.asarray(p, float)
-    order = np.argsort(p, kind="stable")
-    return float(sum(len(b) * abs(y[b].mean() - p[b].mean()) for b in np.array_split(order, bins) if len(b)) / len(p))
 
-def score(y, p, threshold: float, vm: Optional[ValueModel]) -> dict:
-    "Ranking, calibration, decision and money metrics of probabilities `p` for labels `y` at `threshold`."
-    from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
-    y, p = np.asarray(y, bool), np.clip(np.asarray(p, float), 1e-7, 1 - 1e-7)
-    flag = p >= threshold
-    tp, fp = int((flag & y).sum()), int((flag & ~y).sum())
-    fn, tn = int((~flag & y).sum()), int((~flag & ~y).sum())
-    both = 0 < y.sum() < len(y)
-    out = {"rows": len(y), "positives": int(y.sum()), "threshold": float(threshold),
-           "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
-           "average_precision": float(average_precision_score(y, p)) if both else float("nan"),
-           "brier": float(brier_score_loss(y, p)), "log_loss": float(log_loss(y, p, labels=[False, True])),
-           "ece": expected_calibration_error(y, p),
-           "precision": tp / (tp + fp) if tp + fp else 0.0, "recall": tp / (tp + fn) if tp + fn else 0.0,
-           "flagged_rate": (tp + fp) / len(y), "tp": tp, "fp": fp, "fn": fn, "tn": tn}
-    out["f1"] = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-    if vm is not None and len(y):
-        out["value_absolute"] = value_per_period(vm, tp, fp, fn, tn)
-        out["value"] = generated_value(vm, tp, fp, fn, tn)
+# %% ../nbs/05_train.ipynb #bda68b6d
+def feature_kinds(df: pd.DataFrame, features: list[str]) -> dict:
+    "{'numeric': [...], 'categorical': [...], 'skipped': [...]} for `features` of `df`, by dtype."
+    out = {"numeric": [], "categorical": [], "skipped": []}
+    for c in features:
+        t = df[c].dtype
+        kind = ("skipped" if pd.api.types.is_datetime64_any_dtype(t) or isinstance(t, pd.DatetimeTZDtype)
+                else "numeric" if pd.api.types.is_bool_dtype(t) or pd.api.types.is_numeric_dtype(t) else "categorical")
+        out[kind].append(c)
     return out
+
+
+# %% ../nbs/05_train.ipynb #ca98e503
+def _missing_as(value):
+    "Imputers that turn both NaN and None into `value` (object columns hold either); a column with no value stays, as `value`."
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    # keep_empty_features: a column empty in training is kept, so that the encoder has one entry per categorical column
+    # (dropped, it would shift every later column's categories in what the service reads off the encoder)
+    return make_pipeline(SimpleImputer(strategy="constant", fill_value=value, keep_empty_features=True),
+                         SimpleImputer(missing_values=None, strategy="constant", fill_value=value, keep_empty_features=True))
+
+def model_transforms(numeric: list[str], categorical: list[str], family: str):
+    "The imputation and encoding in front of an estimator of `family`: a ColumnTransformer, categories first."
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+    if family == "logistic_regression":
+        cat = make_pipeline(_missing_as("(missing)"), OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20,
+                                                                    max_categories=60, sparse_output=False))
+        num = make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), StandardScaler())
+    elif family == "hist_gradient_boosting":
+        cat = make_pipeline(_missing_as("(missing)"), OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
+                                                                     max_categories=250))
+        num = "passthrough"
+    elif family == "random_forest":
+        cat = make_pipeline(_missing_as("(missing)"), OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
+                                                                     max_categories=250))
+        num = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
+    else: raise ValueError(f"unknown model family {family!r}; families: logistic_regression, hist_gradient_boosting, random_forest")
+    parts = ([("categorical", cat, categorical)] if categorical else []) + ([("numeric", num, numeric)] if numeric else [])
+    return ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=False)
+
 
 # %% ../nbs/05_train.ipynb #4cc7642c
 DEFAULTS = {"logistic_regression": {"max_iter": 1000},
@@ -190,6 +215,8 @@ def make_model(family: str, params: dict, numeric: list[str], categorical: list[
     else: est = RandomForestClassifier(random_state=seed, n_jobs=1, **kw)
     return Pipeline([("transforms", model_transforms(numeric, categorical, family)), ("model", est)])
 
+
+# %% ../nbs/05_train.ipynb #c5b9ae00
 def expand(experiments: list[Experiment], seed: int = 0) -> list[dict]:
     "Every trial of the experiments, in order: {'trial', 'experiment', 'family', 'params'}."
     out = []
@@ -201,6 +228,8 @@ def expand(experiments: list[Experiment], seed: int = 0) -> list[dict]:
         out += [{"experiment": e.name, "family": e.family, "params": c} for c in combos]
     return [{"trial": i, **t} for i, t in enumerate(out)]
 
+
+# %% ../nbs/05_train.ipynb #a04df25b
 def default_experiments() -> list[Experiment]:
     "The experiments a project without `train.experiments` runs: a linear baseline, boosted trees, a forest."
     return [Experiment(name="linear", family="logistic_regression", params={"C": [0.1, 1.0]},
@@ -212,6 +241,7 @@ def default_experiments() -> list[Experiment]:
             Experiment(name="forest", family="random_forest", params={"min_samples_leaf": [5]},
                        hypothesis="A random forest beats the linear baseline.", expect={"metric": "roc_auc", "better_than": "linear"})]
 
+
 # %% ../nbs/05_train.ipynb #92d15875
 def feature_groups(features_record: dict, features: list[str]) -> dict:
     "{group: [feature columns]}: `request` and one group per view, or one group per column without a store."
@@ -221,6 +251,8 @@ def feature_groups(features_record: dict, features: list[str]) -> dict:
     groups = {"request": [f for f in features if not any(f in cols for cols in in_views.values())]}
     return {**groups, **{v: cols for v, cols in in_views.items() if cols}}
 
+
+# %% ../nbs/05_train.ipynb #7b004d1c
 def trial_features(e: Experiment, groups: dict, has_views: bool) -> list[str]:
     "The feature columns experiment `e` uses."
     if e.views is not None and not has_views:
@@ -230,6 +262,8 @@ def trial_features(e: Experiment, groups: dict, has_views: bool) -> list[str]:
     if not cols: raise TrainError(f"experiment {e.name!r} leaves no feature: check its `views` and `drop`")
     return cols
 
+
+# %% ../nbs/05_train.ipynb #053d0a6c
 def metric_value(y, p, threshold: float, vm, metric: str) -> float:
     "One metric of `score`, computed alone when it is a ranking metric (importance calls this many times)."
     from sklearn.metrics import average_precision_score, roc_auc_score
@@ -237,6 +271,8 @@ def metric_value(y, p, threshold: float, vm, metric: str) -> float:
     if metric == "average_precision": return float(average_precision_score(y, p))
     return score(y, p, threshold, vm)[metric]
 
+
+# %% ../nbs/05_train.ipynb #e7fa611c
 def permutation_importance(model, X: pd.DataFrame, y, groups: dict, metric: str, vm, threshold: float,
                            repeats: int = 2, seed: int = 0) -> dict:
     "Drop of `metric` when each group's columns are shuffled together (mean over `repeats`); higher: more important."
@@ -258,6 +294,7 @@ def permutation_importance(model, X: pd.DataFrame, y, groups: dict, metric: str,
     sign = -1 if metric in LOWER_IS_BETTER else 1
     return {g: float(np.mean([sign * (m[0] - v) for v in m[1 + i * repeats:1 + (i + 1) * repeats]])) for i, g in enumerate(groups)}
 
+
 # %% ../nbs/05_train.ipynb #306a1949
 def value_curve(y, p, vm, thresholds) -> np.ndarray:
     "`value` (above no model) at each threshold, in one pass over the sorted probabilities."
@@ -270,6 +307,8 @@ def value_curve(y, p, vm, thresholds) -> np.ndarray:
     per = (tp * vm.true_positive - fp * vm.false_positive - fn * vm.false_negative + tn * vm.true_negative) / len(p)
     return per * vm.volume_per_period - max(trivial_values(vm, len(pos) / len(p)).values())
 
+
+# %% ../nbs/05_train.ipynb #787893ac
 def evaluation_figure(y, p, threshold: float, vm, importance: dict, title: str) -> bytes:
     "PNG bytes of the six-panel evaluation figure."
     import matplotlib
@@ -300,6 +339,7 @@ def evaluation_figure(y, p, threshold: float, vm, importance: dict, title: str) 
     fig.suptitle(title); fig.subplots_adjust(left=0.07, right=0.98, top=0.9, bottom=0.08, wspace=0.45, hspace=0.4)  # tight_layout: +45 % time
     buf = io.BytesIO(); fig.savefig(buf, format="png", dpi=70); plt.close(fig)
     return buf.getvalue()
+
 
 # %% ../nbs/05_train.ipynb #3aca171b
 def run_trial(trial: dict,  # from `expand`
@@ -362,6 +402,8 @@ def tracking(step: Step):
     exp_id = exp.experiment_id if exp else client.create_experiment(name, artifact_location=(step.run_dir / "mlartifacts").resolve().as_uri())
     return client, exp_id, client.create_run(exp_id, run_name="train (development)").info.run_id
 
+
+# %% ../nbs/05_train.ipynb #a8f4b45c
 def log_trial(client, exp_id: str, parent: str, result: dict, inputs: list, tags: dict, vm) -> str:
     "Log one trial as a nested run; return its run id."
     from mlflow.entities import Metric, Param, RunTag
@@ -385,6 +427,8 @@ def log_trial(client, exp_id: str, parent: str, result: dict, inputs: list, tags
     client.set_terminated(rid, "FINISHED" if result["status"] == "finished" else "FAILED")
     return rid
 
+
+# %% ../nbs/05_train.ipynb #b1446225
 def dataset_inputs(frames: dict, source: str) -> list:
     "MLflow dataset inputs (name, digest, schema) for the parts a trial uses."
     import mlflow.data
@@ -396,6 +440,7 @@ def dataset_inputs(frames: dict, source: str) -> list:
             ds = mlflow.data.from_pandas(df.head(0), source=source, name=name, digest=frame_digest(df)[:36])
             out.append(DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", name)]))
     return out
+
 
 # %% ../nbs/05_train.ipynb #af4d4c76
 def search(trials: list[dict],  # from `expand`
@@ -435,6 +480,8 @@ def best_of(results: list[dict], metric: str) -> Optional[dict]:
     if not ok: return None
     return (min if metric in LOWER_IS_BETTER else max)(ok, key=lambda r: r["metrics"][metric])
 
+
+# %% ../nbs/05_train.ipynb #4ee8ec88
 def verdicts(experiments: list[Experiment], results: list[dict], metric: str) -> list[dict]:
     "Per experiment: hypothesis, its best trial, and whether the hypothesis held (with the numbers)."
     best = {e.name: best_of([r for r in results if r["experiment"] == e.name], e.expect.metric if e.expect else metric)
@@ -463,6 +510,7 @@ def verdicts(experiments: list[Experiment], results: list[dict], metric: str) ->
         out.append(row)
     return out
 
+
 # %% ../nbs/05_train.ipynb #1e3ddbb2
 def slice_columns(df: pd.DataFrame, features: list[str], wanted: Optional[list[str]] = None, max_values: int = 30) -> list[str]:
     "The columns to slice the hold-out by: `wanted`, or categorical features with at most `max_values` values."
@@ -473,6 +521,8 @@ def slice_columns(df: pd.DataFrame, features: list[str], wanted: Optional[list[s
     kinds = feature_kinds(df, features)
     return [c for c in kinds["categorical"] if df[c].nunique() <= max_values][:3]
 
+
+# %% ../nbs/05_train.ipynb #33ec2934
 def holdout_report(model, columns: list[str], holdout: pd.DataFrame, label: str, threshold: float, vm,
                    slices: list[str], min_rows: int = 50) -> dict:
     "Hold-out metrics overall and per slice, with the calibration table."
@@ -493,6 +543,7 @@ def holdout_report(model, columns: list[str], holdout: pd.DataFrame, label: str,
     out["curves"] = {"y": y, "p": p}  # all of them: the hold-out figure's confusion matrix must match the metrics
     return out
 
+
 # %% ../nbs/05_train.ipynb #977420c7
 def promotion_metric(card: DesignCard, spec: TrainSpec) -> str:
     "The hold-out metric a challenger must beat the champion on."
@@ -500,6 +551,8 @@ def promotion_metric(card: DesignCard, spec: TrainSpec) -> str:
     kinds = {m.kind: m.metric for m in card.key_metrics}
     return kinds.get("value") or kinds.get("model") or "roc_auc"
 
+
+# %% ../nbs/05_train.ipynb #74a068b6
 def decide(gates: list[dict],  # `evaluate_gates` on the challenger's hold-out metrics
            metric: str,  # the promotion metric
            challenger: float,  # the challenger's value of it on the hold-out
@@ -522,6 +575,7 @@ def decide(gates: list[dict],  # `evaluate_gates` on the challenger's hold-out m
         return {"decision": "awaiting_approval", "reasons": ["passes the gates and beats the champion; the design card requires a sign-off: mlops-nb approve"]}
     why = "no champion yet" if champion is None else f"beats the champion on the same hold-out: {metric} {challenger:.4g} vs {champion:.4g}"
     return {"decision": "champion", "reasons": [f"passes every gate; {why}"]}
+
 
 # %% ../nbs/05_train.ipynb #be1ad096
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.")
@@ -553,6 +607,8 @@ def champion_on(client, name: str, holdout: pd.DataFrame, label: str, vm) -> tup
     except Exception as e:  # a champion that cannot be loaded or scored is not beaten by comparison
         return mv, None, f"the champion (version {mv.version}) could not be scored on this hold-out: {type(e).__name__}: {e}"
 
+
+# %% ../nbs/05_train.ipynb #c1ce1d1f
 def register(client, step: Step, name: str, best: dict, parts: dict, label: str, meta: dict):
     "Log the selected model on its trial's run (skops) and register it as a new version; return the version."
     import mlflow, mlflow.sklearn
@@ -567,6 +623,7 @@ def register(client, step: Step, name: str, best: dict, parts: dict, label: str,
                                         serialization_format="skops", skops_trusted_types=trusted_types(best["model"]),
                                         pip_requirements=requirements(), metadata=meta, registered_model_name=name)
     return client.get_model_version(name, str(info.registered_model_version))
+
 
 # %% ../nbs/05_train.ipynb #d93d90cf
 def limitations(report: dict, overall: dict, features_record: dict, period: Optional[dict]) -> list[str]:
