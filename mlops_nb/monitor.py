@@ -25,7 +25,8 @@ __all__ = ['KINDS', 'DriftError', 'MissingColumnError', 'EmptyWindowError', 'inf
            'wasserstein_sorted', 'wasserstein_norm', 'jensen_shannon', 'psi', 'ks_p_value', 'chi_square_p_value',
            'z_p_value', 'column_drift', 'drift_table', 'drift_summary', 'MonitorError', 'window_bounds',
            'logged_window', 'json_columns', 'champion_context', 'performance', 'computational', 'request_quality',
-           'retrain_decision', 'retrain_window', 'run_step', 'reference_probabilities']
+           'retrain_decision', 'retrain_window', 'reference_probabilities', 'window_drift', 'record_monitoring',
+           'run_step']
 
 # %% ../nbs/07_monitor.ipynb #6c11d839
 class DriftError(ValueError):
@@ -392,6 +393,43 @@ def retrain_window(lp: LoadedProject, spec: MonitorSpec, end: pd.Timestamp) -> d
     return {"start": start.isoformat() if start is not None else None, "end": end.isoformat()}
 
 # %% ../nbs/07_monitor.ipynb #6829e4ec
+def reference_probabilities(ctx: dict, step, n: int = 50_000) -> np.ndarray:
+    "The champion's probabilities on (a sample of) its reference rows: what its predictions looked like when it was chosen."
+    ref = ctx["reference"]
+    ref = ref.sample(n, random_state=0) if len(ref) > n else ref
+    model, _ = load_model(registry_client(step.tracking_uri), ctx["name"], ctx["version"])
+    return model.predict_proba(ref[list(model.feature_names_in_)])[:, 1]
+
+
+# %% ../nbs/07_monitor.ipynb #fa9b9c03
+def window_drift(step, ctx: dict, window: pd.DataFrame) -> dict:
+    "The window's drift against the champion's reference: per feature (`table`, `summary`), of the predictions, and which features had values."
+    spec, ref = step.project.monitor.drift, ctx["reference"]
+    features = json_columns(window.features)
+    inputs = [c for c in ctx["ranked_features"] if c in features.columns and c in ref.columns] or \
+             [c for c in features.columns if c in ref.columns]
+    columns = [c for c in inputs if features[c].notna().any() and ref[c].notna().any()]
+    table = drift_table(ref, features, columns=columns, thresholds=spec) if len(window) and columns else pd.DataFrame()
+    prediction = (column_drift(pd.Series(reference_probabilities(ctx, step), name="probability"), window.probability, "numeric", spec,
+                               column="probability") if len(window) else None)
+    summary = drift_summary(table, spec) if len(table) else {"columns": 0, "drifted": 0, "share": 0.0, "drifted_columns": []}
+    return {"table": table, "summary": summary, "prediction": prediction, "inputs": inputs, "columns": columns}
+
+
+# %% ../nbs/07_monitor.ipynb #91a0946b
+def record_monitoring(step, report: dict, drift: pd.DataFrame) -> None:
+    "Save `monitoring.json` and `drift.csv`; put the window's figures on the step's metrics and parameters."
+    perf, health, summary, decision = report["performance"], report["computational"], report["drift"], report["decision"]
+    step.save_json("monitoring.json", report)
+    if len(drift): step.save_text("drift.csv", drift.to_csv(index=False))
+    step.metrics.update(predictions=float(report["window"]["predictions"]), labelled=float(perf["labelled"]), drift_share=float(summary["share"]),
+                        drifted_columns=float(summary["drifted"]), retrain=float(decision["retrain"]),
+                        **{f"window_{k}": float(perf["metrics"][k]) for k in ("roc_auc", "value", "recall") if k in perf["metrics"]},
+                        **{k: float(health[k]) for k in ("latency_ms_p99", "error_rate") if k in health})
+    step.params.update(model=report["model"], version=report["version"], window_start=report["window"]["start"], window_end=report["window"]["end"])
+
+
+# %% ../nbs/07_monitor.ipynb #d79dc7ff
 def run_step(step) -> dict:
     "Monitor the champion's traffic in the window; write monitoring.json and drift.csv; decide on retraining; finish."
     import sys
@@ -404,36 +442,22 @@ def run_step(step) -> dict:
     ctx = champion_context(step)
     say(f"{ctx['name']} version {ctx['version']}: {len(window):,} predictions decided {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC, "
         f"{int(window.label.notna().sum()):,} labelled; reference {len(ctx['reference']):,} rows (run {ctx['source_run']})")
-    features = json_columns(window.features)
-    ref = ctx["reference"]
-    inputs = [c for c in ctx["ranked_features"] if c in features.columns and c in ref.columns] or \
-             [c for c in features.columns if c in ref.columns]
-    columns = [c for c in inputs if features[c].notna().any() and ref[c].notna().any()]
-    drift = drift_table(ref, features, columns=columns, thresholds=spec.drift) if len(window) and columns else pd.DataFrame()
-    prediction = (column_drift(pd.Series(reference_probabilities(ctx, step), name="probability"), window.probability, "numeric", spec.drift,
-                               column="probability") if len(window) else None)
+    drift = window_drift(step, ctx, window)
     perf = performance(window, ctx["threshold"], step.project.design, spec.retrain.min_labels)
     health = computational(window, refused_between(log_path, window.ts.min(), window.ts.max()) if len(window) else pd.DataFrame(columns=["status"]))
-    quality = request_quality(step.project, json_columns(window.inputs))
-    decision = retrain_decision(spec, step.project.design, drift, ctx["ranked_features"], perf, len(window), end, ctx["newest_training_data"])
-    summary = drift_summary(drift, spec.drift) if len(drift) else {"columns": 0, "drifted": 0, "share": 0.0, "drifted_columns": []}
+    decision = retrain_decision(spec, step.project.design, drift["table"], ctx["ranked_features"], perf, len(window), end, ctx["newest_training_data"])
     report = {"model": ctx["name"], "version": ctx["version"], "threshold": ctx["threshold"],
               "window": {"start": start.isoformat(), "end": end.isoformat(), "predictions": len(window),
                          "versions": {str(k): int(v) for k, v in window.version.value_counts().items()}},
-              "reference": {"run": ctx["source_run"], "rows": len(ref), "is_champion_run": ctx["source_is_pipeline_run"]},
-              "drift": {**summary, "columns_table": drift.to_dict("records"),
-                        "without_values": [c for c in inputs if c not in columns]},  # a feature with no value at all: a quality finding
-              "prediction_drift": prediction,
-              "performance": perf, "computational": health, "request_quality": quality, "decision": decision,
-              "retrain_window": retrain_window(lp, spec, end) if decision["retrain"] else None,
+              "reference": {"run": ctx["source_run"], "rows": len(ctx["reference"]), "is_champion_run": ctx["source_is_pipeline_run"]},
+              "drift": {**drift["summary"], "columns_table": drift["table"].to_dict("records"),
+                        "without_values": [c for c in drift["inputs"] if c not in drift["columns"]]},  # a feature with no value at all: a quality finding
+              "prediction_drift": drift["prediction"],
+              "performance": perf, "computational": health, "request_quality": request_quality(step.project, json_columns(window.inputs)),
+              "decision": decision, "retrain_window": retrain_window(lp, spec, end) if decision["retrain"] else None,
               "thresholds": spec.drift.model_dump()}
-    step.save_json("monitoring.json", report)
-    if len(drift): step.save_text("drift.csv", drift.to_csv(index=False))
-    step.metrics.update(predictions=float(len(window)), labelled=float(perf["labelled"]), drift_share=float(summary["share"]),
-                        drifted_columns=float(summary["drifted"]), retrain=float(decision["retrain"]),
-                        **{f"window_{k}": float(perf["metrics"][k]) for k in ("roc_auc", "value", "recall") if k in perf["metrics"]},
-                        **{k: float(health[k]) for k in ("latency_ms_p99", "error_rate") if k in health})
-    step.params.update(model=ctx["name"], version=ctx["version"], window_start=start.isoformat(), window_end=end.isoformat())
+    record_monitoring(step, report, drift["table"])
+    summary = drift["summary"]
     say(f"drift in {summary['drifted']} of {summary['columns']} features"
         + (f" ({', '.join(summary['drifted_columns'][:6])})" if summary["drifted"] else "")
         + (f"; {perf['labelled']:,} labelled: roc_auc {perf['metrics'].get('roc_auc', float('nan')):.3f}" if perf["labelled"] else "")
@@ -441,9 +465,3 @@ def run_step(step) -> dict:
     step.finish()
     return report
 
-def reference_probabilities(ctx: dict, step, n: int = 50_000) -> np.ndarray:
-    "The champion's probabilities on (a sample of) its reference rows: what its predictions looked like when it was chosen."
-    ref = ctx["reference"]
-    ref = ref.sample(n, random_state=0) if len(ref) > n else ref
-    model, _ = load_model(registry_client(step.tracking_uri), ctx["name"], ctx["version"])
-    return model.predict_proba(ref[list(model.feature_names_in_)])[:, 1]

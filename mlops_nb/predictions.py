@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 import pandas as pd
+from fastcore.basics import patch
 
 from .config import ProjectError, now_iso
 
@@ -40,78 +41,99 @@ class PredictionLog:
         self.writer = threading.Thread(target=self._write_loop, name="prediction-log", daemon=True)
         self.writer.start()
 
-    def _connect(self):
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.execute("pragma journal_mode=wal"); db.execute("pragma synchronous=normal")
-        return db
-
-    def append(self, records: list, X: dict, meta: list[tuple]):
-        "Queue `meta` rows (request id, record, time, model, version, variant, probability, decision, latency ms, decision time) with their inputs and features."
-        # serialising inputs and features to JSON happens in the writer thread, off the request's path
-        self.queue.put((records, X, meta))
-
-    def refuse(self, status: int, where: str, message: str):
-        "Queue a refused request (status, the field, the problem): monitoring counts errors from the log alone."
-        self.queue.put(("refused", (now_iso(), status, where, message[:500])))
-
     @staticmethod
     def _rows(records: list, X: dict, meta: list[tuple]) -> list[tuple]:
         feats = pd.DataFrame(X, copy=False).to_json(orient="records", lines=True, date_format="iso", double_precision=15).splitlines()  # pandas' C writer: missing values as null
         return [(*m[:6], json.dumps(records[j], default=str), feats[j], *m[6:]) for j, m in enumerate(meta)]
 
-    def _write_loop(self):
-        "Write what is queued in one transaction per wake-up; set flush markers once what preceded them is written."
-        db, stop = self._connect(), False
-        while not stop:
-            items = [self.queue.get()]
-            while not self.queue.empty(): items.append(self.queue.get_nowait())
-            rows = [r for it in items if isinstance(it, tuple) and len(it) == 3 for r in self._rows(*it)]
-            refused = [it[1] for it in items if isinstance(it, tuple) and len(it) == 2]
-            if rows or refused:
-                db.execute("begin")
-                db.executemany(f"insert or replace into predictions ({PREDICTION_COLUMNS}) values ({','.join('?' * 12)})", rows)
-                db.executemany("insert into refused values (?,?,?,?)", refused)
-                db.execute("commit")
-            for it in items:
-                if isinstance(it, threading.Event): it.set()
-            stop = any(it is None for it in items)
-        db.close()
 
-    def flush(self, timeout: float = 10) -> bool:
-        "Wait until everything appended so far is written."
-        done = threading.Event()
-        self.queue.put(done)
-        return done.wait(timeout)
+# %% ../nbs/82_predictions.ipynb #e46c3621
+@patch
+def _connect(self: PredictionLog):
+    db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+    db.execute("pragma journal_mode=wal"); db.execute("pragma synchronous=normal")
+    return db
 
-    def close(self):
-        self.queue.put(None); self.writer.join(timeout=10)
+@patch
+def append(self: PredictionLog, records: list, X: dict, meta: list[tuple]):
+    "Queue `meta` rows (request id, record, time, model, version, variant, probability, decision, latency ms, decision time) with their inputs and features."
+    # serialising inputs and features to JSON happens in the writer thread, off the request's path
+    self.queue.put((records, X, meta))
 
-    def feedback(self, labels: list[tuple], require_match: bool = False) -> dict:
-        "Record checked labels (request id, record, label) in one transaction: counts of new, already known and unmatched labels."
-        db = self._connect()
-        try:
-            db.execute("begin immediate")
-            before = db.execute("select count(*) from feedback").fetchone()[0]
-            now = now_iso()
-            db.executemany("insert or ignore into feedback values (?,?,?,?)", [(rid, record, label, now) for rid, record, label in labels])
-            new = db.execute("select count(*) from feedback").fetchone()[0] - before
-            keys, find = {(rid, record) for rid, record, _ in labels}, "select 1 from predictions where request_id = ? and record = ? limit 1"
-            unmatched = sum(db.execute(find, key).fetchone() is None for key in keys)
-            if require_match and unmatched == len(keys):
-                db.execute("rollback")
-                raise ProjectError(f"{self.path}: none of the {len(labels):,} labels matches a logged prediction (request id and record); "
-                                   "is this the log the predictions went to? Nothing was recorded")
+
+# %% ../nbs/82_predictions.ipynb #8d4a32ea
+@patch
+def refuse(self: PredictionLog, status: int, where: str, message: str):
+    "Queue a refused request (status, the field, the problem): monitoring counts errors from the log alone."
+    self.queue.put(("refused", (now_iso(), status, where, message[:500])))
+
+
+# %% ../nbs/82_predictions.ipynb #36f3a8cd
+@patch
+def _write_loop(self: PredictionLog):
+    "Write what is queued in one transaction per wake-up; set flush markers once what preceded them is written."
+    db, stop = self._connect(), False
+    while not stop:
+        items = [self.queue.get()]
+        while not self.queue.empty(): items.append(self.queue.get_nowait())
+        rows = [r for it in items if isinstance(it, tuple) and len(it) == 3 for r in self._rows(*it)]
+        refused = [it[1] for it in items if isinstance(it, tuple) and len(it) == 2]
+        if rows or refused:
+            db.execute("begin")
+            db.executemany(f"insert or replace into predictions ({PREDICTION_COLUMNS}) values ({','.join('?' * 12)})", rows)
+            db.executemany("insert into refused values (?,?,?,?)", refused)
             db.execute("commit")
-        except sqlite3.Error:
-            if db.in_transaction: db.execute("rollback")
-            raise
-        finally: db.close()
-        return {"received": len(labels), "new": new, "duplicates": len(labels) - new, "unmatched": unmatched}
+        for it in items:
+            if isinstance(it, threading.Event): it.set()
+        stop = any(it is None for it in items)
+    db.close()
 
-    def read(self) -> pd.DataFrame:
-        "The log joined with its labels."
-        with self._connect() as db:
-            return pd.read_sql("select p.*, f.label from predictions p left join feedback f using (request_id, record)", db)
+@patch
+def flush(self: PredictionLog, timeout: float = 10) -> bool:
+    "Wait until everything appended so far is written."
+    done = threading.Event()
+    self.queue.put(done)
+    return done.wait(timeout)
+
+
+# %% ../nbs/82_predictions.ipynb #d49649f2
+@patch
+def close(self: PredictionLog):
+    self.queue.put(None); self.writer.join(timeout=10)
+
+
+# %% ../nbs/82_predictions.ipynb #bed9ba29
+@patch
+def feedback(self: PredictionLog, labels: list[tuple], require_match: bool = False) -> dict:
+    "Record checked labels (request id, record, label) in one transaction: counts of new, already known and unmatched labels."
+    db = self._connect()
+    try:
+        db.execute("begin immediate")
+        before = db.execute("select count(*) from feedback").fetchone()[0]
+        now = now_iso()
+        db.executemany("insert or ignore into feedback values (?,?,?,?)", [(rid, record, label, now) for rid, record, label in labels])
+        new = db.execute("select count(*) from feedback").fetchone()[0] - before
+        keys, find = {(rid, record) for rid, record, _ in labels}, "select 1 from predictions where request_id = ? and record = ? limit 1"
+        unmatched = sum(db.execute(find, key).fetchone() is None for key in keys)
+        if require_match and unmatched == len(keys):
+            db.execute("rollback")
+            raise ProjectError(f"{self.path}: none of the {len(labels):,} labels matches a logged prediction (request id and record); "
+                               "is this the log the predictions went to? Nothing was recorded")
+        db.execute("commit")
+    except sqlite3.Error:
+        if db.in_transaction: db.execute("rollback")
+        raise
+    finally: db.close()
+    return {"received": len(labels), "new": new, "duplicates": len(labels) - new, "unmatched": unmatched}
+
+
+# %% ../nbs/82_predictions.ipynb #03b996b8
+@patch
+def read(self: PredictionLog) -> pd.DataFrame:
+    "The log joined with its labels."
+    with self._connect() as db:
+        return pd.read_sql("select p.*, f.label from predictions p left join feedback f using (request_id, record)", db)
+
 
 # %% ../nbs/82_predictions.ipynb #e265d758
 def newest_decision(path: Path) -> Optional[str]:

@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 import io, itertools, json, math, os, random, sys, tempfile, time, traceback, warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,10 +23,11 @@ from .runs import git_commit
 __all__ = ['LOWER_IS_BETTER', 'DEFAULTS', 'TRUSTED_PREFIXES', 'TRUSTED_EXTRA', 'TrainError', 'HoldoutError', 'progress',
            'split_kind', 'row_groups', 'identical_rows', 'split_frame', 'check_holdout', 'value_threshold',
            'feature_kinds', 'model_transforms', 'make_model', 'expand', 'default_experiments', 'feature_groups',
-           'trial_features', 'metric_value', 'permutation_importance', 'value_curve', 'evaluation_figure', 'run_trial',
-           'tracking', 'log_trial', 'dataset_inputs', 'search', 'best_of', 'verdicts', 'slice_columns',
-           'holdout_report', 'promotion_metric', 'decide', 'trusted_types', 'champion_on', 'register', 'limitations',
-           'run_step']
+           'trial_features', 'metric_value', 'permutation_importance', 'value_curve', 'evaluation_figure',
+           'trial_importance', 'run_trial', 'tracking', 'log_trial', 'dataset_inputs', 'search', 'best_of', 'verdicts',
+           'slice_columns', 'holdout_report', 'promotion_metric', 'decide', 'trusted_types', 'champion_on', 'register',
+           'limitations', 'TrainingSet', 'read_training_set', 'search_trials', 'score_on_holdout', 'model_card',
+           'record_search', 'register_and_promote', 'run_step']
 
 # %% ../nbs/05_train.ipynb #3faf8414
 class TrainError(ValueError):
@@ -341,6 +343,18 @@ def evaluation_figure(y, p, threshold: float, vm, importance: dict, title: str) 
     return buf.getvalue()
 
 
+# %% ../nbs/05_train.ipynb #a424aad7
+def trial_importance(model, sample: pd.DataFrame, cols: list[str], label: str, metric: str, vm, threshold: float, groups: dict,
+                     seed: int = 0) -> tuple:
+    "Permutation importance on `sample` (validation rows): ({feature: drop in metric}, {group: drop in metric})."
+    ys = sample[label].to_numpy(bool)
+    by_feature = permutation_importance(model, sample[cols], ys, {c: [c] for c in cols}, metric, vm, threshold, seed=seed)
+    per_column = all(len(cs) == 1 for cs in groups.values())  # no feature store: a group is a column
+    by_group = ({g: by_feature[cs[0]] for g, cs in groups.items() if cs[0] in by_feature} if per_column else
+                permutation_importance(model, sample[cols], ys, groups, metric, vm, threshold, seed=seed))
+    return by_feature, by_group
+
+
 # %% ../nbs/05_train.ipynb #3aca171b
 def run_trial(trial: dict,  # from `expand`
               features: list[str],  # its feature columns
@@ -370,12 +384,8 @@ def run_trial(trial: dict,  # from `expand`
             p = model.predict_proba(valid[cols])[:, 1]
             y = valid[label].to_numpy(bool)
             threshold = value_threshold(y, p, vm)
-            sample = valid.sample(min(len(valid), importance_rows), random_state=seed)
-            ys = sample[label].to_numpy(bool)
-            by_feature = permutation_importance(model, sample[cols], ys, {c: [c] for c in cols}, metric, vm, threshold, seed=seed)
-            per_column = all(len(cs) == 1 for cs in groups.values())  # no feature store: a group is a column
-            by_group = ({g: by_feature[cs[0]] for g, cs in groups.items() if cs[0] in by_feature} if per_column else
-                        permutation_importance(model, sample[cols], ys, groups, metric, vm, threshold, seed=seed))
+            by_feature, by_group = trial_importance(model, valid.sample(min(len(valid), importance_rows), random_state=seed),
+                                                    cols, label, metric, vm, threshold, groups, seed)
             out.update(status="finished", model=model, columns=cols, threshold=threshold, metrics=score(y, p, threshold, vm),
                        importance={"features": by_feature, "groups": by_group},
                        eval_seconds=time.perf_counter() - t1)
@@ -652,54 +662,61 @@ def _plain(r: dict) -> dict:
     "A trial result without its model and arrays, for JSON."
     return {k: v for k, v in r.items() if k not in ("model", "curves", "traceback", "columns", "figure")}
 
-def run_step(step: Step) -> dict:
-    "Split, search, test the selected trial on the hold-out, register it, decide on promotion; finish."
-    project, spec, card = step.project, step.project.train, step.project.design
-    vm, label = card.value_model, card.target.name
-    frec = step.require("features")
-    tmeta = frec["outputs"]["training_set.parquet"]
-    df = pd.read_parquet(step.artifact("features", "training_set.parquet"))
-    features_record = json.loads(step.artifact("features", "feature_views.json").read_text())
-    time_column = tmeta.get("time_column")
-    features = [f for f in tmeta["features"] if f in df.columns and feature_kinds(df, [f])["skipped"] == []]
-    metric = spec.metric or next((m.metric for m in card.key_metrics if m.kind == "model"), "roc_auc")
-    ids = tmeta.get("ids") or []
-    copies = identical_rows(df, ids)
-    parts = split_frame(df, spec.split, label, time_column, ids)
-    holdout_digest = check_holdout(parts, time_column, ids)
-    step.log_input(df, "training_set", tmeta["digest"], str(step.artifact("features", "training_set.parquet")), context="train")
-    groups = feature_groups(features_record, features)
+
+# %% ../nbs/05_train.ipynb #b171ed5e
+@dataclass
+class TrainingSet:
+    "The features step's training set, as training reads it."
+    frame: pd.DataFrame
+    meta: dict  # the features step's record of the file: digest, features, time column, row ids, feature service
+    views: dict  # the features step's `feature_views.json`: the views and their coverage (empty without a store)
+
+    @property
+    def time_column(self) -> Optional[str]: return self.meta.get("time_column")
+    @property
+    def ids(self) -> list[str]: return self.meta.get("ids") or []
+    @property
+    def features(self) -> list[str]:
+        "The feature columns a model may use: those of the record present in the frame, timestamps left out."
+        return [f for f in self.meta["features"] if f in self.frame.columns and feature_kinds(self.frame, [f])["skipped"] == []]
+
+def read_training_set(step: Step) -> TrainingSet:
+    "The training set of the run's features step."
+    meta = step.require("features")["outputs"]["training_set.parquet"]
+    return TrainingSet(pd.read_parquet(step.artifact("features", "training_set.parquet")), meta,
+                       json.loads(step.artifact("features", "feature_views.json").read_text()))
+
+
+# %% ../nbs/05_train.ipynb #dbd0e5df
+def search_trials(step: Step, ts: TrainingSet, parts: dict, metric: str, tags: dict, say: Callable) -> tuple:
+    "Run and log the project's experiments on the train and validation parts: (results, experiments, seconds)."
+    spec, vm, label = step.project.train, step.project.design.value_model, step.project.design.target.name
+    groups = feature_groups(ts.views, ts.features)
     experiments = spec.experiments or default_experiments()
-    has_views = bool(features_record.get("views"))
-    cols = {e.name: trial_features(e, groups, has_views) for e in experiments}
+    cols = {e.name: trial_features(e, groups, bool(ts.views.get("views"))) for e in experiments}
     trials = expand(experiments, spec.split.seed)
-    say = lambda m: progress(step.name, m)
-    if copies["rows"]:
-        say(f"{copies['rows']:,} rows repeat another row ({copies['share']:.1%}, {copies['groups']:,} groups, the largest "
-            f"{copies['largest']:,} rows): each group is kept in one part of the split")
     say(f"{len(trials)} trials of {len(experiments)} experiments on {len(parts['train']):,} training and "
         f"{len(parts['validation']):,} validation rows; selecting on {metric}; hold-out {len(parts['holdout']):,} rows frozen")
     client, exp_id, parent = tracking(step)
-    tags = {"mlflow.source.git.commit": git_commit(package_root()) or "unknown", "requirements": " ".join(requirements()),
-            "holdout_digest": holdout_digest, "training_set_digest": tmeta["digest"]}
     inputs = dataset_inputs({"train": parts["train"], "validation": parts["validation"]}, "features/training_set.parquet")
-    t0 = time.perf_counter()
     # on big data, one single-threaded process per core: OpenMP threads spinning next to a busy neighbour
-    # made a 5 s fit take 50 s; on small data, worker processes cost more to start than the trials take
+    # made a fit ten times slower; on small data, worker processes cost more to start than the trials take
     parallel = spec.parallel or (min(os.cpu_count() or 1, len(trials)) if len(parts["train"]) >= 50_000 else 1)
+    t0 = time.perf_counter()
     results = search(trials, cols, parts, label, metric, vm, groups, parallel,
                      log=lambda r: log_trial(client, exp_id, parent, r, inputs, tags, vm), say=say, seed=spec.split.seed)
-    search_seconds = time.perf_counter() - t0
-    best = best_of(results, metric)
-    if best is None: raise TrainError(f"all {len(results)} trials failed; first error: {results[0]['error']}")
-    hyp = verdicts(experiments, results, metric)
-    report = holdout_report(best["model"], best["columns"], parts["holdout"], label, best["threshold"], vm,
-                            slice_columns(df, features, spec.slices))
-    hm = report["metrics"]
-    gates = evaluate_gates(card, hm)
-    ts = int(time.time() * 1000)
+    return results, experiments, time.perf_counter() - t0
+
+
+# %% ../nbs/05_train.ipynb #806ee051
+def score_on_holdout(step: Step, client, best: dict, ts: TrainingSet, holdout: pd.DataFrame) -> tuple:
+    "The selected trial on the hold-out: (report, gates), logged on its run and saved as the step's figure."
     from mlflow.entities import Metric, RunTag
-    client.log_batch(best["run_id"], metrics=[Metric(f"holdout_{k}", float(v), ts, 0) for k, v in hm.items()
+    card, spec, vm = step.project.design, step.project.train, step.project.design.value_model
+    report = holdout_report(best["model"], best["columns"], holdout, card.target.name, best["threshold"], vm,
+                            slice_columns(ts.frame, ts.features, spec.slices))
+    hm, ts_ms = report["metrics"], int(time.time() * 1000)
+    client.log_batch(best["run_id"], metrics=[Metric(f"holdout_{k}", float(v), ts_ms, 0) for k, v in hm.items()
                                               if isinstance(v, (int, float)) and not math.isnan(v)],
                      tags=[RunTag("selected", "true")])
     with tempfile.TemporaryDirectory() as d:
@@ -708,60 +725,110 @@ def run_step(step: Step) -> dict:
                                         best["importance"]["groups"], f"{best['experiment']} #{best['trial']} (hold-out)"))
         client.log_artifact(best["run_id"], str(f))
         step.save("holdout_evaluation.png", lambda p: p.write_bytes(f.read_bytes()))
-    name = model_name(project)
-    pmetric = promotion_metric(card, spec)
+    return report, evaluate_gates(card, hm)
+
+
+# %% ../nbs/05_train.ipynb #c83c17e3
+def model_card(step: Step, ts: TrainingSet, best: dict, metric: str, report: dict, gates: list[dict], parts: dict,
+               copies: dict, promotion: dict, lineage: dict) -> dict:
+    "The model card of the selected trial: intended use, label, selection, hold-out, slices, gates, split, promotion, limitations, lineage."
+    card, spec, vm, label = step.project.design, step.project.train, step.project.design.value_model, step.project.design.target.name
+    period = _period(parts, ts.time_column)
+    return {
+        "model_name": model_name(step.project),
+        "intended_use": {"problem": card.problem, "decision": card.decision, "added_value": card.added_value,
+                         "transparency": card.requirements.end_user.transparency},
+        "label": {"name": label, "definition": card.target.expr or label, "positive": str(card.target.positive_label)},
+        "selected": {k: best[k] for k in ("experiment", "trial", "family", "params", "features", "threshold", "run_id")},
+        "selection_metric": metric, "validation": best["metrics"], "holdout": report["metrics"], "slices": report["slices"],
+        "calibration": report["calibration"], "gates": gates, "importance": best["importance"],
+        "split": {"kind": split_kind(spec.split, ts.time_column), "rows": {k: len(v) for k, v in parts.items()}, "identical_rows": copies,
+                  "positive_rate": {k: float(v[label].mean()) for k, v in parts.items()}, "period": period},
+        "promotion": promotion,
+        "limitations": limitations(report, report["metrics"], ts.views, period),
+        "value_model": vm.model_dump() if vm else None, "lineage": lineage, "requirements": requirements(),
+        "sign_off_required": card.sign_off_required}
+
+
+# %% ../nbs/05_train.ipynb #d7ae88d0
+def record_search(step: Step, results: list[dict], hypotheses: list[dict], best: dict, metric: str, card: dict, search_seconds: float) -> None:
+    "Save the search's artifacts and put its metrics and parameters on the step's record."
+    step.save_json("trials.json", [_plain(r) for r in results])
+    step.save_json("experiments.json", hypotheses)
+    step.save_json("importance.json", {"selected_trial": best["trial"], "metric": metric, **best["importance"]})
+    tracking_seconds = sum(r["tracking_seconds"] for r in results)
+    step.metrics.update({f"holdout_{k}": v for k, v in card["holdout"].items() if isinstance(v, (int, float)) and not math.isnan(v)})
+    step.metrics.update(trials=len(results), failed_trials=sum(r["status"] == "failed" for r in results),
+                        search_seconds=search_seconds, fit_seconds=sum(r.get("fit_seconds", 0) for r in results),
+                        tracking_seconds=tracking_seconds,
+                        tracking_share=tracking_seconds / max(sum(r["seconds"] for r in results) + tracking_seconds, 1e-9))
+    step.params.update(model_name=card["model_name"], selection_metric=metric, promotion_metric=card["promotion"]["metric"],
+                       selected_experiment=best["experiment"], selected_family=best["family"],
+                       holdout_digest=card["lineage"]["holdout_digest"], split=card["split"]["kind"])
+
+
+# %% ../nbs/05_train.ipynb #0a46e376
+def register_and_promote(step: Step, client, best: dict, parts: dict, ts: TrainingSet, card: dict, champion_version: Optional[str]) -> str:
+    "Register the selected model, tag the version with the card's facts, point `challenger` at it, and `champion` when promoted: the version."
+    name, label, promotion, lineage = card["model_name"], card["label"]["name"], card["promotion"], card["lineage"]
+    pmetric = promotion["metric"]
+    meta = {"threshold": best["threshold"], "label": label, "features": best["columns"], "holdout_digest": lineage["holdout_digest"],
+            "training_set_digest": ts.meta["digest"], "feature_service": ts.meta.get("service"), "project": step.project.name,
+            "pipeline_run": step.run_dir.name}
+    mv = register(client, step, name, best, parts, label, meta)
+    champion_metrics = promotion["champion_on_holdout"]
+    vtags = {"threshold": best["threshold"], "holdout_digest": lineage["holdout_digest"], "training_set_digest": ts.meta["digest"],
+             "pipeline_run": step.run_dir.name, "promotion_metric": pmetric, f"holdout_{pmetric}": card["holdout"].get(pmetric),
+             "compared_with": champion_version,
+             "champion_on_holdout": champion_metrics.get(pmetric) if champion_metrics else None,
+             "decision": promotion["decision"], "reason": "; ".join(promotion["reasons"])[:5000],
+             "gates": json.dumps([{k: g[k] for k in ("metric", "value", "passed")} for g in card["gates"]])[:5000]}
+    for k, v in vtags.items(): client.set_model_version_tag(name, mv.version, k, str(v))
+    client.set_registered_model_alias(name, "challenger", mv.version)
+    return mv.version
+
+
+# %% ../nbs/05_train.ipynb #5bbba6b8
+def run_step(step: Step) -> dict:
+    "Split, search, test the selected trial on the hold-out, register it, decide on promotion; finish."
+    spec, card = step.project.train, step.project.design
+    vm, label = card.value_model, card.target.name
+    say = lambda m: progress(step.name, m)
+    ts = read_training_set(step)
+    metric = spec.metric or next((m.metric for m in card.key_metrics if m.kind == "model"), "roc_auc")
+    copies = identical_rows(ts.frame, ts.ids)
+    parts = split_frame(ts.frame, spec.split, label, ts.time_column, ts.ids)
+    holdout_digest = check_holdout(parts, ts.time_column, ts.ids)
+    step.log_input(ts.frame, "training_set", ts.meta["digest"], str(step.artifact("features", "training_set.parquet")), context="train")
+    if copies["rows"]:
+        say(f"{copies['rows']:,} rows repeat another row ({copies['share']:.1%}, {copies['groups']:,} groups, the largest "
+            f"{copies['largest']:,} rows): each group is kept in one part of the split")
+    commit = git_commit(package_root()) or "unknown"
+    tags = {"mlflow.source.git.commit": commit, "requirements": " ".join(requirements()),
+            "holdout_digest": holdout_digest, "training_set_digest": ts.meta["digest"]}
+    results, experiments, search_seconds = search_trials(step, ts, parts, metric, tags, say)
+    best = best_of(results, metric)
+    if best is None: raise TrainError(f"all {len(results)} trials failed; first error: {results[0]['error']}")
+    client = registry_client(step.tracking_uri)
+    report, gates = score_on_holdout(step, client, best, ts, parts["holdout"])
+    hm, name, pmetric = report["metrics"], model_name(step.project), promotion_metric(card, spec)
     mv_champ, champ_metrics, champ_problem = champion_on(client, name, parts["holdout"], label, vm)
     decision = decide(gates, pmetric, hm.get(pmetric, float("nan")), champ_metrics[pmetric] if champ_metrics else None,
                       spec.promotion.margin, card.sign_off_required, False, champ_problem)
     snapshot = step.outputs_of("ingest") or {}
     lineage = {"pipeline_run": step.run_dir.name, "snapshot": {k: v["digest"] for k, v in snapshot.get("outputs", {}).items() if k.endswith(".parquet")},
-               "training_set_digest": tmeta["digest"], "holdout_digest": holdout_digest, "trial_run_id": best["run_id"],
-               "git_commit": tags["mlflow.source.git.commit"]}
-    trials_json = [_plain(r) for r in results]
-    period = _period(parts, time_column)
-    card_json = {
-        "model_name": name, "intended_use": {"problem": card.problem, "decision": card.decision, "added_value": card.added_value,
-                                            "transparency": card.requirements.end_user.transparency},
-        "label": {"name": label, "definition": card.target.expr or label, "positive": str(card.target.positive_label)},
-        "selected": {k: best[k] for k in ("experiment", "trial", "family", "params", "features", "threshold", "run_id")},
-        "selection_metric": metric, "validation": best["metrics"], "holdout": hm, "slices": report["slices"],
-        "calibration": report["calibration"], "gates": gates, "importance": best["importance"],
-        "split": {"kind": split_kind(spec.split, time_column), "rows": {k: len(v) for k, v in parts.items()}, "identical_rows": copies,
-                  "positive_rate": {k: float(v[label].mean()) for k, v in parts.items()}, "period": period},
-        "promotion": {"metric": pmetric, "margin": spec.promotion.margin, "champion_version": mv_champ.version if mv_champ else None,
-                      "champion_on_holdout": champ_metrics, **decision},
-        "limitations": limitations(report, hm, features_record, period),
-        "value_model": vm.model_dump() if vm else None, "lineage": lineage, "requirements": requirements(),
-        "sign_off_required": card.sign_off_required}
-    step.save_json("trials.json", trials_json)
-    step.save_json("experiments.json", hyp)
-    step.save_json("importance.json", {"selected_trial": best["trial"], "metric": metric, **best["importance"]})
-    tracking_seconds = sum(r["tracking_seconds"] for r in results)
-    fit_seconds = sum(r.get("fit_seconds", 0) for r in results)
-    step.metrics.update({f"holdout_{k}": v for k, v in hm.items() if isinstance(v, (int, float)) and not math.isnan(v)})
-    step.metrics.update(trials=len(results), failed_trials=sum(r["status"] == "failed" for r in results),
-                        search_seconds=search_seconds, fit_seconds=fit_seconds, tracking_seconds=tracking_seconds,
-                        tracking_share=tracking_seconds / max(sum(r["seconds"] for r in results) + tracking_seconds, 1e-9))
-    step.params.update(model_name=name, selection_metric=metric, promotion_metric=pmetric, selected_experiment=best["experiment"],
-                       selected_family=best["family"], holdout_digest=holdout_digest, split=card_json["split"]["kind"])
-    # the registry last: everything above is written, so a failure before here leaves the registry untouched
-    meta = {"threshold": best["threshold"], "label": label, "features": best["columns"], "holdout_digest": holdout_digest,
-            "training_set_digest": tmeta["digest"], "feature_service": tmeta.get("service"), "project": project.name,
-            "pipeline_run": step.run_dir.name}
-    mv = register(client, step, name, best, parts, label, meta)
-    vtags = {"threshold": best["threshold"], "holdout_digest": holdout_digest, "training_set_digest": tmeta["digest"],
-             "pipeline_run": step.run_dir.name, "promotion_metric": pmetric, f"holdout_{pmetric}": hm.get(pmetric),
-             "compared_with": mv_champ.version if mv_champ else None,
-             "champion_on_holdout": champ_metrics.get(pmetric) if champ_metrics else None,
-             "decision": decision["decision"], "reason": "; ".join(decision["reasons"])[:5000],
-             "gates": json.dumps([{k: g[k] for k in ("metric", "value", "passed")} for g in gates])[:5000]}
-    for k, v in vtags.items(): client.set_model_version_tag(name, mv.version, k, str(v))
-    client.set_registered_model_alias(name, "challenger", mv.version)
-    card_json["registered"] = {"name": name, "version": mv.version, "decision": decision["decision"], "reasons": decision["reasons"]}
+               "training_set_digest": ts.meta["digest"], "holdout_digest": holdout_digest, "trial_run_id": best["run_id"], "git_commit": commit}
+    promotion = {"metric": pmetric, "margin": spec.promotion.margin, "champion_version": mv_champ.version if mv_champ else None,
+                 "champion_on_holdout": champ_metrics, **decision}
+    card_json = model_card(step, ts, best, metric, report, gates, parts, copies, promotion, lineage)
+    record_search(step, results, verdicts(experiments, results, metric), best, metric, card_json, search_seconds)
+    version = register_and_promote(step, client, best, parts, ts, card_json, mv_champ.version if mv_champ else None)
+    card_json["registered"] = {"name": name, "version": version, "decision": decision["decision"], "reasons": decision["reasons"]}
     step.save_json("model_card.json", card_json)
-    step.params.update(registered_version=mv.version, decision=decision["decision"])
+    step.params.update(registered_version=version, decision=decision["decision"])
     say(f"selected {best['experiment']} #{best['trial']}: hold-out {metric} {hm[metric]:.4f}, {pmetric} {hm.get(pmetric, float('nan')):,.4g}; "
-        f"registered {name} version {mv.version}: {decision['decision']} ({'; '.join(decision['reasons'])})")
-    if decision["decision"] == "champion": client.set_registered_model_alias(name, "champion", mv.version)
+        f"registered {name} version {version}: {decision['decision']} ({'; '.join(decision['reasons'])})")
+    if decision["decision"] == "champion": client.set_registered_model_alias(name, "champion", version)
     step.finish()
     return card_json
+
