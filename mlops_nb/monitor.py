@@ -12,12 +12,12 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from .checks import dimension_scores, evaluate_table
 from .config import LoadedProject, MonitorSpec, TableQuality, utc_time
 from .deploy import load_version
 from .design import evaluate_gates
 from .features import expression_columns
 from .predictions import newest_decision, read_window, refused_between
-from .quality import dimension_scores, evaluate_table
 from .registry import alias_version, model_name, registry_client
 from .train import score
 
