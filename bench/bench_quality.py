@@ -13,7 +13,7 @@ run down, so the figure used for ratios is the best (minimum) run; the median is
 load average before and after the benchmark is recorded. The three implementations must agree: the parent
 compares their failure counts per check and prints any difference.
 
-- `ours`: `mlops_nb.quality.evaluate_table` (pandera for the structural schema, vectorised value checks);
+- `ours`: `mlops_nb.checks.evaluate_table` (pandera for the structural schema, vectorised value checks);
 - `pandera`: one `DataFrameSchema` per table with every rule as a pandera check, `validate(lazy=True)`,
   failure counts and samples from pandera's failure cases (freshness and gaps, which pandera has no check
   for, are custom checks wrapping the hand-written pandas code);
@@ -212,7 +212,7 @@ def pandera_checks(df, rules, refs: dict, now, wend) -> dict:
 # ---------------------------------------------------------------- ours
 
 def our_checks(df, rules, refs: dict, now, wend, table: str) -> dict:
-    from mlops_nb.quality import evaluate_table
+    from mlops_nb.checks import evaluate_table
     res = evaluate_table(df, rules, table, lookup=lambda ref: refs[ref.column], now=now, extracted_at=now, window_end=wend)
     return {r["name"]: (r["failed"], r["total"], r["samples"]) for r in res}
 

@@ -5,477 +5,21 @@
 # %% ../nbs/03_quality.ipynb #91d47e3a
 from __future__ import annotations
 
-import contextlib, io, json, math, re, time, typing, warnings
-from functools import partial
+import contextlib, io, json, math, re, time, warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from .config import (ColumnRule, Dimension, DuplicateCheck, FreshnessCheck, GapCheck, ProfileSpec,
-                             Project, ProjectError, QualitySpec, ReferenceCheck, RowCheck, Step, TableQuality, frame_digest, utc_time,
-                             load_project, open_step)
+from .checks import DIMENSIONS, EPS, dimension_scores, evaluate_table, failure_line, mean_score, pct
+from .config import (FreshnessCheck, ProfileSpec, Project, ProjectError, QualitySpec, ReferenceCheck, Step,
+                             TableQuality, frame_digest, load_project, open_step)
 
 # %% auto #0
-__all__ = ['DIMENSIONS', 'N_SAMPLES', 'MAX_SAMPLE_COLUMNS', 'EPS', 'FAMILIES', 'NOUNS', 'MAX_GAP_SLOTS', 'TIME_NAMES',
-           'TOLERANCE_DIGITS', 'MAX_CATEGORIES', 'PROFILE_SEED', 'PROFILE_SETTINGS', 'check_result', 'sample_rows',
-           'is_textlike', 'ColumnFacts', 'dtype_family', 'storage_ok', 'nonconforming', 'table_schema', 'schema_checks',
-           'numeric_values', 'utc_values', 'column_checks', 'eval_rows', 'row_check', 'reference_check',
-           'repeated_keys', 'duplicate_check', 'freshness_check', 'gap_check', 'evaluate_table', 'dimension_scores',
-           'pct', 'failure_line', 'quality_report', 'QualityGateError', 'gate_message', 'looks_like_time',
-           'column_rule', 'relax', 'infer_rules', 'profile_table', 'reference_lookup', 'effective_rules', 'run_step',
-           'scores_table']
-
-# %% ../nbs/03_quality.ipynb #e54c9c08
-DIMENSIONS: tuple = typing.get_args(Dimension)  # accuracy, completeness, consistency, timeliness
-N_SAMPLES = 5  # failing rows kept as evidence per check
-MAX_SAMPLE_COLUMNS = 30  # a sample row of a wide table keeps the checked columns, then others up to this many
-EPS = 1e-12  # tolerance when a pass rate meets its minimum exactly (1 - 0.02 is not 0.98 in floating point)
-
-def check_result(table: str,  # the table checked
-                 name: str,  # `<column>.<kind>` (`tailnum.pattern`) or the row check's name
-                 dimension: str,  # accuracy, completeness, consistency or timeliness
-                 severity: str,  # error: a failure fails the gate; warn: it is recorded
-                 rule: str,  # the rule in words
-                 failed: int,  # rows that break the rule
-                 total: int,  # rows the rule applies to
-                 min_pass_rate: float = 1.0,  # the share of `total` that must pass
-                 samples: list = (),  # failing rows (at most `N_SAMPLES` are kept)
-                 column: Optional[str] = None,  # the column checked, if one
-                 detail: Optional[str] = None,  # what was found, in words
-                 by_nature: bool = False,  # the tolerated failures are the data's nature, not defects (null rates)
-                 observed: Optional[float] = None,  # an inferred rule: the share of rows that broke it on the table it was inferred from
-                 ) -> dict:
-    "One check's outcome: counts, pass rate against the required minimum, a few failing rows."
-    failed, total = int(failed), int(total)
-    pass_rate = 1.0 if total == 0 else 1.0 - failed / total
-    return {"table": table, "name": name, "column": column, "dimension": dimension, "severity": severity,
-            "rule": rule, "failed": failed, "total": total, "pass_rate": pass_rate,
-            "min_pass_rate": float(min_pass_rate), "passed": bool(pass_rate >= min_pass_rate - EPS),
-            "score": min(1.0, pass_rate + 1.0 - min_pass_rate) if by_nature or observed is not None else pass_rate,
-            "detail": detail, "samples": list(samples)[:N_SAMPLES], "observed": observed}
-
-def sample_rows(df: pd.DataFrame, rows, first: Iterable[str] = (), n: int = N_SAMPLES) -> list[dict]:
-    "At most `n` rows of `df` (`rows`: a boolean mask or positions) as JSON-safe dicts, `first` columns first."
-    rows = np.asarray(rows)
-    pos = (np.flatnonzero(rows) if rows.dtype == bool else rows.astype(np.int64))[:n]
-    if len(pos) == 0: return []
-    cols = list(dict.fromkeys([c for c in first if c in df.columns] + list(df.columns)))[:MAX_SAMPLE_COLUMNS]
-    recs = json.loads(df.iloc[pos][cols].to_json(orient="records", date_format="iso", default_handler=str))
-    return [{"_row": int(p), **r} for p, r in zip(pos, recs)]
-
-# %% ../nbs/03_quality.ipynb #421b83f1
-def is_textlike(dtype) -> bool:
-    "Whether a column's values are labels rather than numbers or times (object, string, category)."
-    return (isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(dtype)
-            or pd.api.types.is_string_dtype(dtype))
-
-class ColumnFacts:
-    "Per-column facts shared by every check of a frame: null masks and factorized (distinct) values."
-    def __init__(self, df: pd.DataFrame): self.df, self._codes, self._na = df, {}, {}
-
-    def codes(self, col) -> tuple:
-        "An integer code per row (-1 for null) and the distinct values, as `pd.factorize` gives them."
-        if col not in self._codes:
-            s = self.df[col]
-            if isinstance(s.dtype, pd.CategoricalDtype): c, u = s.cat.codes.to_numpy(), s.cat.categories
-            else: c, u = pd.factorize(s)
-            self._codes[col] = (np.asarray(c, dtype=np.int64), pd.Index(u))
-        return self._codes[col]
-
-    def isna(self, col) -> np.ndarray:
-        "Boolean mask of the rows where `col` is null."
-        if col not in self._na:
-            if col in self._codes or is_textlike(self.df[col].dtype): self._na[col] = self.codes(col)[0] < 0
-            else: self._na[col] = self.df[col].isna().to_numpy()
-        return self._na[col]
-
-    def per_value(self, col, ok: Callable[[pd.Index], Any]) -> np.ndarray:
-        "Mask of the rows whose (non-null) value fails `ok`, which is called once on the distinct values."
-        codes, uniques = self.codes(col)
-        if len(uniques) == 0: return np.zeros(len(codes), dtype=bool)
-        bad = ~np.asarray(ok(uniques), dtype=bool)
-        return bad[codes] & (codes >= 0)
-
-# %% ../nbs/03_quality.ipynb #f044364f
-FAMILIES = {"int": {"int"}, "float": {"int", "float"}, "number": {"int", "float"}, "str": {"str"},
-            "bool": {"bool"}, "datetime": {"datetime"}}  # storage families each declared dtype accepts
-
-def dtype_family(dtype) -> str:
-    "The family of a pandas dtype: bool, int, float, datetime, str, or the dtype's own name."
-    t = pd.api.types
-    if isinstance(dtype, pd.CategoricalDtype): return "str" if is_textlike(dtype.categories.dtype) else dtype_family(dtype.categories.dtype)
-    if t.is_bool_dtype(dtype): return "bool"
-    if t.is_integer_dtype(dtype): return "int"
-    if t.is_float_dtype(dtype): return "float"
-    if t.is_datetime64_any_dtype(dtype): return "datetime"
-    if is_textlike(dtype): return "str"
-    return str(dtype)
-
-def storage_ok(s: pd.Series, expected: str) -> bool:
-    "Whether a column's storage belongs to a family the declared `dtype` accepts (pandera's dtype check)."
-    return dtype_family(s.dtype) in FAMILIES[expected]
-
-# %% ../nbs/03_quality.ipynb #7ca67bf2
-def _number_ok(u: pd.Index, whole: bool = False) -> np.ndarray:
-    v = pd.to_numeric(pd.Series(np.asarray(u, dtype=object)), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    return ~np.isnan(v) & (v == np.round(v)) if whole else ~np.isnan(v)
-
-def _time_ok(u: pd.Index) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return pd.to_datetime(pd.Series(np.asarray(u, dtype=object)), errors="coerce", utc=True, format="mixed").notna().to_numpy()
-
-def nonconforming(df: pd.DataFrame, col: str, expected: str, facts: ColumnFacts) -> np.ndarray:
-    "Mask of the rows whose non-null value of `col` is not of the declared `dtype` family `expected`."
-    s, na = df[col], facts.isna(col)
-    fam, text = dtype_family(s.dtype), is_textlike(s.dtype)
-    if text and expected == "str": return facts.per_value(col, lambda u: [isinstance(v, str) for v in u])
-    if fam in FAMILIES[expected]: return np.zeros(len(s), dtype=bool)
-    if expected in ("int", "float", "number"):
-        whole = expected == "int"
-        if fam == "float":  # an integer column with nulls, as pandas reads it
-            v = s.to_numpy(dtype=float, na_value=np.nan)
-            with np.errstate(invalid="ignore"): return ~na & (v != np.round(v))
-        if text: return facts.per_value(col, partial(_number_ok, whole=whole))
-    if expected == "datetime" and text: return facts.per_value(col, _time_ok)
-    if expected == "bool" and text: return facts.per_value(col, lambda u: [isinstance(v, (bool, np.bool_)) for v in u])
-    return ~na  # numbers where text is declared, times where numbers are, ...: every value is of the wrong kind
-
-# %% ../nbs/03_quality.ipynb #365ef6eb
-def table_schema(rules: TableQuality) -> "pa.DataFrameSchema":
-    "The pandera schema of a table's column rules: columns present, dtype families, required ones not null."
-    import pandera.pandas as pa
-    cols = {}
-    for name, r in rules.columns.items():
-        checks = [pa.Check(partial(storage_ok, expected=r.dtype), name=f"dtype:{r.dtype}", ignore_na=False)] if r.dtype else []
-        cols[name] = pa.Column(None, checks=checks, nullable=not (r.required and r.max_null_rate is None),
-                               required=True, name=name)
-    return pa.DataFrameSchema(cols, strict=False, coerce=False)
-
-def _pandera_failures(df: pd.DataFrame, rules: TableQuality) -> pd.DataFrame:
-    "pandera's failure cases (column, check, failure_case, index) of the table schema; empty when valid."
-    import pandera.pandas as pa
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pandera warns about concatenating empty failure frames
-        try: table_schema(rules).validate(df, lazy=True, inplace=True)  # no copy: nothing is coerced
-        except pa.errors.SchemaErrors as e: return e.failure_cases
-    return pd.DataFrame(columns=["column", "check", "failure_case", "index"])
-
-# %% ../nbs/03_quality.ipynb #4a151727
-NOUNS = {"int": "an integer", "float": "a number", "number": "a number", "str": "text", "bool": "true/false",
-         "datetime": "a timestamp"}
-
-def _fmt_values(values, n: int = 3) -> str:
-    vals = list(values)
-    return ", ".join(repr(v) for v in vals[:n]) + (", ..." if len(vals) > n else "")
-
-def schema_checks(df: pd.DataFrame, rules: TableQuality, table: str, facts: ColumnFacts) -> list[dict]:
-    "Schema (consistency) and required-column (completeness) results, from one lazy pandera validation."
-    fails = _pandera_failures(df, rules)
-    check = fails["check"].astype(str)
-    absent = set(fails.loc[check == "column_in_dataframe", "failure_case"])
-    wrong = set(fails.loc[check.str.startswith("dtype:"), "column"])
-    nulls = fails[check == "not_nullable"].groupby("column")["index"].agg(list).to_dict()
-    n, out = len(df), []
-    for col, r in rules.columns.items():
-        what = "present" + (f", dtype {r.dtype}" if r.dtype else "")
-        if col in absent:
-            sev = "error" if r.required else r.severity
-            out.append(check_result(table, f"{col}.schema", "consistency", sev, f"{col}: {what}", max(n, 1), max(n, 1),
-                                    r.min_pass_rate, column=col, detail=f"column `{col}` is absent from {table}; "
-                                    f"it has: {', '.join(map(str, df.columns[:20]))}{', ...' if df.shape[1] > 20 else ''}"))
-            continue
-        bad, detail = np.zeros(n, dtype=bool), None
-        if r.dtype and (col in wrong or (r.dtype == "str" and pd.api.types.is_object_dtype(df[col].dtype))):
-            bad = nonconforming(df, col, r.dtype, facts)
-            values = df[col].to_numpy()[np.flatnonzero(bad)[:3]]
-            if col in wrong or bad.any():
-                k, m = int(bad.sum()), int(n - facts.isna(col).sum())
-                detail = (f"{table}.{col}: expected {r.dtype}, got {df[col].dtype}; " + (
-                    f"{k:,} of {m:,} values {'is' if k == 1 else 'are'} not {NOUNS[r.dtype]}: {_fmt_values(values)}" if k
-                    else f"every value is {NOUNS[r.dtype]} (stored as {df[col].dtype})"))
-        out.append(check_result(table, f"{col}.schema", "consistency", r.severity, f"{col}: {what}", bad.sum(),
-                                n - facts.isna(col).sum(), r.min_pass_rate, sample_rows(df, bad, [col]), col, detail,
-                                observed=r.observed.get("schema")))
-        if r.required and r.max_null_rate is None:
-            rows = np.asarray(nulls.get(col, []), dtype=np.int64)
-            out.append(check_result(table, f"{col}.not_null", "completeness", r.severity, f"{col} has no nulls",
-                                    len(rows), n, 1.0, sample_rows(df, np.sort(rows), [col]), col))
-    return out
-
-# %% ../nbs/03_quality.ipynb #852dadee
-def numeric_values(s: pd.Series) -> Optional[np.ndarray]:
-    "A column as floats (NaN where null or not a number); None for timestamps and other non-numbers."
-    if pd.api.types.is_numeric_dtype(s.dtype) and not isinstance(s.dtype, pd.CategoricalDtype):
-        return s.to_numpy(dtype=float, na_value=np.nan)
-    if is_textlike(s.dtype): return pd.to_numeric(s.astype(object), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    return None
-
-def utc_values(s: pd.Series) -> Optional[pd.Series]:
-    "A column as UTC timestamps (naive means UTC, text is parsed); None when it holds no timestamps."
-    if pd.api.types.is_datetime64_any_dtype(s.dtype):
-        return s.dt.tz_localize("UTC") if s.dt.tz is None else s.dt.tz_convert("UTC")
-    if is_textlike(s.dtype):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            t = pd.to_datetime(s.astype(object), errors="coerce", utc=True, format="mixed")
-        return t if t.notna().any() else None
-    return None
-
-def _list(values, n: int = 12) -> str:
-    return ", ".join(map(str, values[:n])) + (", ..." if len(values) > n else "")
-
-# %% ../nbs/03_quality.ipynb #01f31cd4
-def column_checks(df: pd.DataFrame, col: str, rule: ColumnRule, table: str, facts: ColumnFacts,
-                  extracted_at: Optional[pd.Timestamp] = None) -> list[dict]:
-    "The completeness and accuracy results of one present column's rule."
-    out, n, na = [], len(df), facts.isna(col)
-    present = int(n - na.sum())
-    def result(kind, dim, text, bad, total, min_rate=rule.min_pass_rate, detail=None, by_nature=False):
-        out.append(check_result(table, f"{col}.{kind}", dim, rule.severity, text, bad.sum(), total, min_rate,
-                                sample_rows(df, bad, [col]), col, detail, by_nature, rule.observed.get(kind)))
-    if rule.max_null_rate is not None:
-        result("null_rate", "completeness", f"at most {rule.max_null_rate:.2%} of {col} is null", na, n,
-               1 - rule.max_null_rate, by_nature=True)
-    if rule.min is not None or rule.max is not None:
-        v = numeric_values(df[col])
-        if v is not None:
-            lo, hi = (-np.inf if rule.min is None else rule.min), (np.inf if rule.max is None else rule.max)
-            with np.errstate(invalid="ignore"): bad = (v < lo) | (v > hi)
-            result("range", "accuracy", f"{col} in [{rule.min}, {rule.max}]", bad, int((~np.isnan(v)).sum()))
-    if rule.allowed is not None:
-        allowed = list(rule.allowed)
-        bad = (facts.per_value(col, lambda u: u.isin(allowed)) if is_textlike(df[col].dtype)
-               else ~df[col].isin(allowed).to_numpy() & ~na)
-        result("allowed", "accuracy", f"{col} in {{{_list(allowed)}}}", bad, present)
-    if rule.pattern is not None:
-        try: rx = re.compile(rule.pattern)
-        except re.error as e:
-            raise ProjectError(f"quality.tables.{table}.columns.{col}.pattern: {rule.pattern!r} is not a regular expression: {e}") from None
-        bad = facts.per_value(col, lambda u: [rx.fullmatch(v if isinstance(v, str) else str(v)) is not None for v in u])
-        result("pattern", "accuracy", f"{col} matches {rule.pattern}", bad, present)
-    if rule.not_in_future:
-        t = utc_values(df[col])
-        if t is not None:
-            ref = extracted_at or pd.Timestamp.now(tz="UTC")
-            bad = (t > ref).to_numpy()
-            result("not_in_future", "accuracy", f"{col} not after the extraction time ({ref.isoformat()})", bad,
-                   int(t.notna().sum()))
-    return out
-
-# %% ../nbs/03_quality.ipynb #2b766919
-def _nullable(s: pd.Series) -> pd.Series:
-    "A column whose missing values propagate as NA (float -> Float64, text -> string)."
-    if s.dtype.kind == "f":  # built directly: pd.array(..., dtype="Float64") re-validates and costs 16 ms per column
-        v = s.to_numpy()
-        return pd.Series(pd.arrays.FloatingArray(v, np.isnan(v)), index=s.index, name=s.name)
-    if pd.api.types.is_object_dtype(s.dtype): return s.astype("string")
-    return s
-
-def eval_rows(df: pd.DataFrame, expr: str) -> pd.Series:
-    "Evaluate a row expression with NA propagation: whatever `DataFrame.eval` gives, per row."
-    tokens = set(re.findall(r"[A-Za-z_]\w*", expr)) | set(re.findall(r"`([^`]+)`", expr))
-    sub = pd.DataFrame({c: _nullable(df[c]) for c in df.columns if str(c) in tokens}, index=df.index)
-    with np.errstate(all="ignore"): res = sub.eval(expr, engine="python")
-    return res if isinstance(res, pd.Series) else pd.Series(res, index=df.index)
-
-def row_check(df: pd.DataFrame, chk: RowCheck, table: str) -> dict:
-    "The result of a row check (rows where the expression is NA are skipped)."
-    text = chk.expr + (f" ({chk.description})" if chk.description else "")
-    def broken(detail): return check_result(table, chk.name, "consistency", chk.severity, text, max(len(df), 1),
-                                            max(len(df), 1), chk.min_pass_rate, detail=detail)
-    try: res = eval_rows(df, chk.expr)
-    except pd.errors.UndefinedVariableError as e:  # a name that is no column: the data lacks it
-        name = re.search(r"'([^']+)'", str(e))
-        return broken(f"row check `{chk.name}` reads `{name.group(1) if name else e}`, which is not a column of {table}")
-    except SyntaxError as e:  # the project file's expression is wrong
-        raise ProjectError(f"quality.tables.{table}.checks ({chk.name}): `{chk.expr}` is not a valid expression: {e}") from None
-    except (TypeError, ValueError) as e:  # the data's types do not fit the expression (text in a number column)
-        return broken(f"row check `{chk.name}` cannot be evaluated on {table}'s data: {e}")
-    if not (pd.api.types.is_bool_dtype(res.dtype) or pd.api.types.infer_dtype(res, skipna=True) in ("boolean", "empty")):
-        raise ProjectError(f"quality.tables.{table}.checks ({chk.name}): `{chk.expr}` gives {res.dtype} values, "
-                           "not true/false per row")
-    ok = res.astype("boolean")
-    bad = (ok == False).fillna(False).to_numpy(dtype=bool)  # noqa: E712 (NA-aware comparison)
-    used = [c for c in df.columns if re.search(rf"\b{re.escape(str(c))}\b", chk.expr)]
-    return check_result(table, chk.name, chk.dimension, chk.severity, text, bad.sum(), int(ok.notna().sum()),
-                        chk.min_pass_rate, sample_rows(df, bad, used))
-
-# %% ../nbs/03_quality.ipynb #3ffb79c9
-def reference_check(df: pd.DataFrame, ref: ReferenceCheck, table: str, facts: ColumnFacts, values) -> dict:
-    "The result of a reference check: non-null values of `ref.column` must appear in `values`."
-    codes, uniques = facts.codes(ref.column)
-    known = uniques.isin(pd.Index(values).dropna()) if len(uniques) else np.zeros(0, dtype=bool)
-    unknown = ~np.asarray(known, dtype=bool)
-    bad = unknown[codes] & (codes >= 0) if len(uniques) else np.zeros(len(codes), dtype=bool)
-    target = f"{ref.table}.{ref.ref_column or ref.column}"
-    detail = f"{int(unknown.sum()):,} distinct values of {ref.column} are not in {target}, e.g. {_fmt_values(uniques[unknown])}" if unknown.any() else None
-    return check_result(table, f"{ref.column}.reference", "consistency", ref.severity, f"{ref.column} found in {target}",
-                        bad.sum(), int((codes >= 0).sum()), ref.min_pass_rate, sample_rows(df, bad, [ref.column]),
-                        ref.column, detail)
-
-def repeated_keys(facts: ColumnFacts, cols: list) -> Optional[np.ndarray]:
-    "Mask of the rows whose values in `cols` repeat an earlier row's, by sorting one integer key; None if it overflows."
-    n = len(facts.df)
-    key, span = np.zeros(n, dtype=np.int64), 1
-    for c in cols:
-        codes, uniques = facts.codes(c)
-        span *= len(uniques) + 1
-        if span >= 2 ** 62: return None
-        key = key * (len(uniques) + 1) + (codes + 1)  # null is code 0: nulls are equal, as in `duplicated`
-    order = np.argsort(key, kind="stable")  # among equal keys the first row comes first, and is not a repeat
-    k = key[order]
-    bad = np.zeros(n, dtype=bool)
-    bad[order[1:]] = k[1:] == k[:-1]
-    return bad
-
-def duplicate_check(df: pd.DataFrame, dup: DuplicateCheck, table: str, facts: Optional[ColumnFacts] = None) -> dict:
-    "The result of a duplicate check: rows repeating an earlier row's key (or whole row) fail."
-    subset = dup.subset or list(df.columns)
-    bad = repeated_keys(facts or ColumnFacts(df), subset) if dup.subset and len(df) else None
-    if bad is None: bad = df.duplicated(subset=subset, keep="first").to_numpy()
-    rule = f"no two rows share ({', '.join(subset)})" if dup.subset else "no two rows are identical"
-    return check_result(table, "duplicates", "consistency", dup.severity, rule, bad.sum(), len(df),
-                        dup.min_pass_rate, sample_rows(df, bad, subset), observed=dup.observed)
-
-# %% ../nbs/03_quality.ipynb #a5f953d0
-MAX_GAP_SLOTS = 50_000_000  # groups x slots a gap check may test (a bool each)
-
-def freshness_check(df: pd.DataFrame, fr: FreshnessCheck, table: str, reference: pd.Timestamp, reference_name: str) -> dict:
-    "The result of a freshness check: the newest timestamp is at most `max_age` older than `reference`."
-    try: max_age = pd.Timedelta(fr.max_age)
-    except ValueError:
-        raise ProjectError(f"quality.tables.{table}.freshness.max_age: {fr.max_age!r} is not a duration such as '2 days'") from None
-    t = utc_values(df[fr.column])
-    rule = f"newest {fr.column} at most {fr.max_age} before {reference_name} ({reference.isoformat()})"
-    if t is None or t.notna().sum() == 0:
-        return check_result(table, f"{fr.column}.freshness", "timeliness", fr.severity, rule, 1, 1,
-                            column=fr.column, detail=f"{table} has no {fr.column} timestamp at all")
-    newest = t.max()
-    age = reference - newest
-    failed = age > max_age
-    return check_result(table, f"{fr.column}.freshness", "timeliness", fr.severity, rule, int(failed), 1,
-                        samples=sample_rows(df, [int(np.argmax((t == newest).to_numpy()))], [fr.column]) if failed else [],
-                        column=fr.column, detail=f"newest {fr.column} {newest.isoformat()} is {age} old")
-
-def _fixed_step(freq: str, where: str) -> pd.Timedelta:
-    try: step = pd.Timedelta(pd.tseries.frequencies.to_offset(freq))
-    except (ValueError, TypeError):
-        raise ProjectError(f"{where}: freq {freq!r} is not a fixed spacing such as '1h' or '15min'") from None
-    if step <= pd.Timedelta(0): raise ProjectError(f"{where}: freq {freq!r} must be positive")
-    return step
-
-def gap_check(df: pd.DataFrame, gap: GapCheck, table: str) -> dict:
-    "The result of a gap check: every group has a record at each `freq` step of the table's time span."
-    where = f"quality.tables.{table}.gaps ({gap.column})"
-    step_ns = _fixed_step(gap.freq, where).value
-    t = utc_values(df[gap.column])
-    per = f" per {', '.join(gap.by)}" if gap.by else ""
-    rule = f"a {gap.column} every {gap.freq}{per}"
-    if t is None:
-        return check_result(table, f"{gap.column}.gaps", "consistency", gap.severity, rule, max(len(df), 1), max(len(df), 1),
-                            gap.min_pass_rate, column=gap.column, detail=f"{table}.{gap.column} holds no timestamps")
-    if gap.by:
-        g = df.groupby(gap.by, sort=True, dropna=True, observed=True)
-        codes = g.ngroup().to_numpy(dtype=float, na_value=np.nan)
-        codes = np.where(np.isnan(codes), -1, codes).astype(np.int64)
-        keys = [k if isinstance(k, tuple) else (k,) for k in g.size().index]
-    else: codes, keys = np.zeros(len(df), dtype=np.int64), [()]
-    ns = t.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
-    ok = t.notna().to_numpy() & (codes >= 0)
-    if not ok.any(): return check_result(table, f"{gap.column}.gaps", "timeliness", gap.severity, rule, 0, 0,
-                                         gap.min_pass_rate, column=gap.column, detail="no timestamps to test")
-    v, c = ns[ok], codes[ok]
-    start, end = v.min() // step_ns * step_ns, v.max() // step_ns * step_ns
-    nslots = int((end - start) // step_ns + 1)
-    if nslots * len(keys) > MAX_GAP_SLOTS:
-        raise ProjectError(f"{where}: {len(keys):,} series x {nslots:,} steps of {gap.freq} is too fine to test; use a coarser freq")
-    seen = np.zeros(nslots * len(keys), dtype=bool)
-    seen[c * nslots + (v - start) // step_ns] = True
-    missing = np.flatnonzero(~seen)
-    samples, detail = [], None
-    if len(missing):
-        cut = np.flatnonzero((np.diff(missing) != 1) | (np.diff(missing // nslots) != 0)) + 1
-        runs = np.split(missing, cut)
-        def ts(i): return pd.Timestamp(start + int(i % nslots) * step_ns, tz="UTC").isoformat()
-        for run in runs[:N_SAMPLES]:
-            samples.append({**dict(zip(gap.by, keys[run[0] // nslots])), "from": ts(run[0]), "to": ts(run[-1]),
-                            "missing": len(run)})
-        longest = max(runs, key=len)
-        detail = (f"{len(missing):,} missing steps in {len(runs):,} gaps; the longest: {len(longest)} from "
-                  f"{ts(longest[0])}" + (f" ({', '.join(map(str, keys[longest[0] // nslots]))})" if gap.by else ""))
-    samples = json.loads(json.dumps(samples, default=str))
-    return check_result(table, f"{gap.column}.gaps", "timeliness", gap.severity, rule, len(missing), len(seen),
-                        gap.min_pass_rate, samples, gap.column, detail)
-
-# %% ../nbs/03_quality.ipynb #3cb95278
-def _absent(df, table, name, severity, min_rate, cols) -> dict:
-    missing = [c for c in cols if c not in df.columns]
-    return check_result(table, name, "consistency", severity, f"reads {', '.join(map(str, cols))}", max(len(df), 1),
-                        max(len(df), 1), min_rate, detail=f"column{'s' if len(missing) > 1 else ''} "
-                        f"{', '.join(f'`{c}`' for c in missing)} absent from {table}")
-
-def evaluate_table(df: pd.DataFrame, rules: TableQuality, table: str = "table", *,
-                   lookup: Optional[Callable[[ReferenceCheck], Any]] = None,  # values a reference must be among
-                   now=None,  # the `now` of freshness checks (default: the current time)
-                   extracted_at=None,  # when the data was extracted, for `not_in_future` (default: `now`)
-                   window_end=None,  # end of the ingested window, for freshness `reference: window_end`
-                   ) -> list[dict]:
-    "Every check of a table's quality rules on `df`, one result each."
-    idx = df.index
-    if not (isinstance(idx, pd.RangeIndex) and idx.start == 0 and idx.step == 1): df = df.reset_index(drop=True)
-    now = utc_time(now) or pd.Timestamp.now(tz="UTC")
-    extracted_at = utc_time(extracted_at) or now
-    facts = ColumnFacts(df)
-    out = schema_checks(df, rules, table, facts)
-    for col, rule in rules.columns.items():
-        if col in df.columns: out += column_checks(df, col, rule, table, facts, extracted_at)
-    out += [row_check(df, chk, table) for chk in rules.checks]
-    for ref in rules.references:
-        name = f"{ref.column}.reference"
-        if ref.column not in df.columns: out.append(_absent(df, table, name, ref.severity, ref.min_pass_rate, [ref.column])); continue
-        if lookup is None: raise ValueError(f"{table} has a reference check on {ref.column}: pass `lookup` to read {ref.table}")
-        out.append(reference_check(df, ref, table, facts, lookup(ref)))
-    if (dup := rules.duplicates) is not None:
-        if all(c in df.columns for c in dup.subset or []): out.append(duplicate_check(df, dup, table, facts))
-        else: out.append(_absent(df, table, "duplicates", dup.severity, dup.min_pass_rate, dup.subset))
-    if (fr := rules.freshness) is not None:
-        if fr.column not in df.columns: out.append(_absent(df, table, f"{fr.column}.freshness", fr.severity, 1.0, [fr.column]))
-        elif fr.reference == "now": out.append(freshness_check(df, fr, table, now, "now"))
-        elif window_end is not None: out.append(freshness_check(df, fr, table, utc_time(window_end), "the window end"))
-        else: out.append(freshness_check(df, fr, table, extracted_at, "the extraction time"))
-    for gap in rules.gaps:
-        cols = [gap.column, *gap.by]
-        if all(c in df.columns for c in cols): out.append(gap_check(df, gap, table))
-        else: out.append(_absent(df, table, f"{gap.column}.gaps", gap.severity, gap.min_pass_rate, cols))
-    return out
-
-# %% ../nbs/03_quality.ipynb #8b9c2d17
-def _mean(xs) -> Optional[float]:
-    xs = [x for x in xs if x is not None]
-    return sum(xs) / len(xs) if xs else None
-
-def dimension_scores(checks: list[dict]) -> dict:
-    "The mean score of the checks of each dimension; None (not applicable) for a dimension without checks."
-    return {d: _mean([c["score"] for c in checks if c["dimension"] == d]) for d in DIMENSIONS}
-
-def pct(x: float) -> str:
-    "A rate as a percentage with enough decimals that a rate below 1 never shows as 100 %."
-    for d in range(2, 7):
-        s = f"{x:.{d}%}"
-        if (x < 1 and s.startswith("100.")) or (0 < x and float(s[:-1]) == 0): continue
-        return s
-    return s
-
-def failure_line(c: dict) -> str:
-    "A failed check in one line: table.check (dimension): the rule, the counts, the rate against the minimum."
-    line = (f"{c['table']}.{c['name']} ({c['dimension']}): {c['rule']}: {c['failed']:,} of {c['total']:,} rows fail, "
-            f"pass rate {pct(c['pass_rate'])} < required {pct(c['min_pass_rate'])}")
-    if c.get("observed") is not None:
-        line += f"; the rule was inferred from a table where {pct(c['observed'])} of rows broke it, here {pct(1 - c['pass_rate'])}"
-    return line + (f"; {c['detail']}" if c.get("detail") else "")
+__all__ = ['TIME_NAMES', 'TOLERANCE_DIGITS', 'MAX_CATEGORIES', 'PROFILE_SEED', 'PROFILE_SETTINGS', 'quality_report',
+           'QualityGateError', 'gate_message', 'looks_like_time', 'column_rule', 'relax', 'infer_rules',
+           'profile_table', 'reference_lookup', 'effective_rules', 'run_step', 'scores_table']
 
 # %% ../nbs/03_quality.ipynb #ea20c8b7
 def quality_report(checks: list[dict],  # every check's result, of every table
@@ -484,7 +28,7 @@ def quality_report(checks: list[dict],  # every check's result, of every table
                    ) -> dict:
     "Scores per table and dimension, the gate's verdict, failures and warnings: the body of `quality.json`."
     tables = {t: {"rows": int(n), "scores": dimension_scores([c for c in checks if c["table"] == t])} for t, n in rows.items()}
-    scores = {d: _mean([t["scores"][d] for t in tables.values()]) for d in DIMENSIONS}
+    scores = {d: mean_score([t["scores"][d] for t in tables.values()]) for d in DIMENSIONS}
     failures = [failure_line(c) for c in checks if not c["passed"] and c["severity"] == "error"]
     for d in DIMENSIONS:
         if scores[d] is not None and d in thresholds and scores[d] < thresholds[d] - EPS:
@@ -494,9 +38,11 @@ def quality_report(checks: list[dict],  # every check's result, of every table
             "tables": tables, "checks": checks, "failures": failures,
             "warnings": [failure_line(c) for c in checks if not c["passed"] and c["severity"] == "warn"]}
 
+# %% ../nbs/03_quality.ipynb #de9cfc58
 class QualityGateError(RuntimeError):
     "The data failed the quality gate: an error-severity check failed or a dimension scored below its threshold."
 
+# %% ../nbs/03_quality.ipynb #1eb77b52
 def gate_message(report: dict) -> str:
     "The gate's failure as a message: the first failure on the first line, then every failure."
     f = report["failures"]
@@ -505,8 +51,6 @@ def gate_message(report: dict) -> str:
 
 # %% ../nbs/03_quality.ipynb #febcb3d7
 TIME_NAMES = re.compile(r"(date|time|timestamp|_at|_on)$")
-TOLERANCE_DIGITS = 4  # an inferred tolerance is the observed rate rounded outwards to this many decimals
-MAX_CATEGORIES = 20  # a text column with at most this many values (each seen 20 times on average) is categorical
 
 def looks_like_time(name: str, s: pd.Series) -> bool:
     "Whether a column holds timestamps: a datetime dtype, or text named like a time whose values nearly all parse."
@@ -516,14 +60,21 @@ def looks_like_time(name: str, s: pd.Series) -> bool:
         warnings.simplefilter("ignore")
         return pd.to_datetime(s.dropna().head(1000), errors="coerce", utc=True).notna().mean() > 0.95
 
+# %% ../nbs/03_quality.ipynb #a3c210f5
 def _numeric_share(s: pd.Series) -> float:
     v = s.dropna()
     return float(pd.to_numeric(v.astype(str), errors="coerce").notna().mean()) if len(v) else 0.0
+
+# %% ../nbs/03_quality.ipynb #6ab4e36c
+TOLERANCE_DIGITS = 4  # an inferred tolerance is the observed rate rounded outwards to this many decimals
 
 def _outwards(rate: float, up: bool) -> float:
     "A rate rounded to `TOLERANCE_DIGITS` decimals, up or down (never cutting off the observed rate itself)."
     k = round(rate * 10 ** TOLERANCE_DIGITS, 6)  # 0.0231 * 1e4 is 231.00000000000003: not 232 when rounded up
     return (math.ceil(k) if up else math.floor(k)) / 10 ** TOLERANCE_DIGITS
+
+# %% ../nbs/03_quality.ipynb #e1f853d5
+MAX_CATEGORIES = 20  # a text column with at most this many values (each seen 20 times on average) is categorical
 
 def column_rule(name: str, s: pd.Series) -> dict:
     "The rule a column of an unknown table should obey: its kind, its few categories, its nulls at most as they are."
@@ -559,6 +110,7 @@ def relax(rules: dict,  # `quality.tables.<table>` as a dict, changed in place
         target["min_pass_rate"] = min(target.get("min_pass_rate", 1.0), keep)
     return rules
 
+# %% ../nbs/03_quality.ipynb #63690a6d
 def infer_rules(df: pd.DataFrame,  # the table, as the ingest step delivers it
                 table: str = "table",  # its name, for messages
                 now=None,  # the time `not_in_future` compares with (default: now)
@@ -584,7 +136,7 @@ def profile_table(df: pd.DataFrame,  # the table
     "An fg-data-profiling HTML report on at most `spec.max_rows` sampled rows, and what was profiled."
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
-        from data_profiling import ProfileReport  # 4-9 s the first time in a process: not the profile's time
+        from data_profiling import ProfileReport  # slow the first time in a process: not the profile's time
         t0 = time.perf_counter()
         n = len(df)
         k = min(n, spec.max_rows)
@@ -604,6 +156,7 @@ def reference_lookup(step: Step) -> Callable[[ReferenceCheck], np.ndarray]:
         return cache[key]
     return lookup
 
+# %% ../nbs/03_quality.ipynb #8b558429
 def _read_reference(step: Step, table: str, col: str) -> np.ndarray:
     proj = step.project
     if table in proj.ingest.tables:

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from mlops_nb.config import Step, load_project, demo_project_file
-from mlops_nb.quality import QualityGateError, evaluate_table, gate_message, quality_report, run_step
+from mlops_nb.checks import evaluate_table
+from mlops_nb.quality import QualityGateError, gate_message, quality_report, run_step
 
 pytestmark = pytest.mark.timeout(120)
 END = "2014-01-01"
