@@ -318,8 +318,8 @@ def run_arguments(p: argparse.ArgumentParser):
 def cmd_run(args) -> int:
     lp = _project_for(args)
     command = "mlops-nb " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("mlops-nb") else "mlops-nb run"
-    code, run_dir = run_pipeline(lp, args.start, args.until, args.progress, args.wait, args.reuse, command,
-                                 reports=not args.no_reports, examples=args.examples, preflight=preflight)
+    code, run_dir = run_pipeline(lp, start=args.start, until=args.until, progress=args.progress, wait=args.wait, reuse=args.reuse,
+                                 command=command, reports=not args.no_reports, examples=args.examples, preflight=preflight)
     if lp.design.inferred_from:
         for line in next_steps(lp, run_dir): print(line, flush=True)
     return code
@@ -382,8 +382,8 @@ def serve_arguments(p: argparse.ArgumentParser):
 def cmd_serve(args) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # before scikit-learn loads: one-row predictions need no threads
     from mlops_nb.deploy import ServingError, serve
-    try: serve(_project_for(args), args.host, args.port, args.model, args.refresh, args.run_dir, args.prediction_log, args.tracking_uri,
-               args.point_in_time)
+    try: serve(_project_for(args), host=args.host, port=args.port, model_name=args.model, refresh_seconds=args.refresh, run_dir=args.run_dir,
+               log_path=args.prediction_log, tracking_uri=args.tracking_uri, point_in_time=args.point_in_time)
     except ServingError as e: raise ProjectError(str(e)) from None
     return EXIT_OK
 

@@ -465,7 +465,7 @@ def search(trials: list[dict],  # from `expand`
     "Run every trial; return their results in trial order (models included)."
     from joblib import Parallel, delayed
     parts = {k: parts[k] for k in ("train", "validation")}
-    jobs = (delayed(run_trial)(t, features[t["experiment"]], parts, label, metric, vm, groups, seed) for t in trials)
+    jobs = (delayed(run_trial)(t, features[t["experiment"]], parts, label=label, metric=metric, vm=vm, groups=groups, seed=seed) for t in trials)
     results, best = [], None
     sign = -1 if metric in LOWER_IS_BETTER else 1
     runner = Parallel(n_jobs=parallel, return_as="generator_unordered") if parallel > 1 else (lambda js: (j[0](*j[1], **j[2]) for j in js))
@@ -703,7 +703,7 @@ def search_trials(step: Step, ts: TrainingSet, parts: dict, metric: str, tags: d
     # made a fit ten times slower; on small data, worker processes cost more to start than the trials take
     parallel = spec.parallel or (min(os.cpu_count() or 1, len(trials)) if len(parts["train"]) >= 50_000 else 1)
     t0 = time.perf_counter()
-    results = search(trials, cols, parts, label, metric, vm, groups, parallel,
+    results = search(trials, cols, parts, label=label, metric=metric, vm=vm, groups=groups, parallel=parallel,
                      log=lambda r: log_trial(client, exp_id, parent, r, inputs, tags, vm), say=say, seed=spec.split.seed)
     return results, experiments, time.perf_counter() - t0
 
@@ -713,8 +713,8 @@ def score_on_holdout(step: Step, client, best: dict, ts: TrainingSet, holdout: p
     "The selected trial on the hold-out: (report, gates), logged on its run and saved as the step's figure."
     from mlflow.entities import Metric, RunTag
     card, spec, vm = step.project.design, step.project.train, step.project.design.value_model
-    report = holdout_report(best["model"], best["columns"], holdout, card.target.name, best["threshold"], vm,
-                            slice_columns(ts.frame, ts.features, spec.slices))
+    report = holdout_report(best["model"], best["columns"], holdout, label=card.target.name, threshold=best["threshold"], vm=vm,
+                            slices=slice_columns(ts.frame, ts.features, spec.slices))
     hm, ts_ms = report["metrics"], int(time.time() * 1000)
     client.log_batch(best["run_id"], metrics=[Metric(f"holdout_{k}", float(v), ts_ms, 0) for k, v in hm.items()
                                               if isinstance(v, (int, float)) and not math.isnan(v)],
@@ -813,8 +813,8 @@ def run_step(step: Step) -> dict:
     report, gates = score_on_holdout(step, client, best, ts, parts["holdout"])
     hm, name, pmetric = report["metrics"], model_name(step.project), promotion_metric(card, spec)
     mv_champ, champ_metrics, champ_problem = champion_on(client, name, parts["holdout"], label, vm)
-    decision = decide(gates, pmetric, hm.get(pmetric, float("nan")), champ_metrics[pmetric] if champ_metrics else None,
-                      spec.promotion.margin, card.sign_off_required, False, champ_problem)
+    decision = decide(gates, pmetric, challenger=hm.get(pmetric, float("nan")), champion=champ_metrics[pmetric] if champ_metrics else None,
+                      margin=spec.promotion.margin, sign_off_required=card.sign_off_required, champion_problem=champ_problem)
     snapshot = step.outputs_of("ingest") or {}
     lineage = {"pipeline_run": step.run_dir.name, "snapshot": {k: v["digest"] for k, v in snapshot.get("outputs", {}).items() if k.endswith(".parquet")},
                "training_set_digest": ts.meta["digest"], "holdout_digest": holdout_digest, "trial_run_id": best["run_id"], "git_commit": commit}
