@@ -1,6 +1,9 @@
-"Shared fixtures: the repository, the venv's command, the demo warehouse, scratch projects."
-import os, shutil, subprocess, sys
+"Shared fixtures: the repository, the venv's command, the demo warehouse, scratch projects, servers started and stopped."
+import http.client, os, shutil, signal, socket, subprocess, sys, time
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import urlopen
 
 import pytest
 import yaml
@@ -17,6 +20,79 @@ def mlops_nb(*args, cwd=None, timeout=600, env=None):
     p = subprocess.run([str(BIN / "mlops-nb"), *map(str, args)], cwd=cwd, capture_output=True, text=True,
                        timeout=timeout, env={**os.environ, **(env or {})})
     return p.returncode, p.stdout + p.stderr
+
+
+def start_server(cmd: list, log: Path, env: dict = None, cwd=None) -> subprocess.Popen:
+    """Start `cmd` in a process group of its own (a server's children, as MLflow's uvicorn, stop with it), its output
+    to the file `log`, no stdin; `env` adds variables to this process's. The process remembers its log (`proc.log`)
+    for `wait_ready`; stop it with `stop`. Most tests want `running_server`, which does all three."""
+    log = Path(log)
+    with open(log, "wb") as out:  # the server holds its own copy of the file
+        proc = subprocess.Popen([str(c) for c in cmd], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
+    proc.log = log
+    return proc
+
+
+def log_tail(log: Path, chars: int = 3000) -> str:
+    "The last `chars` characters of a server's log (empty if it wrote none)."
+    return Path(log).read_text(errors="replace")[-chars:] if Path(log).exists() else ""
+
+
+def server_answers(url: str = None, port: int = None) -> bool:
+    "Whether `url` answers HTTP 200 (after redirects), or, given `port` instead, 127.0.0.1:`port` accepts a connection."
+    try:
+        if url is not None:
+            with urlopen(url, timeout=2) as r: return r.status == 200
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except (OSError, http.client.HTTPException):  # refused, reset, timed out, an error status, a half-written answer
+        return False
+
+
+def wait_ready(proc: subprocess.Popen, url: str = None, port: int = None, timeout: float = 120) -> subprocess.Popen:
+    """`proc` (from `start_server`) once it is ready: `url` answers 200, or 127.0.0.1:`port` accepts a connection.
+    If it exits first or `timeout` s pass, it is stopped and the test fails with the end of its log."""
+    assert (url is None) != (port is None), "wait for a url or a port, one of them"
+    assert url is None or urlsplit(url).hostname == "127.0.0.1", f"test servers listen on 127.0.0.1 only, not {url}"
+    name = " ".join([Path(proc.args[0]).name, *proc.args[1:2]])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server_answers(url, port): return proc
+        if proc.poll() is not None:
+            stop(proc)  # whatever it started may still run
+            pytest.fail(f"{name} exited with code {proc.returncode} before it was ready; {proc.log} ends with:\n{log_tail(proc.log)}")
+        time.sleep(0.25)
+    stop(proc)
+    pytest.fail(f"{name} was not ready in {timeout:.0f} s ({url or f'port {port}'}); {proc.log} ends with:\n{log_tail(proc.log)}")
+
+
+def stop(proc: subprocess.Popen, grace: float = 20) -> int:
+    """Stop a server from `start_server` and all its process group: SIGTERM, then SIGKILL if it has not exited after
+    `grace` s (whatever of the group outlives its leader is killed too). Its exit code; stopping twice is harmless."""
+    try: os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError: pass  # the whole group has exited already
+    try: proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired: pass
+    try: os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError: pass
+    return proc.wait(timeout=10)
+
+
+@contextmanager
+def running_server(cmd: list, log: Path, url: str = None, port: int = None, timeout: float = 120, env: dict = None,
+                   cwd=None):
+    """`cmd` started as a server (`start_server`: its own process group, output to `log`), yielded once ready
+    (`wait_ready`: `url` answers 200 or 127.0.0.1:`port` accepts connections, within `timeout` s, else the test fails
+    with the end of `log`), and stopped on leaving, the test passed or not (`stop`: SIGTERM, SIGKILL after 20 s).
+
+        with running_server(["redis-server", "--port", str(p)], tmp_path / "redis.log", port=p, timeout=30): ...
+    """
+    proc = start_server(cmd, log, env=env, cwd=cwd)
+    try:
+        yield wait_ready(proc, url=url, port=port, timeout=timeout)
+    finally:
+        stop(proc)
 
 
 @pytest.fixture(scope="session")

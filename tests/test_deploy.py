@@ -1,12 +1,11 @@
 "The model service over real HTTP on 127.0.0.1: answers equal in-process scoring, bad requests get a 4xx naming the field, an alias switch under load fails no request."
-import json, os, socket, sqlite3, subprocess, sys, threading, time
-from pathlib import Path
+import json, sqlite3, threading, time
 
 import pandas as pd
 import pytest
 import requests
 
-from conftest import BIN, free_port, mlops_nb
+from conftest import BIN, free_port, mlops_nb, running_server
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -22,21 +21,10 @@ def service(trained):
     "`mlops-nb serve` on a free loopback port, checking the alias every 0.5 s; stopped after the tests."
     f, uri, run_dir = trained
     port = free_port()
-    proc = subprocess.Popen([str(BIN / "mlops-nb"), "serve", "--project", str(f), "--port", str(port), "--refresh", "0.5"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/ready", timeout=1).status_code == 200: break
-        except requests.ConnectionError: pass
-        if proc.poll() is not None: pytest.fail(f"the service exited: {proc.stdout.read()}")
-        time.sleep(0.3)
-    else: pytest.fail("the service did not become ready in 120 s")
-    yield {"url": url, "proc": proc, "project": f, "uri": uri, "run_dir": run_dir}
-    proc.terminate()
-    try: proc.wait(timeout=20)
-    except subprocess.TimeoutExpired: proc.kill()
+    with running_server([BIN / "mlops-nb", "serve", "--project", f, "--port", port, "--refresh", "0.5"], f.parent / "serve.log",
+                        url=f"{url}/ready", timeout=120) as proc:
+        yield {"url": url, "proc": proc, "project": f, "uri": uri, "run_dir": run_dir}
 
 
 def test_health_ready_metadata_docs(service):

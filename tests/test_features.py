@@ -4,6 +4,7 @@ import json
 import pandas as pd
 import pytest
 
+from conftest import free_port, running_server
 from mlops_nb.config import Step, demo_project_file, load_project
 from mlops_nb.design import LeakageError
 from mlops_nb.features import (FeatureError, build_store, entity_rows, guard, join_keys, materialize, online_features,
@@ -144,22 +145,15 @@ def test_late_rates_count_only_outcomes_known_before_the_decision(demo_lp, week,
 
 
 @pytest.fixture
-def redis_url():
+def redis_url(tmp_path):
     "A throwaway Redis server on a free loopback port (no persistence), stopped after the test."
-    import shutil, socket, subprocess, time
-    from mlops_nb.config import free_port
+    import shutil
     exe = shutil.which("redis-server")
     if exe is None: pytest.skip("redis-server is not installed (make test installs it)")
     port = free_port()
-    proc = subprocess.Popen([exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close(); break
-        except OSError: time.sleep(0.05)
-    yield f"127.0.0.1:{port}"
-    proc.terminate(); proc.wait(timeout=10)
+    with running_server([exe, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no"],
+                        tmp_path / "redis-server.log", port=port, timeout=30):
+        yield f"127.0.0.1:{port}"
 
 
 def test_redis_online_store_by_configuration_only(demo_lp, week, tmp_path, redis_url):

@@ -17,14 +17,14 @@ champion's very pipeline, saved with `pyfunc_predict_fn="predict_proba"` and the
 ours to 1e-9; and it pins ours to the registered model's own `predict_proba` on the same training rows. Note that our
 `decision` uses the version's tuned `threshold` tag, which MLflow's server knows nothing about.
 """
-import json, os, signal, subprocess, time
+import json, os
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import requests
 
-from conftest import BIN, free_port
+from conftest import BIN, free_port, start_server, stop, wait_ready
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -33,32 +33,6 @@ pytestmark = pytest.mark.timeout(600)
 def trained(week_champion):
     "The demo's first week with a champion (shared with the other service tests): (project file, tracking uri, run folder)."
     return week_champion
-
-
-def launch(cmd: list, env: dict, cwd: Path, log: Path) -> subprocess.Popen:
-    "A server in its own process group (MLflow's CLI runs uvicorn in a child); see `wait_ready`."
-    return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
-
-
-def wait_ready(proc: subprocess.Popen, url: str, ready: str, log: Path, timeout: float = 180) -> subprocess.Popen:
-    "`proc` once `ready` answers 200; stopped, and the test failed with the end of its log, if it does not in `timeout` s."
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}{ready}", timeout=1).status_code == 200: return proc
-        except requests.ConnectionError: pass
-        if proc.poll() is not None: break
-        time.sleep(0.3)
-    stop(proc)
-    pytest.fail(f"{' '.join(map(str, proc.args[:2]))} did not become ready in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-
-
-def stop(proc: subprocess.Popen):
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        try: os.killpg(proc.pid, sig)
-        except ProcessLookupError: return
-        try: proc.wait(timeout=wait); return
-        except subprocess.TimeoutExpired: continue
 
 
 def proba_copy(uri: str, folder: Path) -> Path:
@@ -80,20 +54,22 @@ def proba_copy(uri: str, folder: Path) -> Path:
 def servers(trained):
     "Our service, MLflow's on the champion and MLflow's on a predict_proba copy, on free loopback ports, one worker each."
     f, uri, run_dir = trained
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "MLFLOW_TRACKING_URI": uri}
+    env = {"OMP_NUM_THREADS": "1", "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "MLFLOW_TRACKING_URI": uri}
     ports = {k: free_port() for k in ("ours", "mlflow", "mlflow_proba")}
     urls = {k: f"http://127.0.0.1:{p}" for k, p in ports.items()}
-    mlflow_cmd = lambda model, port: [str(BIN / "mlflow"), "models", "serve", "-m", model, "--env-manager", "local",
-                                      "-p", str(port), "-h", "127.0.0.1", "-w", "1"]
+    mlflow_cmd = lambda model, port: [BIN / "mlflow", "models", "serve", "-m", model, "--env-manager", "local",
+                                      "-p", port, "-h", "127.0.0.1", "-w", "1"]
     procs = {}
     try:  # the three start at once (each is mostly imports): the fixture waits for the slowest, not for the sum
-        procs["ours"] = launch([str(BIN / "mlops-nb"), "serve", "--project", str(f), "--port", str(ports["ours"]), "--refresh", "0"],
-                               env, f.parent, f.parent / "ours.log")
-        procs["mlflow"] = launch(mlflow_cmd("models:/delay_model@champion", ports["mlflow"]), env, f.parent, f.parent / "mlflow.log")
+        procs["ours"] = start_server([BIN / "mlops-nb", "serve", "--project", f, "--port", ports["ours"], "--refresh", "0"],
+                                     f.parent / "ours.log", env=env, cwd=f.parent)
+        procs["mlflow"] = start_server(mlflow_cmd("models:/delay_model@champion", ports["mlflow"]), f.parent / "mlflow.log",
+                                       env=env, cwd=f.parent)
         copy = proba_copy(uri, f.parent / "champion_proba")  # while the first two start
-        procs["mlflow_proba"] = launch(mlflow_cmd(str(copy), ports["mlflow_proba"]), env, f.parent, f.parent / "mlflow_proba.log")
+        procs["mlflow_proba"] = start_server(mlflow_cmd(copy, ports["mlflow_proba"]), f.parent / "mlflow_proba.log",
+                                             env=env, cwd=f.parent)
         for name, ready in (("ours", "/ready"), ("mlflow", "/ping"), ("mlflow_proba", "/ping")):
-            wait_ready(procs[name], urls[name], ready, f.parent / ("ours.log" if name == "ours" else f"{name}.log"))
+            wait_ready(procs[name], url=urls[name] + ready, timeout=180)
         yield {**urls, "uri": uri, "run_dir": run_dir, "project": f}
     finally:
         for p in procs.values(): stop(p)

@@ -1,5 +1,5 @@
 "Whole runs through the `mlops-nb` command: the run contract, the --data mode, and bad input."
-import json, sqlite3, subprocess
+import json, sqlite3
 from pathlib import Path
 
 import pandas as pd
@@ -7,7 +7,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from conftest import BIN, ROOT, free_port, mlops_nb
+from conftest import BIN, ROOT, free_port, log_tail, mlops_nb, running_server
 from mlops_nb.config import file_digest, frame_digest
 
 
@@ -215,14 +215,11 @@ def assert_image_command_serves(bundle: Path, cwd: Path):
     port = free_port()  # the container's 0.0.0.0:8000 becomes a loopback port here
     host = {"0.0.0.0": "127.0.0.1", "8000": str(port)}
     cwd.mkdir()  # not the project folder: the image's working directory is its own
-    proc = subprocess.Popen([str(BIN / command[0]), *(host.get(a, a) for a in command[1:])], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try: result = smoke_test(f"http://127.0.0.1:{port}", timeout=120)
-    finally:
-        proc.terminate()
-        try: proc.wait(timeout=20)
-        except subprocess.TimeoutExpired: proc.kill()
-    assert result["passed"], (result, proc.stdout.read()[-2000:])
+    log = cwd.parent / f"{cwd.name}.log"
+    with running_server([BIN / command[0], *(host.get(a, a) for a in command[1:])], log, url=f"http://127.0.0.1:{port}/ready",
+                        timeout=120, cwd=cwd):
+        result = smoke_test(f"http://127.0.0.1:{port}", timeout=120)
+    assert result["passed"], (result, log_tail(log, 2000))
 
 
 # --- bad input: exit 1 or 2, a message naming the problem, no traceback, nothing half-written -------

@@ -377,11 +377,11 @@ def test_port_in_use_is_refused(root):
 # A real run: `mlops-nb run` renders the frozen copies; `mlops-nb reports` serves the live pages
 
 @pytest.mark.browser
-def test_real_run_reports_frozen_and_live(demo_week_run, browser):
+def test_real_run_reports_frozen_and_live(demo_week_run, browser, tmp_path):
     """The demo's first week run for real, its reports read in Chromium, frozen and live (via `mlops-nb reports`).
     The run is shared with test_pipeline's run contract (conftest's `demo_week_run`), which only reads it."""
     import signal
-    from conftest import BIN, mlops_nb
+    from conftest import BIN, mlops_nb, running_server
     demo_project, code, out = demo_week_run.project, demo_week_run.code, demo_week_run.out
     assert code == 0, out
     root = demo_project.parent
@@ -423,15 +423,9 @@ def test_real_run_reports_frozen_and_live(demo_week_run, browser):
     code, out = mlops_nb("approve", reg["name"], reg["version"], "--by", "Dana Approver", "--project", demo_project)
     assert code == 0, out
     # live, through the CLI the lead wires to serve_reports; Ctrl-C stops it cleanly
-    port = free_port()
-    proc = subprocess.Popen([str(BIN / "mlops-nb"), "reports", "--project", str(demo_project), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                with urlopen(f"http://127.0.0.1:{port}/", timeout=2): break
-            except OSError: time.sleep(0.5)
+    port, log = free_port(), tmp_path / "reports.log"
+    with running_server([BIN / "mlops-nb", "reports", "--project", demo_project, "--port", port], log,
+                        url=f"http://127.0.0.1:{port}/", timeout=90) as proc:
         text = read_page(browser, report_url(port, page="overview"), "real_live_overview")
         assert f"Run {rec['run_id']}" in text and "the latest run" in text and all(n in text for n in metric_names)
         assert_no_error(text)
@@ -448,10 +442,9 @@ def test_real_run_reports_frozen_and_live(demo_week_run, browser):
         profile = page.frame_locator("iframe.profile").first.locator("body").inner_text(timeout=30_000)
         assert "Number of observations" in profile, profile[:500]
         page.close()
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try: out, _ = proc.communicate(timeout=60)  # Voila gets 20 s to stop its kernels, then is killed
-        except subprocess.TimeoutExpired:  # kill Voila too: a child left holding our pipe would block the read forever
-            os.killpg(proc.pid, signal.SIGKILL); out, _ = proc.communicate(timeout=30)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: Voila gets 20 s to stop its kernels
+        try: proc.wait(timeout=60)
+        except subprocess.TimeoutExpired: pass  # running_server kills it on leaving, and the exit code below says so
+    out = log.read_text()
     assert proc.returncode == 0, out
     assert f"http://127.0.0.1:{port}/voila/render/overview.ipynb" in out
