@@ -23,7 +23,7 @@ __all__ = ['Severity', 'Dimension', 'Role', 'Phase', 'FeatureType', 'Family', 'P
            'DriftThresholds', 'RetrainSpec', 'ScheduleSpec', 'MonitorSpec', 'Tracking', 'DevMode', 'Project',
            'describe_errors', 'parse_override', 'set_dotted', 'file_digest', 'read_yaml', 'validate_project',
            'LoadedProject', 'load_project', 'package_root', 'demo_project_file', 'frame_digest', 'utc_time',
-           'free_port', 'atomic_write', 'write_json', 'in_test', 'Step', 'now_iso', 'open_step']
+           'free_port', 'wait_for_server', 'atomic_write', 'write_json', 'in_test', 'Step', 'now_iso', 'open_step']
 
 # %% ../nbs/00_config.ipynb #5e165b95
 class ProjectError(ValueError):
@@ -701,6 +701,24 @@ def free_port() -> int:
     "A free TCP port on the loopback interface."
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+# %% ../nbs/00_config.ipynb #34b46303
+def wait_for_server(url: str,  # a page the server answers 200 on once it is ready (loopback)
+                    proc=None,  # its process (`subprocess.Popen`): stop waiting if it exits
+                    timeout: float = 120,  # seconds
+                   ) -> Optional[str]:
+    "None once `url` answers 200; otherwise why not: the process exited, or the time ran out."
+    import time, urllib.request
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None: return f"exited with code {proc.returncode} before answering"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200: return None
+        except OSError: pass  # not listening yet, or answering 503 while it loads
+        time.sleep(0.25)
+    return f"did not answer {url} within {timeout:.0f} s"
+
 
 # %% ../nbs/00_config.ipynb #f2373b8d
 _UMASK = os.umask(0o022); os.umask(_UMASK)

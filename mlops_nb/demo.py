@@ -9,7 +9,7 @@ import json, os, re, shutil, subprocess, sys, time, urllib.error, urllib.request
 from pathlib import Path
 from typing import Optional
 
-from .config import LoadedProject, ProjectError, atomic_write, free_port, load_project, write_json
+from .config import LoadedProject, ProjectError, atomic_write, free_port, load_project, wait_for_server, write_json
 from .features import label_of
 from .pipeline import monitor_project, run_pipeline, say
 
@@ -111,13 +111,10 @@ def start_service(lp: LoadedProject, run_dir: Path, log: Path) -> tuple:
     cmd = [str(Path(sys.executable).parent / "mlops-nb"), "serve", "--project", str(lp.file), "--port", str(port),
            "--run-dir", str(run_dir), "--point-in-time"]
     proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None: raise ProjectError(f"the replay's service stopped at start; its output: {log}")
-        try:
-            if _get(f"{url}/ready").get("ready"): return proc, url
-        except OSError: time.sleep(0.5)
-    proc.terminate(); raise ProjectError(f"the replay's service was not ready within 180 s; its output: {log}")
+    url = f"http://127.0.0.1:{port}"
+    why = wait_for_server(f"{url}/ready", proc, timeout=180)
+    if why is None: return proc, url
+    proc.terminate(); raise ProjectError(f"the replay's service {why}; its output: {log}")
 
 
 # %% ../nbs/93_demo.ipynb #b8403bc8

@@ -16,7 +16,7 @@ from fastcore.basics import patch
 from fastapi import FastAPI, Request  # at module level: FastAPI reads the endpoints' annotations from here
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from .config import LoadedProject, ProjectError, atomic_write, free_port, now_iso, package_root
+from .config import LoadedProject, ProjectError, atomic_write, free_port, now_iso, package_root, wait_for_server
 from .features import (EPOCH, bucket_key, expression_columns, feast_name, join_keys, open_store, request_feature_values,
                                td, training_frame, view_fields)
 from .predictions import PredictionLog
@@ -816,12 +816,8 @@ def dockerfile(name: str, version: str, run_dir: Path, bundle: Path, project: Pa
 def smoke_test(url: str, timeout: float = 120) -> dict:
     "Real requests against a started service; {'passed', 'checks': [...], 'latency_ms_p50'}."
     import requests
-    checks, t_end = [], time.monotonic() + timeout
-    while time.monotonic() < t_end:
-        try:
-            if requests.get(f"{url}/ready", timeout=2).status_code == 200: break
-        except requests.ConnectionError: pass
-        time.sleep(0.3)
+    checks = []
+    wait_for_server(f"{url}/ready", timeout=timeout)  # the checks below say what went wrong if it never got ready
     def check(name, ok, detail=""): checks.append({"check": name, "passed": bool(ok), "detail": str(detail)[:500]})
     try:
         ready = requests.get(f"{url}/ready", timeout=5).json(); check("ready", ready.get("ready"), ready)
