@@ -15,7 +15,7 @@ import pandas as pd
 from .config import LoadedProject, MonitorSpec, TableQuality, utc_time
 from .deploy import load_version
 from .design import evaluate_gates
-from .features import expression_columns
+from .feature_store import expression_columns
 from .predictions import newest_decision, read_window, refused_between
 from .quality import dimension_scores, evaluate_table
 from .registry import alias_version, model_name, registry_client
