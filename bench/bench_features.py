@@ -14,7 +14,7 @@ Each measurement runs in a fresh subprocess, so that its peak memory (peak RSS f
 Python, imports and data included) is its own:
 
 - `feast`: `get_historical_features` with the feature service, then the join back on the row id
-  (`mlops_nb.features.training_frame`);
+  (`mlops_nb.feature_store.training_frame`);
 - `duckdb`: one SQL statement, an ASOF LEFT JOIN per view on the same Parquet sources, TTLs as a CASE;
 - `online`: `get_online_features` for 1 entity and for 100 entities, after a warm-up and `gc.freeze()`.
 
@@ -67,7 +67,7 @@ def prepare(folder: Path) -> dict:
 def duckdb_sql(project, rows_path: str, repo: Path) -> str:
     "The training set as one DuckDB statement: an ASOF LEFT JOIN per view of the first service, TTL as a CASE."
     import pandas as pd
-    from mlops_nb.features import bucket_key, feast_name, view_fields
+    from mlops_nb.feature_store import bucket_key, feast_name, view_fields
     spec = project.features
     service = next(iter(spec.services))
     sel, joins = ["r.*"], []
@@ -109,7 +109,7 @@ def child(kind: str, folder: Path, repeat: int, lookups: int) -> dict:
         out.update(seconds=min(times), median=statistics.median(times), rows=len(df))
     else:
         import feast  # noqa: F401
-        from mlops_nb.features import online_features, open_store, training_frame, join_keys
+        from mlops_nb.feature_store import online_features, open_store, training_frame, join_keys
         out["import_seconds"] = time.perf_counter() - t0
         store = open_store(folder / "repo")
         if kind == "feast":

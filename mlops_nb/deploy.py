@@ -17,8 +17,8 @@ from fastapi import FastAPI, Request  # at module level: FastAPI reads the endpo
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from .config import LoadedProject, ProjectError, atomic_write, free_port, now_iso, package_root, wait_for_server
-from .features import (EPOCH, bucket_key, expression_columns, feast_name, join_keys, open_store, request_feature_values,
-                               td, training_frame, view_fields)
+from .feature_store import (EPOCH, bucket_key, expression_columns, feast_name, join_keys, open_store,
+                                    request_feature_values, td, training_frame, view_fields)
 from .predictions import PredictionLog
 from .registry import alias_version, load_model, model_name, registry_client, requirements
 from .tables import read_table_file

@@ -5,7 +5,7 @@
 # %% ../nbs/04_features.ipynb #a17a9d5e
 from __future__ import annotations
 
-import ast, contextlib, functools, json, os, re, shutil, tempfile, time, warnings
+import json, shutil, tempfile, time
 from datetime import timedelta
 from pathlib import Path
 from typing import Optional
@@ -13,31 +13,18 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from .config import (FeatureField, FeatureSpec, FeatureViewSpec, LoadedProject, Project, ProjectError,
-                             RollingRate, Step, frame_digest, load_project, open_step)
+from .config import (FeatureSpec, FeatureViewSpec, LoadedProject, Project, ProjectError, RollingRate, Step,
+                             frame_digest, load_project, open_step)
 from .design import LeakageError, check_features
+from .feature_store import (EPOCH, FeatureError, bucket_key, bucket_of, check_source, decision_time,
+                                    expression_columns, feast_name, in_repo, join_keys, request_features, td,
+                                    training_frame, view_fields, view_keys)
 
 # %% auto #0
-__all__ = ['EPOCH', 'FeatureError', 'td', 'expression_columns', 'used_columns', 'guard', 'check_source', 'label_of',
-           'decision_time', 'request_features', 'request_feature_values', 'evaluate', 'rolling_rate', 'feast_name',
-           'bucket_key', 'bucket_of', 'bucketed', 'view_source', 'join_keys', 'view_keys', 'with_buckets',
-           'entity_rows', 'view_fields', 'store_config', 'in_repo', 'open_store', 'feast_objects', 'build_store',
-           'training_frame', 'asof_join', 'materialize', 'online_features', 'view_report', 'table_training_set',
-           'run_step']
-
-# %% ../nbs/04_features.ipynb #4ca1e4ca
-class FeatureError(ValueError):
-    "A feature definition or a source table that cannot give correct features; the message names the column."
-
-def td(s: Optional[str]) -> Optional[pd.Timedelta]:
-    "A duration of the project file (`\"1h\"`, `\"28 days\"`, `\"-2h\"`) as a Timedelta; None stays None."
-    return None if s is None else pd.Timedelta(s)
+__all__ = ['used_columns', 'guard', 'label_of', 'rolling_rate', 'bucketed', 'view_source', 'entity_rows', 'store_config',
+           'feast_objects', 'build_store', 'asof_join', 'materialize', 'view_report', 'table_training_set', 'run_step']
 
 # %% ../nbs/04_features.ipynb #ad384b67
-def expression_columns(expr: str) -> list[str]:
-    "Names an expression reads (string literals and attributes left out)."
-    return re.findall(r"(?<![.\w])([A-Za-z_]\w*)", re.sub(r"'[^']*'|\"[^\"]*\"", "''", expr))
-
 def used_columns(spec: FeatureSpec) -> list[str]:
     "The source columns the features read (views' fields, request features and their expressions)."
     cols = [f.name for v in spec.views.values() for f in v.fields]
@@ -45,25 +32,12 @@ def used_columns(spec: FeatureSpec) -> list[str]:
         cols += [r.name] if r.expr is None else [c for c in expression_columns(r.expr) if c not in ("dt", "str")]
     return list(dict.fromkeys(cols))
 
+# %% ../nbs/04_features.ipynb #d676434b
 def guard(project: Project) -> list[str]:
     "The feature columns of `project`, or `LeakageError` naming every refused one."
     spec = project.features
     names = used_columns(spec) + [r.name for r in spec.request if r.expr is not None]
     return check_features(project.design, list(dict.fromkeys(names)))
-
-# %% ../nbs/04_features.ipynb #a4c3a9e6
-def check_source(df: pd.DataFrame, table: str, keys: list[str], timestamp: Optional[str] = None) -> pd.DataFrame:
-    "`df` unchanged if it has the key columns and a tz-aware UTC `timestamp`; else `FeatureError` naming the column."
-    missing = [k for k in keys if k not in df.columns]
-    if missing: raise FeatureError(f"table {table!r} has no entity key column {', '.join(map(repr, missing))}; "
-                                   f"columns: {', '.join(map(str, df.columns))}")
-    if timestamp is not None:
-        if timestamp not in df.columns: raise FeatureError(f"table {table!r} has no timestamp column {timestamp!r}")
-        t = df[timestamp]
-        if not isinstance(t.dtype, pd.DatetimeTZDtype):
-            raise FeatureError(f"table {table!r}, column {timestamp!r}: timestamps must be timezone-aware UTC, got {t.dtype} "
-                               "(naive times are ambiguous: convert them with tz_localize(<their zone>).tz_convert('UTC'))")
-    return df
 
 # %% ../nbs/04_features.ipynb #dbb4957e
 def label_of(project: Project, df: pd.DataFrame) -> pd.Series:
@@ -76,50 +50,7 @@ def label_of(project: Project, df: pd.DataFrame) -> pd.Series:
         y = y.astype("boolean").mask(df[cols].isna().any(axis=1)) if cols else y
     return (y == t.positive_label).astype("boolean").mask(y.isna()).rename(t.name)
 
-def decision_time(spec: FeatureSpec, df: pd.DataFrame) -> pd.Series:
-    "When each row's decision is taken: the event time plus the decision offset, UTC."
-    check_source(df, spec.table, [], spec.event_time)
-    return (df[spec.event_time] + td(spec.decision_offset)).rename("event_timestamp")
-
-def request_features(spec: FeatureSpec, df: pd.DataFrame) -> pd.DataFrame:
-    "The request-time features: columns as they are, or pandas expressions over the row."
-    return pd.DataFrame(request_feature_values(spec, df), index=df.index)
-
-def request_feature_values(spec: FeatureSpec, df) -> dict:
-    "{name: values} of the request-time features of `df`, a frame or {column: Series} (the service's requests are columns, not frames)."
-    out = {}
-    for r in spec.request:
-        if r.expr is None and r.name not in df: raise FeatureError(f"request feature {r.name!r}: table {spec.table!r} has no such column")
-        try: out[r.name] = df[r.name] if r.expr is None else evaluate(df, r.expr)
-        except Exception as e: raise FeatureError(f"request feature {r.name!r}: cannot evaluate {r.expr!r}: {e}") from None
-    return out
-
-def evaluate(df, expr: str) -> pd.Series:
-    "`df.eval(expr, engine='python')` for a frame or {column: Series}; an expression whose meaning is the same in plain Python runs as Python over the columns."
-    compiled = _plain_python(expr)
-    frame = lambda: df if isinstance(df, pd.DataFrame) else pd.DataFrame(df)
-    if compiled is None: return frame().eval(expr, engine="python")
-    code, names = compiled
-    try: return eval(code, {"__builtins__": {}}, {n: df[n] for n in names})
-    except KeyError: return frame().eval(expr, engine="python")  # a name that is not a column: pandas' own resolution
-
-_PLAIN = (ast.Expression, ast.Name, ast.Load, ast.Attribute, ast.Call, ast.keyword, ast.Constant, ast.BinOp, ast.UnaryOp,
-          ast.operator, ast.unaryop, ast.Compare, ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE)
-
-@functools.lru_cache(maxsize=512)
-def _plain_python(expr: str) -> Optional[tuple]:
-    "(code, column names) when `expr` uses only names, attributes, calls, constants, arithmetic and single comparisons; else None."
-    # pandas' parser costs about 0.5 ms per call; these constructs mean the same on Series in Python (`and`, `in`,
-    # chained comparisons and subscripts do not, and go through pandas)
-    try: tree = ast.parse(expr, mode="eval")
-    except SyntaxError: return None
-    for node in ast.walk(tree):
-        if not isinstance(node, _PLAIN) or (isinstance(node, ast.Compare) and len(node.ops) > 1): return None
-    return compile(tree, f"<expression {expr!r}>", "eval"), sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)})
-
 # %% ../nbs/04_features.ipynb #5a9a828b
-EPOCH = pd.Timestamp("2000-01-01", tz="UTC")  # timestamp of static attributes
-
 def rolling_rate(df: pd.DataFrame,  # rows with the keys, an event time and the label
                  keys: list[str],  # entity keys
                  time: str,  # the rows' event time column (UTC)
@@ -146,14 +77,6 @@ def rolling_rate(df: pd.DataFrame,  # rows with the keys, an event time and the 
     return out
 
 # %% ../nbs/04_features.ipynb #d310ccf1
-def feast_name(s: str) -> str: return re.sub(r"\W", "_", s)
-
-def bucket_key(name: str) -> str: return f"{feast_name(name)}_bucket"
-
-def bucket_of(ts: pd.Series, every: str) -> pd.Series:
-    "The index of the time bucket of `ts` (int64, counted from `EPOCH`)."
-    return ((ts - EPOCH) // td(every)).astype("int64")
-
 def bucketed(src: pd.DataFrame, name: str, v: FeatureViewSpec) -> pd.DataFrame:
     "`src` with its bucket key, each row copied into the buckets from its time's to its time plus the TTL's."
     first, last = bucket_of(src.event_timestamp, v.bucket), bucket_of(src.event_timestamp + td(v.ttl), v.bucket)
@@ -186,20 +109,6 @@ def view_source(project: Project,  # the project (its label feeds rolling views)
     return bucketed(d, name, v) if v.bucket else d
 
 # %% ../nbs/04_features.ipynb #3b021a82
-def join_keys(spec: FeatureSpec, views=None) -> list[str]:
-    "The entity key columns of `views` (default: all views), in declaration order."
-    views = spec.views if views is None else views
-    return list(dict.fromkeys(k for v in views for k in spec.entities[spec.views[v].entity].keys))
-
-def view_keys(spec: FeatureSpec, name: str) -> list[str]:
-    "The join keys of view `name` in the store: its entity's keys, and its bucket key if it has one."
-    v = spec.views[name]
-    return spec.entities[v.entity].keys + ([bucket_key(name)] if v.bucket else [])
-
-def with_buckets(spec: FeatureSpec, df: pd.DataFrame, views, at: pd.Series) -> pd.DataFrame:
-    "`df` with the bucket key of every bucketed view in `views`, for times `at`."
-    return df.assign(**{bucket_key(v): bucket_of(at, spec.views[v].bucket) for v in views if spec.views[v].bucket})
-
 def entity_rows(project: Project, df: pd.DataFrame) -> pd.DataFrame:
     "Rows to predict: row_id, ids, keys, event_timestamp, label, request features; unknown labels dropped."
     spec = project.features
@@ -216,18 +125,6 @@ def entity_rows(project: Project, df: pd.DataFrame) -> pd.DataFrame:
     return base
 
 # %% ../nbs/04_features.ipynb #f02b7911
-def _feast_type(dtype: str):
-    from feast import types as ft
-    return {"float": ft.Float64, "int": ft.Int64, "str": ft.String, "bool": ft.Bool}[dtype]
-
-def view_fields(spec: FeatureSpec, name: str) -> list[FeatureField]:
-    "The features a view serves."
-    v = spec.views[name]
-    if v.rolling is None: return v.fields
-    out = [FeatureField(name=v.rolling.rate, dtype="float", description=v.description)]
-    if v.rolling.count: out.append(FeatureField(name=v.rolling.count, dtype="int", description="Outcomes behind the rate."))
-    return out
-
 def store_config(project_name: str, online_store: Optional[dict] = None) -> dict:
     "feature_store.yaml's content: local provider, DuckDB offline, the project's online store (default SQLite), file registry."
     online = dict(online_store or {"type": "sqlite"})
@@ -235,22 +132,16 @@ def store_config(project_name: str, online_store: Optional[dict] = None) -> dict
     return {"project": feast_name(project_name), "provider": "local", "registry": "registry.db",
             "offline_store": {"type": "duckdb"}, "online_store": online, "entity_key_serialization_version": 3}
 
-# %% ../nbs/04_features.ipynb #b908670e
-@contextlib.contextmanager
-def in_repo(store):
-    "Run the block with the Feast repository's folder as working directory (and ibis's deprecation noise muted)."
-    old = os.getcwd()
-    os.chdir(store.repo_path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            yield store
-    finally: os.chdir(old)
+# %% ../nbs/04_features.ipynb #78e92e0c
+def _feast_type(dtype: str):
+    "Feast's type of a feature of the project's `dtype`."
+    from feast import types as ft
+    return {"float": ft.Float64, "int": ft.Int64, "str": ft.String, "bool": ft.Bool}[dtype]
 
-def open_store(repo):
-    "The Feast store of a repository written by `build_store` (for instance a run's `artifacts/features/feature_repo`)."
-    from feast import FeatureStore
-    return FeatureStore(repo_path=str(Path(repo).resolve()))
+# %% ../nbs/04_features.ipynb #e6a1b4a1
+def _key_type(s: pd.Series) -> str:
+    "The value type of an entity key column in Feast: `int` for integers, else `str`."
+    return "int" if pd.api.types.is_integer_dtype(s) else "str"
 
 # %% ../nbs/04_features.ipynb #f6c46e2d
 def feast_objects(spec: FeatureSpec, sources: dict, key_types: dict) -> list:
@@ -275,9 +166,6 @@ def feast_objects(spec: FeatureSpec, sources: dict, key_types: dict) -> list:
     services = [FeatureService(name=feast_name(m), features=[views[v] for v in vs], owner=spec.owner,
                                description=f"Features of model {m!r}") for m, vs in spec.services.items()]
     return [*entities.values(), *views.values(), *services]
-
-def _key_type(s: pd.Series) -> str:
-    return "int" if pd.api.types.is_integer_dtype(s) else "str"
 
 # %% ../nbs/04_features.ipynb #9093ed7a
 def build_store(project: Project,  # the project (its `features:` section)
@@ -304,25 +192,6 @@ def build_store(project: Project,  # the project (its `features:` section)
     store = FeatureStore(config=RepoConfig(repo_path=repo.resolve(), **cfg), repo_path=str(repo.resolve()))
     with in_repo(store): store.apply(feast_objects(spec, paths, key_types))
     return store, timings
-
-# %% ../nbs/04_features.ipynb #10db41b4
-def training_frame(store,  # a FeatureStore from `build_store`
-                   project: Project,  # the project
-                   rows: pd.DataFrame,  # `entity_rows`
-                   service: Optional[str] = None,  # feature service (default: the first)
-                  ) -> pd.DataFrame:
-    "`rows` with the service's features, point in time, via `get_historical_features`; same order as `rows`."
-    spec = project.features
-    service = service or next(iter(spec.services))
-    views = spec.services[service]
-    ent = with_buckets(spec, rows[["row_id", *join_keys(spec, views), "event_timestamp"]], views, rows.event_timestamp)
-    svc = store.get_feature_service(feast_name(service))
-    with in_repo(store): got = store.get_historical_features(entity_df=ent, features=svc).to_df()
-    feats = [f.name for v in spec.services[service] for f in view_fields(spec, v)]
-    got = got[["row_id", *feats]]
-    if len(got) != len(rows) or not got.row_id.is_unique:
-        raise FeatureError(f"the store returned {len(got)} rows for {len(rows)} entity rows")
-    return rows.merge(got, on="row_id", how="left", validate="one_to_one")
 
 # %% ../nbs/04_features.ipynb #fa294d39
 def asof_join(project: Project,  # the project
@@ -353,26 +222,6 @@ def asof_join(project: Project,  # the project
 def materialize(store, project: Project, end, start=EPOCH) -> None:
     "Load every view's latest values in `[start, end]` into the online store."
     with in_repo(store): store.materialize(start_date=pd.Timestamp(start).to_pydatetime(), end_date=pd.Timestamp(end).to_pydatetime())
-
-def online_features(store,  # a FeatureStore
-                    project: Project,  # the project
-                    entities: list[dict],  # one dict of entity keys per row
-                    service: Optional[str] = None,  # feature service (default: the first)
-                    at=None,  # decision time (bucketed views are looked up in its bucket); default: now
-                    timestamps: bool = False,  # also each value's event time, in seconds, as `<feature>__ts`
-                   ) -> dict:
-    "The service's features for `entities` from the online store, as {name: [values]} (keys included)."
-    spec = project.features
-    name = service or next(iter(spec.services))
-    buckets = [v for v in spec.services[name] if spec.views[v].bucket]
-    if buckets:
-        at = pd.Timestamp.now(tz="UTC") if at is None else pd.Timestamp(at)
-        extra = {bucket_key(v): int((at - EPOCH) // td(spec.views[v].bucket)) for v in buckets}
-        entities = [{**e, **extra} for e in entities]
-    service = feast_name(name)
-    cache = store.__dict__.setdefault("_mlops_services", {})  # the registry lookup costs more than the lookup itself
-    if service not in cache: cache[service] = store.get_feature_service(service)
-    return store.get_online_features(features=cache[service], entity_rows=entities).to_dict(include_event_timestamps=timestamps)
 
 # %% ../nbs/04_features.ipynb #64a9e222
 def view_report(project: Project, timings: dict, train: pd.DataFrame, snapshot_end: pd.Timestamp) -> dict:

@@ -15,7 +15,7 @@ import pandas as pd
 from .checks import dimension_scores, evaluate_table
 from .config import LoadedProject, MonitorSpec, TableQuality, utc_time
 from .design import evaluate_gates, score
-from .features import expression_columns
+from .feature_store import expression_columns
 from .predictions import newest_decision, read_window, refused_between
 from .registry import alias_version, load_model, model_name, registry_client
 

@@ -7,8 +7,8 @@ import pytest
 from conftest import free_port, running_server
 from mlops_nb.config import Step, demo_project_file, load_project
 from mlops_nb.design import LeakageError
-from mlops_nb.features import (FeatureError, build_store, entity_rows, guard, join_keys, materialize, online_features,
-                               run_step, training_frame, view_fields)
+from mlops_nb.feature_store import FeatureError, join_keys, online_features, open_store, training_frame, view_fields
+from mlops_nb.features import build_store, entity_rows, guard, label_of, materialize, run_step
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -106,7 +106,6 @@ def test_digest_reproducible_and_online_equals_offline(demo_lp, week, tmp_path):
     assert all(v["compute_seconds"] >= 0 for v in views.values())
 
     # online features for a known flight equal the offline ones at its decision time
-    from mlops_nb.features import open_store
     spec = demo_lp.features
     feats = [f.name for v in spec.services["delay_model"] for f in view_fields(spec, v)]
     full = train.dropna(subset=feats)
@@ -131,7 +130,6 @@ def test_source_errors_name_the_column(demo_lp, week, tmp_path):
 
 def test_late_rates_count_only_outcomes_known_before_the_decision(demo_lp, week, tmp_path):
     "Brute force on sampled rows: the route's rate is the mean of the outcomes known in the 28 days before the row's grid time."
-    from mlops_nb.features import label_of
     store, _ = build_store(demo_lp.project, week, tmp_path / "repo")
     train = training_frame(store, demo_lp.project, entity_rows(demo_lp.project, week["flights"]))
     f = week["flights"].assign(known=week["flights"].time_hour + pd.Timedelta("2 days"), y=label_of(demo_lp.project, week["flights"]))
@@ -162,7 +160,6 @@ def test_redis_online_store_by_configuration_only(demo_lp, week, tmp_path, redis
                             overrides=[("features.online_store", {"type": "redis", "connection_string": redis_url})])
     step, _ = _run(redis_lp, week, tmp_path / "redis")
     sqlite_step, _ = _run(demo_lp, week, tmp_path / "sqlite")
-    from mlops_nb.features import open_store
     spec = demo_lp.features
     train = pd.read_parquet(step.artifacts_dir("features") / "training_set.parquet")
     at = train.event_timestamp.max()
