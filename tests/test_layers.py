@@ -1,6 +1,8 @@
 "The house's layers hold: `lint-imports` keeps the contract of pyproject.toml, and breaks it when a module imports upwards."
 import os, shutil, subprocess
 
+import pytest
+
 from conftest import BIN, ROOT
 
 
@@ -16,12 +18,16 @@ def test_the_layers_are_kept():
     assert p.returncode == 0 and "2 kept, 0 broken" in p.stdout, p.stdout + p.stderr
 
 
-def test_an_upward_import_breaks_the_contract(tmp_path):
-    "A copy of the package whose config imports the runner (a cycle through every layer) is refused."
+@pytest.mark.parametrize("module, imported", [
+    ("config", "pipeline"),  # upwards: a cycle through every layer
+    ("monitor", "deploy"),  # sideways: the phases are independent of one another
+])
+def test_a_forbidden_import_breaks_the_contract(tmp_path, module, imported):
+    "A copy of the package where `module` imports `imported` is refused, naming the import."
     shutil.copytree(ROOT / "mlops_nb", tmp_path / "mlops_nb", ignore=shutil.ignore_patterns("__pycache__"))
-    with open(tmp_path / "mlops_nb" / "config.py", "a") as f: f.write("\nfrom mlops_nb import pipeline  # upwards\n")
+    with open(tmp_path / "mlops_nb" / f"{module}.py", "a") as f: f.write(f"\nfrom mlops_nb import {imported}  # forbidden\n")
     p = lint_imports(tmp_path)
-    assert p.returncode != 0 and "BROKEN" in p.stdout and "mlops_nb.config -> mlops_nb.pipeline" in p.stdout, p.stdout + p.stderr
+    assert p.returncode != 0 and "BROKEN" in p.stdout and f"mlops_nb.{module} -> mlops_nb.{imported}" in p.stdout, p.stdout + p.stderr
 
 
 def test_every_module_has_a_layer():
