@@ -37,6 +37,8 @@ __all__ = ['TREELITE_ROWS', 'SCALAR_VALUES', 'MAX_RECORDS', 'PASS_RECORDS', 'GAT
 class ServingError(ValueError):
     "The service cannot start or serve: no champion, no features, or a broken registration; the message says what to do."
 
+
+# %% ../nbs/06_deploy.ipynb #fb64ada2
 class ServingModel:
     "A loaded registered version: name, version, pipeline, threshold, feature columns, known categories, and how it predicts."
     def __init__(self, name: str, version: str, model, threshold: float, columns: list[str], meta: dict,
@@ -54,6 +56,8 @@ class ServingModel:
 
     def __repr__(self): return f"ServingModel({self.name!r}, version={self.version}, threshold={self.threshold:.3f})"
 
+
+# %% ../nbs/06_deploy.ipynb #8d91089c
 def known_categories(model) -> dict:
     "{column: [values]} the model's categorical encoder was fitted on (empty when it has none)."
     transforms = model.named_steps.get("transforms")
@@ -62,10 +66,13 @@ def known_categories(model) -> dict:
     encoder = transforms.named_transformers_["categorical"][-1]
     return {c: [v for v in cats.tolist() if v != "(missing)"] for c, cats in zip(cols, encoder.categories_)}
 
+
+# %% ../nbs/06_deploy.ipynb #4c050804
 def load_version(client, name: str, version: str, reference: Optional[pd.DataFrame] = None) -> ServingModel:
     "Load version `version` of model `name` for serving."
     model, mv = load_model(client, name, version)
     return ServingModel(name, mv.version, model, float(mv.tags.get("threshold", 0.5)), list(model.feature_names_in_), dict(mv.tags), reference)
+
 
 # %% ../nbs/06_deploy.ipynb #1e12cf4f
 TREELITE_ROWS = 128
@@ -108,6 +115,8 @@ class LeanModel:
         if self.float32: Z = Z.astype(np.float32).astype(np.float64)
         return treelite.gtil.predict(self.trees, Z, nthread=1).reshape(len(Z), -1)[:, -1]
 
+
+# %% ../nbs/06_deploy.ipynb #2c38ef22
 def _floats(values) -> np.ndarray:
     "A column as floats, any missing value (None, NaN, pandas' NA) as NaN."
     if isinstance(values, (pd.Series, pd.Index, pd.api.extensions.ExtensionArray)): return values.to_numpy(dtype=float, na_value=np.nan)
@@ -130,6 +139,8 @@ def category_codes(encoding, columns: list[str]) -> list[tuple]:
     codes = encoding.transform(probe)
     return [({v: float(codes[i, j]) for i, v in enumerate(cats[j])}, float(codes[n, j]), float(codes[n + 1, j])) for j in range(len(columns))]
 
+
+# %% ../nbs/06_deploy.ipynb #0b9021ae
 def numeric_imputation(t) -> Optional[tuple]:
     "None for numbers passed as they are; (medians, indicator columns) for a fitted median imputer with indicators."
     from sklearn.impute import SimpleImputer
@@ -139,6 +150,8 @@ def numeric_imputation(t) -> Optional[tuple]:
         return t.statistics_.astype(float), (t.indicator_.features_ if t.add_indicator else np.array([], int))
     raise ValueError(f"numbers are transformed by {type(t).__name__}, which the lean path does not reproduce")
 
+
+# %% ../nbs/06_deploy.ipynb #f648b6a6
 def tree_model(estimator):
     "The estimator's trees as a treelite model, or None for an estimator without trees (it predicts on the matrix itself)."
     import treelite.sklearn
@@ -146,6 +159,8 @@ def tree_model(estimator):
     if isinstance(estimator, (HistGradientBoostingClassifier, RandomForestClassifier)): return treelite.sklearn.import_model(estimator)
     return None
 
+
+# %% ../nbs/06_deploy.ipynb #1b661f49
 def lean_model(pipeline, reference: Optional[pd.DataFrame]) -> tuple:
     "(LeanModel or None, why): the lean path when it gives the pipeline's probabilities on `reference`, else None."
     if reference is None or reference.empty: return None, "no reference rows to prove the lean path on"
@@ -161,6 +176,7 @@ def lean_model(pipeline, reference: Optional[pd.DataFrame]) -> tuple:
     if worst > 1e-9: return None, f"the lean path differs from the pipeline by {worst:.2e} on the reference rows"
     return lean, f"lean: {'treelite' if lean.trees is not None else type(lean.estimator).__name__} on {len(X):,} reference rows x 3 probes"
 
+
 # %% ../nbs/06_deploy.ipynb #9b92da14
 def serving_run(lp: LoadedProject) -> Path:
     "The newest successful run of the project with the artifacts serving reads (snapshot, feature store)."
@@ -173,6 +189,8 @@ def serving_run(lp: LoadedProject) -> Path:
     raise ServingError(f"no successful run of {lp.name!r} under {lp.runs_dir} has a snapshot"
                        f"{' and a feature store' if lp.features else ''}: run `mlops-nb run` first")
 
+
+# %% ../nbs/06_deploy.ipynb #5289330d
 def reference_rows(run_dir: Path, n: int = 1000) -> Optional[pd.DataFrame]:
     "A seeded sample of the run's training set: the rows that prove a version's lean path (None without one)."
     path = Path(run_dir) / "artifacts" / "features" / "training_set.parquet"
@@ -180,10 +198,14 @@ def reference_rows(run_dir: Path, n: int = 1000) -> Optional[pd.DataFrame]:
     df = pd.read_parquet(path)
     return df.sample(min(n, len(df)), random_state=0) if len(df) else None
 
+
+# %% ../nbs/06_deploy.ipynb #8413ce8c
 def snapshot_table(lp: LoadedProject) -> str:
     "The table whose rows are the requests."
     return lp.features.table if lp.features else (lp.design.target.table or next(iter(lp.ingest.tables)))
 
+
+# %% ../nbs/06_deploy.ipynb #51b47761
 class FeatureLookup:
     "Model inputs for request rows: request-time features plus fresh online features (None without a store)."
     def __init__(self, lp: LoadedProject, run_dir: Path, point_in_time: bool = False):
@@ -202,10 +224,14 @@ class FeatureLookup:
         self.online_store = get_online_store_from_config(self.store.config.online_store)
         self.views = self._online_views()
 
+
+# %% ../nbs/06_deploy.ipynb #92dc5cde
 def n_rows(columns) -> int:
     "The number of rows of {column: values} (or of a frame)."
     return len(columns[next(iter(columns))])
 
+
+# %% ../nbs/06_deploy.ipynb #7ad91ec1
 def _plain(values):
     "Values without an index: numpy arrays, or pandas arrays for what numpy has no type for (times with a zone, nullable numbers)."
     if not isinstance(values, (pd.Series, pd.Index)): return values
@@ -321,6 +347,8 @@ def request_columns(lp: LoadedProject, model: ServingModel) -> list[str]:
         cols += [r.name] if r.expr is None else [c for c in expression_columns(r.expr) if c not in ("dt", "str", "tz_convert")]
     return list(dict.fromkeys(cols))
 
+
+# %% ../nbs/06_deploy.ipynb #ff75230a
 def column_types(snapshot: Path, columns: list[str]) -> dict:
     "{column: 'str' | 'int' | 'float' | 'bool' | 'datetime'} from the snapshot's Parquet schema."
     import pyarrow.parquet as pq
@@ -336,6 +364,7 @@ def _kind(arrow_type: str) -> str:
     if arrow_type == "bool": return "bool"
     return "str"
 
+
 # %% ../nbs/06_deploy.ipynb #d5cd975b
 MAX_RECORDS = 1000  # per request: a bigger batch belongs to `mlops-nb score`
 PASS_RECORDS = 128  # requests arriving together are scored in one pass up to this many records (see `make_app`)
@@ -348,6 +377,8 @@ class RequestError(ValueError):
         super().__init__(f"{where}: {message}")
         self.where, self.message, self.status, self.index = where, message, status, index
 
+
+# %% ../nbs/06_deploy.ipynb #4108b44f
 def parse_records(body: bytes) -> list[dict]:
     "The records of a request body: one JSON object, a list of them, or {'records': [...]}."
     if len(body) > MAX_BODY_BYTES: raise RequestError("body", f"{len(body):,} bytes, more than {MAX_BODY_BYTES:,}", 413)
@@ -360,6 +391,8 @@ def parse_records(body: bytes) -> list[dict]:
         if not isinstance(r, dict): raise RequestError(f"records[{i}]", f"expected an object of fields, got {type(r).__name__}")
     return records
 
+
+# %% ../nbs/06_deploy.ipynb #6fddf441
 def check_records(records: list[dict], types: dict, categories: dict) -> dict:
     "{column: [typed values]} of `records` in plain Python (cheap enough for the event loop), or `RequestError`."
     cols = {}
@@ -372,6 +405,8 @@ def check_records(records: list[dict], types: dict, categories: dict) -> dict:
         cols[c] = vals
     return cols
 
+
+# %% ../nbs/06_deploy.ipynb #3b4c9da8
 def records_columns(cols: dict, types: dict) -> dict:
     "{column: array} of checked columns (of one request, or of several concatenated): whole numbers with a missing value as floats, times in UTC."
     out = {}
@@ -383,6 +418,8 @@ def records_columns(cols: dict, types: dict) -> dict:
         else: out[c] = np.array(v, dtype=object)
     return out
 
+
+# %% ../nbs/06_deploy.ipynb #c0d63870
 def validate_records(records: list[dict], types: dict, categories: dict) -> pd.DataFrame:
     "A typed frame of `records`, or `RequestError` naming the first bad field."
     return pd.DataFrame(records_columns(check_records(records, types, categories), types))
@@ -408,6 +445,7 @@ def _typed(v, kind: str, where: str, known: Optional[list]):
         shown = ", ".join(map(str, known[:30])) + (", ..." if len(known) > 30 else "")
         raise RequestError(where, f"{v!r} is not a value the model knows; known: {shown}")
     return v
+
 
 # %% ../nbs/06_deploy.ipynb #d355a56e
 def request_schema(types: dict, categories: dict):
@@ -442,6 +480,8 @@ def check_labels(items) -> list[tuple]:
         out.append((rid, int(record), int(label)))
     return out
 
+
+# %% ../nbs/06_deploy.ipynb #e9e70d15
 def read_labels(path) -> list[tuple]:
     "The checked labels (request id, record, label) of a CSV or Parquet file with the columns request_id, label and optionally record; `ProjectError` names the line."
     path = Path(path)
@@ -457,6 +497,7 @@ def read_labels(path) -> list[tuple]:
     except RequestError as e:
         where = f"line {e.index + 2}" if path.suffix.lower() != ".parquet" else f"row {e.index + 1}"
         raise ProjectError(f"{path}, {where}: {e.where.split('.', 1)[-1]}: {e.message}; nothing was recorded") from None
+
 
 # %% ../nbs/06_deploy.ipynb #7716c30a
 def canary_mask(rows, request_id: str, sticky_key: list[str], share: float) -> np.ndarray:
@@ -805,6 +846,8 @@ def serving_requirements() -> list[str]:
     from importlib.metadata import version as package_version
     return requirements() + [f"{p}=={package_version(p.split('[')[0])}" for p in ("fastapi", "uvicorn", "feast[duckdb]", "mlflow", "treelite", "pyarrow")]
 
+
+# %% ../nbs/06_deploy.ipynb #e4b7ebe0
 def dockerfile(name: str, version: str, run_dir: Path, bundle: Path, project: Path, root: Path) -> str:
     "The bundle's Dockerfile: the package and its pinned requirements; the service of the project file `project` as its command."
     import shlex
@@ -813,6 +856,8 @@ def dockerfile(name: str, version: str, run_dir: Path, bundle: Path, project: Pa
                              source=package_root(), root=root, package_files=" ".join(PACKAGE_FILES),
                              requirements=" ".join(map(shlex.quote, serving_requirements())), command=json.dumps(command))
 
+
+# %% ../nbs/06_deploy.ipynb #6859ff58
 def smoke_test(url: str, timeout: float = 120) -> dict:
     "Real requests against a started service; {'passed', 'checks': [...], 'latency_ms_p50'}."
     import requests

@@ -68,6 +68,8 @@ def distinct_sorted(v: np.ndarray,  # values sorted ascending, at least one
     "The distinct values of a sorted array, in order (`np.unique` without its sort)."
     return v[np.r_[True, v[1:] != v[:-1]]]
 
+
+# %% ../nbs/07_monitor.ipynb #f0fde14c
 def wasserstein_sorted(r: np.ndarray,  # reference values, finite and sorted ascending
                        c: np.ndarray,  # current values, finite and sorted ascending
                        grid: Optional[np.ndarray] = None,  # the distinct values of both (computed when None)
@@ -79,12 +81,15 @@ def wasserstein_sorted(r: np.ndarray,  # reference values, finite and sorted asc
     gap = np.abs(np.searchsorted(r, at, "right") / len(r) - np.searchsorted(c, at, "right") / len(c))
     return float(gap @ np.diff(grid))
 
+
+# %% ../nbs/07_monitor.ipynb #f8a4e9fd
 def wasserstein_norm(r: np.ndarray,  # reference values, finite and sorted ascending
                      c: np.ndarray,  # current values, finite and sorted ascending
                      grid: Optional[np.ndarray] = None,  # the distinct values of both (computed when None)
                      ) -> float:
     "Wasserstein distance divided by the reference's standard deviation (at least 0.001), as Evidently normalises it."
     return wasserstein_sorted(r, c, grid) / max(float(np.std(r)), 0.001)
+
 
 # %% ../nbs/07_monitor.ipynb #f2311195
 def jensen_shannon(ref_counts: np.ndarray,  # count (or share) per value in the reference window
@@ -115,6 +120,8 @@ def ks_p_value(r: np.ndarray,  # reference values (finite)
     from scipy.stats import ks_2samp
     return float(ks_2samp(r, c).pvalue)
 
+
+# %% ../nbs/07_monitor.ipynb #3981c452
 def chi_square_p_value(ref_counts: np.ndarray,  # count per value in the reference window
                        cur_counts: np.ndarray,  # count per value in the current window, same values
                        ) -> float:
@@ -125,6 +132,8 @@ def chi_square_p_value(ref_counts: np.ndarray,  # count per value in the referen
         stat = float(np.sum(np.where(expected > 0, (cur_counts - expected) ** 2 / expected, np.inf)))
     return float(chdtrc(len(ref_counts) - 1, stat))
 
+
+# %% ../nbs/07_monitor.ipynb #36310c98
 def z_p_value(ref_counts: np.ndarray,  # count per value in the reference window (one or two values)
               cur_counts: np.ndarray,  # count per value in the current window, same values
               ) -> float:
@@ -135,6 +144,7 @@ def z_p_value(ref_counts: np.ndarray,  # count per value in the reference window
     pooled = (ref_counts[0] + cur_counts[0]) / (n1 + n2)
     z = (p1 - p2) / math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
     return math.erfc(abs(z) / math.sqrt(2))
+
 
 # %% ../nbs/07_monitor.ipynb #638840b8
 def _counts_drift(ref_counts: np.ndarray, cur_counts: np.ndarray, t: DriftThresholds) -> tuple:
@@ -250,6 +260,8 @@ def drift_table(reference: pd.DataFrame,  # the reference window (the training p
     return pd.DataFrame(rows, columns=["column", "kind", "method", "statistic", "threshold", "drifted", "rule", "psi", "psi_drifted",
                                        "reference_rows", "current_rows", "reference_missing_share", "current_missing_share"])
 
+
+# %% ../nbs/07_monitor.ipynb #16a0972a
 def drift_summary(table: pd.DataFrame,  # a `drift_table`
                   thresholds: Optional[DriftThresholds] = None,  # for `dataset_share`
                   ) -> dict:
@@ -261,10 +273,13 @@ def drift_summary(table: pd.DataFrame,  # a `drift_table`
             "dataset_drift": bool(n and share >= t.dataset_share), "drifted_columns": drifted,
             "psi_drifted_columns": table.loc[table.psi_drifted, "column"].tolist()}
 
+
 # %% ../nbs/07_monitor.ipynb #088886cc
 class MonitorError(RuntimeError):
     "Monitoring cannot run: no prediction log, no champion, no reference; the message says what to do."
 
+
+# %% ../nbs/07_monitor.ipynb #94e8393f
 def window_bounds(log_path: Path, spec: MonitorSpec) -> tuple:
     "(start, end) of the window to monitor, UTC, end exclusive."
     end, start = utc_time(spec.end), utc_time(spec.start)
@@ -274,16 +289,21 @@ def window_bounds(log_path: Path, spec: MonitorSpec) -> tuple:
         end = utc_time(newest) + pd.Timedelta("1us")
     return (start if start is not None else end - pd.Timedelta(spec.window)), end
 
+
+# %% ../nbs/07_monitor.ipynb #9eed4311
 def logged_window(log_path: Path, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     "The window's decisions with their labels (`predictions.read_window`), or `MonitorError` when there is no log."
     if not Path(log_path).exists(): raise MonitorError(f"{log_path}: no prediction log; start the service (`mlops-nb serve`) and send it traffic")
     return read_window(log_path, start, end)
 
+
+# %% ../nbs/07_monitor.ipynb #840e2688
 def json_columns(texts: pd.Series) -> pd.DataFrame:
     "One JSON object per row (the log's inputs or features) as a frame; pandas' line reader, no date guessing."
     import io
     if texts.empty: return pd.DataFrame(index=texts.index)
     return pd.read_json(io.StringIO("\n".join(texts.fillna("{}"))), lines=True, dtype=False, convert_dates=False).set_axis(texts.index)
+
 
 # %% ../nbs/07_monitor.ipynb #b53470bd
 def champion_context(step) -> dict:
@@ -322,6 +342,8 @@ def performance(window: pd.DataFrame, threshold: float, card, min_labels: int, p
                    **{k: m[k] for k in ("roc_auc", "recall", "precision", "value", "positives") if k in m}})
     return {**out, "metrics": metrics, "gates": evaluate_gates(card, metrics) if out["judged"] else [], "by_period": by}
 
+
+# %% ../nbs/07_monitor.ipynb #b63912ae
 def computational(window: pd.DataFrame, refused: pd.DataFrame) -> dict:
     "Latency percentiles (ms, per scoring pass), throughput while the window was served, and the share of refused requests."
     if window.empty: return {"predictions": 0, "refused": len(refused)}
@@ -334,6 +356,8 @@ def computational(window: pd.DataFrame, refused: pd.DataFrame) -> dict:
             "error_rate": len(refused) / (len(refused) + requests),
             "refused_by_status": {str(k): int(v) for k, v in refused.status.value_counts().items()} if len(refused) else {}}
 
+
+# %% ../nbs/07_monitor.ipynb #56c1b86c
 def request_quality(project, inputs: pd.DataFrame) -> dict:
     "The quality phase's rules for the request table, on the window's requests (the columns a request carries)."
     table = project.features.table if project.features else project.design.target.table
@@ -348,6 +372,7 @@ def request_quality(project, inputs: pd.DataFrame) -> dict:
     checks = evaluate_table(df, subset, table)
     return {"table": table, "checks": checks, "scores": dimension_scores(checks),
             "failed": [f"{c['name']}: {c['failed']:,} of {c['total']:,}" for c in checks if not c["passed"]]}
+
 
 # %% ../nbs/07_monitor.ipynb #208f6abc
 def retrain_decision(spec: MonitorSpec, card, drift: pd.DataFrame, ranked: list, perf: dict, rows: int,
@@ -387,10 +412,13 @@ def retrain_decision(spec: MonitorSpec, card, drift: pd.DataFrame, ranked: list,
             rule("model age", age > pd.Timedelta(r.max_age), f"newest training data {age.days} days before the window's end (max {r.max_age})")
     return {"retrain": bool(reasons), "reasons": reasons, "checked": checked}
 
+
+# %% ../nbs/07_monitor.ipynb #ca15c5f6
 def retrain_window(lp: LoadedProject, spec: MonitorSpec, end: pd.Timestamp) -> dict:
     "The ingest window of a retrain whose data ends at `end`: expanding from the project's start, or sliding by `length`."
     start = utc_time(lp.project.ingest.window.start) if spec.retrain.window == "expanding" else end - pd.Timedelta(spec.retrain.length)
     return {"start": start.isoformat() if start is not None else None, "end": end.isoformat()}
+
 
 # %% ../nbs/07_monitor.ipynb #6829e4ec
 def reference_probabilities(ctx: dict, step, n: int = 50_000) -> np.ndarray:

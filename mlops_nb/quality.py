@@ -19,7 +19,8 @@ from .config import (FreshnessCheck, ProfileSpec, Project, ProjectError, Quality
 # %% auto #0
 __all__ = ['TIME_NAMES', 'TOLERANCE_DIGITS', 'MAX_CATEGORIES', 'PROFILE_SEED', 'PROFILE_SETTINGS', 'quality_report',
            'QualityGateError', 'gate_message', 'looks_like_time', 'column_rule', 'relax', 'infer_rules',
-           'profile_table', 'reference_lookup', 'effective_rules', 'run_step', 'scores_table']
+           'profile_table', 'reference_lookup', 'effective_rules', 'import_checkers', 'record_quality', 'run_step',
+           'scores_table']
 
 # %% ../nbs/03_quality.ipynb #ea20c8b7
 def quality_report(checks: list[dict],  # every check's result, of every table
@@ -195,19 +196,40 @@ def effective_rules(project: Project, table: str, rules: TableQuality) -> TableQ
 def _read_snapshot(step: Step) -> dict:
     return json.loads(step.artifact("ingest", "snapshot.json").read_text()).get("tables", {})
 
+# %% ../nbs/03_quality.ipynb #f840be61
+def import_checkers(profile: bool) -> float:
+    "Import pandera (and the profiler when `profile`) before the checks run, so that their timing is the checks' own: the seconds it took."
+    t0 = time.perf_counter()
+    import pandera.pandas  # noqa: F401
+    if profile:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            import data_profiling  # noqa: F401
+    return time.perf_counter() - t0
+
+
+# %% ../nbs/03_quality.ipynb #a572ff27
+def record_quality(step: Step, report: dict, checks: list[dict], seconds: float) -> None:
+    "Save `quality.json`; put the thresholds, scores, counts and timings on the step's MLflow parameters and metrics."
+    q, profiles = step.project.quality, report["profiles"]
+    step.save_json("quality.json", report)
+    step.params.update({f"threshold_{d}": t for d, t in q.thresholds.items()})
+    step.params.update(profile_max_rows=q.profile.max_rows, profile_minimal=q.profile.minimal, tables=",".join(q.tables))
+    step.metrics.update({f"quality_{d}": s for d, s in report["scores"].items() if s is not None})
+    step.metrics.update(quality_passed=float(report["passed"]), checks=len(checks),
+                        checks_failed=sum(not c["passed"] for c in checks),
+                        checks_failed_error=sum(not c["passed"] and c["severity"] == "error" for c in checks),
+                        check_seconds=seconds, rows_per_second=report["timing"]["rows_per_second"] or 0.0)
+    for t, p in profiles.items(): step.metrics.update({f"profile_seconds_{t}": p["seconds"], f"profile_sample_fraction_{t}": p["sample_fraction"]})
+
+
 # %% ../nbs/03_quality.ipynb #1306ed4f
 def run_step(step: Step) -> dict:
     "Check and profile every table of `quality.tables`, write `quality.json`, finish; raise if the gate fails."
     q = step.project.quality
     snapshot, lookup, now = _read_snapshot(step), reference_lookup(step), pd.Timestamp.now(tz="UTC")
     checks, rows, profiles, seconds = [], {}, {}, 0.0
-    t0 = time.perf_counter()
-    import pandera.pandas  # noqa: F401  (imports are timed apart from the checks)
-    if q.profile.enabled:
-        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")
-            import data_profiling  # noqa: F401
-    import_seconds = time.perf_counter() - t0
+    import_seconds = import_checkers(q.profile.enabled)
     for table, table_rules in q.tables.items():
         path = step.artifact("ingest", f"{table}.parquet")
         df = pd.read_parquet(path)
@@ -227,15 +249,7 @@ def run_step(step: Step) -> dict:
     report["timing"] = {"check_seconds": round(seconds, 3), "rows_checked": sum(rows.values()),
                         "rows_per_second": round(sum(rows.values()) / seconds) if seconds else None,
                         "import_seconds": round(import_seconds, 3)}
-    step.save_json("quality.json", report)
-    step.params.update({f"threshold_{d}": t for d, t in q.thresholds.items()})
-    step.params.update(profile_max_rows=q.profile.max_rows, profile_minimal=q.profile.minimal, tables=",".join(q.tables))
-    step.metrics.update({f"quality_{d}": s for d, s in report["scores"].items() if s is not None})
-    step.metrics.update(quality_passed=float(report["passed"]), checks=len(checks),
-                        checks_failed=sum(not c["passed"] for c in checks),
-                        checks_failed_error=sum(not c["passed"] and c["severity"] == "error" for c in checks),
-                        check_seconds=seconds, rows_per_second=report["timing"]["rows_per_second"] or 0.0)
-    for t, p in profiles.items(): step.metrics.update({f"profile_seconds_{t}": p["seconds"], f"profile_sample_fraction_{t}": p["sample_fraction"]})
+    record_quality(step, report, checks, seconds)
     step.finish()
     for w in report["warnings"]: print(f"warning: {w}")
     if not report["passed"]: raise QualityGateError(gate_message(report))

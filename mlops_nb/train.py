@@ -680,6 +680,8 @@ class TrainingSet:
         "The feature columns a model may use: those of the record present in the frame, timestamps left out."
         return [f for f in self.meta["features"] if f in self.frame.columns and feature_kinds(self.frame, [f])["skipped"] == []]
 
+
+# %% ../nbs/05_train.ipynb #79b3e96f
 def read_training_set(step: Step) -> TrainingSet:
     "The training set of the run's features step."
     meta = step.require("features")["outputs"]["training_set.parquet"]
