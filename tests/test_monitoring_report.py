@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from mlops_nb.config import demo_project_file, free_port, load_project, write_json
-from mlops_nb.reports import (monitoring_history, render_reports, report_url, select_monitoring, start_reports,
-                              stop_reports)
+from mlops_nb.reports import render_reports, report_url, select_monitoring, start_reports, stop_reports
+from mlops_nb.reports_monitoring import monitoring_history
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

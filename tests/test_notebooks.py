@@ -21,7 +21,7 @@ def notebook_tests(request, warehouse):
     "The selected notebooks' nbdev-test processes, WORKERS at a time, the slowest known first; {notebook: future}."
     from concurrent.futures import ThreadPoolExecutor
     wanted = [nb for nb in NOTEBOOKS if any(i.name == f"test_notebook[{nb}]" for i in request.session.items)]
-    slow_first = sorted(wanted, key=lambda nb: nb not in ("05_train.ipynb", "06_deploy.ipynb", "91_reports.ipynb"))
+    slow_first = sorted(wanted, key=lambda nb: nb not in ("05_train.ipynb", "06_deploy.ipynb", "91_reports.ipynb", "95_reports_model.ipynb"))
     pool = ThreadPoolExecutor(WORKERS)
     futures = {nb: pool.submit(nbdev_test, nb) for nb in slow_first}
     yield futures
