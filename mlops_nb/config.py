@@ -512,6 +512,8 @@ def _dotted(loc) -> str:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
+
+# %% ../nbs/00_config.ipynb #54569b7c
 def _model_at(model: type, loc) -> Optional[type]:
     "The pydantic model class found by walking `loc` down from `model`, if any."
     tp = model
@@ -531,6 +533,8 @@ def _model_at(model: type, loc) -> Optional[type]:
         tp = next((a for a in typing.get_args(tp) if a is not type(None)), tp)
     return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
 
+
+# %% ../nbs/00_config.ipynb #9f96cd66
 def describe_errors(err: ValidationError, where: str, model: type = None) -> list[str]:
     "One actionable line per error: file, key, bad value, what is allowed."
     model = model or Project
@@ -552,6 +556,7 @@ def describe_errors(err: ValidationError, where: str, model: type = None) -> lis
             if isinstance(e.get("input"), dict) and len(repr(e["input"])) > 80: bad = ""
             lines.append(f"{where}: key `{key}`: {msg}{bad}")
     return lines
+
 
 # %% ../nbs/00_config.ipynb #32c72d4b
 def parse_override(item: str) -> tuple[str, Any]:

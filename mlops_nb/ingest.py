@@ -243,6 +243,8 @@ def _split_table(name: str) -> tuple:
     schema, _, table = name.rpartition(".")
     return (schema or None), table
 
+
+# %% ../nbs/02_ingest.ipynb #03da94be
 class SQLSource:
     "One SQL source of an ingest: its engine, its URL (password hidden), its tables and their columns."
     def __init__(self, lp: LoadedProject, key: str):
@@ -311,6 +313,7 @@ class SQLSource:
 
     def close(self): self.engine.dispose()
 
+
 # %% ../nbs/02_ingest.ipynb #2f463d03
 def _min_max(src: SQLSource, table: str, col: str) -> tuple:
     "The smallest and largest stored value of `col` (two index look-ups when `col` is indexed)."
@@ -356,6 +359,8 @@ def _numeric_columns(types: dict) -> set:
     import sqlalchemy as sa
     return {c for c, t in types.items() if isinstance(t, (sa.Integer, sa.Float, sa.Numeric)) and not isinstance(t, sa.Boolean)}
 
+
+# %% ../nbs/02_ingest.ipynb #b9a14c89
 def _literal_sql(stmt, dialect) -> str:
     "The statement with its bound values written in, for the record (or with placeholders if it cannot be)."
     try: return str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
@@ -363,6 +368,8 @@ def _literal_sql(stmt, dialect) -> str:
         compiled = stmt.compile(dialect=dialect)
         return f"{compiled} -- with {compiled.params}"
 
+
+# %% ../nbs/02_ingest.ipynb #1d42477f
 def read_sql_table(src: SQLSource,  # the source
                    table: str,  # table or view (`schema.table` allowed)
                    columns: list,  # columns to select, in order
@@ -394,6 +401,7 @@ def read_sql_table(src: SQLSource,  # the source
     except (exc.SQLAlchemyError, OSError) as e: raise src._fail(e) from None
     df = (pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]) if chunks else pd.DataFrame(columns=columns)
     return df, _literal_sql(stmt, src.engine.dialect)
+
 
 # %% ../nbs/02_ingest.ipynb #7017f9ab
 @dataclass
@@ -449,6 +457,8 @@ def _read(lp: LoadedProject, srcs: Sources, key: str, table: str, where: str, wa
     df, query = read_sql_table(src, table, want or list(types), time_column, start, end, what)
     return df, origin, f"{src.url}#{table}", query
 
+
+# %% ../nbs/02_ingest.ipynb #ec585bc2
 def extract_table(lp: LoadedProject,  # the project
                   name: str,  # a key of `ingest.tables`
                   window: Optional[Window] = None,  # default: the project's `ingest.window`
@@ -483,6 +493,8 @@ def extract_table(lp: LoadedProject,  # the project
     win = {"start": iso(start), "end": iso(end)} if tc else {"start": None, "end": None}
     return Extract(name, df, source, query, win, extracted_at, time.perf_counter() - t0, joins)
 
+
+# %% ../nbs/02_ingest.ipynb #84846365
 def _empty_window(srcs, lp, spec, name, origin, start, end) -> IngestError:
     "The error for a window selecting no rows, with the times the table does hold."
     tc, key = spec.time_column, spec.source
@@ -495,6 +507,7 @@ def _empty_window(srcs, lp, spec, name, origin, start, end) -> IngestError:
         return IngestError(f"ingest.tables.{name}: {origin} has no rows (or no {tc} values)")
     return IngestError(f"ingest.window {describe_window(start, end)} selects no rows of table `{name}`: in {origin}, "
                        f"{tc} runs from {iso(lo)} to {iso(hi)}")
+
 
 # %% ../nbs/02_ingest.ipynb #c31bde02
 def check_join_keys(df: pd.DataFrame, right: pd.DataFrame, keys: list[str], name: str, where: str, origin: str):
@@ -520,9 +533,13 @@ def _kind(dtype) -> str:
     if pd.api.types.is_datetime64_any_dtype(dtype): return "timestamps"
     return "text"
 
+
+# %% ../nbs/02_ingest.ipynb #8463c4a7
 def _key_index(df: pd.DataFrame, keys: list) -> pd.Index:
     return pd.Index(df[keys[0]]) if len(keys) == 1 else pd.MultiIndex.from_frame(df[keys])
 
+
+# %% ../nbs/02_ingest.ipynb #2265ca5b
 def join_lookup(lp: LoadedProject,  # the project
                 srcs: Sources,  # open sources
                 df: pd.DataFrame,  # the table joined into
@@ -557,6 +574,7 @@ def join_lookup(lp: LoadedProject,  # the project
     info = {"table": j.table, "source": source, "query": query, "keys": j.keys, "columns": list(brought.values()),
             "how": j.how, "matched": matched}
     return out, info
+
 
 # %% ../nbs/02_ingest.ipynb #3442c15d
 def snapshot_versions(store,  # the snapshot store's folder

@@ -158,10 +158,14 @@ def _counts_drift(ref_counts: np.ndarray, cur_counts: np.ndarray, t: DriftThresh
     d = jensen_shannon(ref_counts, cur_counts)
     return "jensenshannon", d, t.jensen_shannon, d >= t.jensen_shannon, f"distance >= {t.jensen_shannon:g}"
 
+
+# %% ../nbs/07_monitor.ipynb #a96353f3
 def _sorted_counts(sorted_values: np.ndarray, bins: np.ndarray) -> np.ndarray:
     "How many of the sorted values equal each of `bins` (distinct, ascending)."
     return np.searchsorted(sorted_values, bins, "right") - np.searchsorted(sorted_values, bins, "left")
 
+
+# %% ../nbs/07_monitor.ipynb #600ecbe1
 def _numeric_values(s: pd.Series, column: str, window: str) -> np.ndarray:
     "The finite values of a numeric column as float64 (missing and infinite values dropped), sorted."
     try: v = s.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -170,6 +174,8 @@ def _numeric_values(s: pd.Series, column: str, window: str) -> np.ndarray:
                          f"pass kinds={{{column!r}: 'categorical'}} or fix the column") from None
     return np.sort(v[np.isfinite(v)])
 
+
+# %% ../nbs/07_monitor.ipynb #5db77656
 def _numeric_drift(r: np.ndarray, c: np.ndarray, t: DriftThresholds) -> tuple:
     "(method, statistic, threshold, drifted, rule, psi) for two sorted, non-empty arrays of finite values."
     ur = distinct_sorted(r)
@@ -190,6 +196,8 @@ def _numeric_drift(r: np.ndarray, c: np.ndarray, t: DriftThresholds) -> tuple:
     d = wasserstein_norm(r, c, grid)
     return "wasserstein", d, t.wasserstein, d >= t.wasserstein, f"distance >= {t.wasserstein:g}", p
 
+
+# %% ../nbs/07_monitor.ipynb #10336958
 def _categorical_counts(ref: pd.Series, cur: pd.Series) -> tuple:
     "(reference counts, current counts, values) over the non-missing values of both windows, factorized together."
     if (isinstance(ref.dtype, pd.CategoricalDtype) and isinstance(cur.dtype, pd.CategoricalDtype)
@@ -201,6 +209,8 @@ def _categorical_counts(ref: pd.Series, cur: pd.Series) -> tuple:
     k = len(values)
     return np.bincount(rc[rc >= 0], minlength=k), np.bincount(cc[cc >= 0], minlength=k), values
 
+
+# %% ../nbs/07_monitor.ipynb #d430d880
 def column_drift(reference: pd.Series,  # the column in the reference window (the training period)
                  current: pd.Series,  # the same column in the current window
                  kind: Optional[str] = None,  # `numeric` or `categorical`; None: from the dtype (`infer_kind`)
@@ -233,6 +243,7 @@ def column_drift(reference: pd.Series,  # the column in the reference window (th
             "drifted": bool(drifted), "rule": rule, "psi": p, "psi_drifted": bool(p >= t.psi),
             "reference_rows": len(reference), "current_rows": len(current),
             "reference_missing_share": 1 - n_r / len(reference), "current_missing_share": 1 - n_c / len(current)}
+
 
 # %% ../nbs/07_monitor.ipynb #24389c8c
 def drift_table(reference: pd.DataFrame,  # the reference window (the training period)

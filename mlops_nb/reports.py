@@ -5,16 +5,15 @@
 # %% ../nbs/91_reports.ipynb #1e061cd7
 from __future__ import annotations
 
-import base64, functools, html, io, json, math, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
+import base64, functools, html, io, json, math, os, re, shutil, signal, socket, subprocess, sys, tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 from urllib.parse import parse_qs, quote
-from urllib.request import urlopen
 
 import yaml
 
-from .config import ProjectError, atomic_write, package_root
+from .config import ProjectError, atomic_write, package_root, wait_for_server
 from .runs import ipc_kernel_manager
 
 # %% auto #0
@@ -829,17 +828,9 @@ def start_reports(
 # %% ../nbs/91_reports.ipynb #a8f01a94
 def _wait_ready(proc: subprocess.Popen, port: int, ip: str, log, timeout: float) -> None:
     "Return once Voila answers its tree page; `ServeError` with the log's end if it exits or times out."
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ServeError(f"Voila exited with code {proc.returncode} before answering"
-                             + (f"; its log ({log}) ends with:\n{_tail(log)}" if log else ""))
-        try:
-            with urlopen(base_url(port, ip) + "/", timeout=2) as r:
-                if r.status == 200: return
-        except OSError: time.sleep(0.25)
-    raise ServeError(f"Voila did not answer on {ip}:{port} within {timeout:.0f} s"
-                     + (f"; its log ({log}) ends with:\n{_tail(log)}" if log else ""))
+    why = wait_for_server(base_url(port, ip) + "/", proc, timeout)
+    if why is not None: raise ServeError(f"Voila {why}" + (f"; its log ({log}) ends with:\n{_tail(log)}" if log else ""))
+
 
 # %% ../nbs/91_reports.ipynb #ec667201
 def stop_reports(proc: subprocess.Popen, timeout: float = 20) -> int:

@@ -92,11 +92,15 @@ def _grouped_random_split(df: pd.DataFrame, label: str, split: Split, groups: np
         part[members] = of_group[groups[members]]
     return {name: np.flatnonzero(part == i) for i, name in enumerate(("holdout", "validation", "train"))}
 
+
+# %% ../nbs/05_train.ipynb #2dd468cd
 def _time_boundary(t: pd.Series, share: float) -> pd.Timestamp:
     "The timestamp from which the latest `share` of rows start."
     s = t.sort_values(kind="stable").reset_index(drop=True)
     return s.iloc[min(len(s) - 1, int(len(s) * (1 - share)))]
 
+
+# %% ../nbs/05_train.ipynb #3bdb10ea
 def split_frame(df: pd.DataFrame,  # the training set
                 split: Split,  # `train.split` of the project
                 label: str,  # the label column
