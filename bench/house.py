@@ -7,12 +7,14 @@
 - the import graph between the package's modules (imports inside functions included), and its cycles
   (strongly connected components of more than one module).
 
-    .venv/bin/python bench/house.py          # prints a markdown report, writes bench/results/house.md
+    .venv/bin/python bench/house.py                    # prints a markdown report, writes bench/results/house.md
+    .venv/bin/python bench/house.py --before c3196f3   # the same figures at an earlier commit, side by side
 """
-import ast, json, sys
+import argparse, ast, json, subprocess, sys, tarfile, tempfile
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Optional
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -20,10 +22,10 @@ PACKAGE = "mlops_nb"
 LONG_FUNCTION = 40  # lines
 
 
-def exported_cells() -> list[dict]:
+def exported_cells(root: Path = ROOT) -> list[dict]:
     "Every `#| export` cell of the numbered notebooks: notebook, cell id, lines, definitions."
     out = []
-    for nb in sorted((ROOT / "nbs").glob("[0-9]*.ipynb")):
+    for nb in sorted((root / "nbs").glob("[0-9]*.ipynb")):
         for cell in json.loads(nb.read_text())["cells"]:
             src = "".join(cell["source"])
             if cell["cell_type"] != "code" or not src.lstrip().startswith(("#| export", "#|export")): continue
@@ -33,10 +35,10 @@ def exported_cells() -> list[dict]:
     return out
 
 
-def functions() -> list[dict]:
+def functions(root: Path = ROOT) -> list[dict]:
     "Every function and method of the package: module, name, lines."
     out = []
-    for f in sorted((ROOT / PACKAGE).glob("*.py")):
+    for f in sorted((root / PACKAGE).glob("*.py")):
         if f.name.startswith("_"): continue
         for n in ast.walk(ast.parse(f.read_text())):
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -44,13 +46,13 @@ def functions() -> list[dict]:
     return out
 
 
-def import_graph() -> dict:
+def import_graph(root: Path = ROOT) -> dict:
     "{module: {modules of the package it imports}}, imports inside functions included."
-    mods = {f.stem for f in (ROOT / PACKAGE).glob("*.py") if not f.name.startswith("_")}
+    mods = {f.stem for f in (root / PACKAGE).glob("*.py") if not f.name.startswith("_")}
     graph = {}
     for m in sorted(mods):
         deps = set()
-        for n in ast.walk(ast.parse((ROOT / PACKAGE / f"{m}.py").read_text())):
+        for n in ast.walk(ast.parse((root / PACKAGE / f"{m}.py").read_text())):
             if isinstance(n, ast.ImportFrom):
                 name = n.module or ""
                 if n.level == 1: deps.add(name.split(".")[0]) if name else deps.update(a.name for a in n.names)
@@ -82,8 +84,8 @@ def cycles(graph: dict) -> list[list[str]]:
     return out
 
 
-def figures() -> dict:
-    cells, funcs, graph = exported_cells(), functions(), import_graph()
+def figures(root: Path = ROOT) -> dict:
+    cells, funcs, graph = exported_cells(root), functions(root), import_graph(root)
     longest_cell = max(cells, key=lambda c: c["lines"])
     longest_fn = max(funcs, key=lambda f: f["lines"])
     per_cell = Counter(min(c["definitions"], 4) for c in cells)
@@ -95,27 +97,47 @@ def figures() -> dict:
             "modules": {m: sorted(d) for m, d in graph.items()}, "cycles": cycles(graph)}
 
 
-def report(f: dict) -> str:
+def rows(f: dict) -> dict:
+    "{figure: its value in words}."
     c, fn = f["longest_cell"], f["longest_function"]
-    lines = [f"| exported cells | {f['exported_cells']} |",
-             f"| longest exported cell | {c['lines']} lines ({c['notebook']}, cell {c['id']}) |",
-             f"| definitions per exported cell (cells with 0 / 1 / 2 / 3 / 4+) | "
-             + " / ".join(str(f["definitions_per_cell"].get(k, 0)) for k in ("0", "1", "2", "3", "4+")) + f" (mean {f['mean_definitions_per_cell']}) |",
-             f"| functions and methods | {f['functions']} |",
-             f"| longest function | {fn['lines']} lines (`{fn['module']}.{fn['name']}`) |",
-             f"| functions over {LONG_FUNCTION} lines | {f['functions_over_40_lines']} |",
-             f"| import cycles between modules | {len(f['cycles'])}" + (": " + "; ".join(" ↔ ".join(c) for c in f["cycles"]) if f["cycles"] else "") + " |"]
+    return {"exported cells": str(f["exported_cells"]),
+            "longest exported cell": f"{c['lines']} lines ({c['notebook']}, cell {c['id']})",
+            "definitions per exported cell (cells with 0 / 1 / 2 / 3 / 4+)":
+                " / ".join(str(f["definitions_per_cell"].get(k, 0)) for k in ("0", "1", "2", "3", "4+")) + f" (mean {f['mean_definitions_per_cell']})",
+            "functions and methods": str(f["functions"]),
+            "longest function": f"{fn['lines']} lines (`{fn['module']}.{fn['name']}`)",
+            f"functions over {LONG_FUNCTION} lines": str(f["functions_over_40_lines"]),
+            "import cycles between modules": str(len(f["cycles"])) + (": " + "; ".join(" ↔ ".join(c) for c in f["cycles"]) if f["cycles"] else "")}
+
+
+def report(f: dict, before: Optional[dict] = None, commit: str = "") -> str:
+    now = rows(f)
+    if before is None: table = "| figure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in now.items())
+    else:
+        then = rows(before)
+        table = (f"| figure | before ({commit}) | now |\n|---|---|---|\n" + "\n".join(f"| {k} | {then[k]} | {v} |" for k, v in now.items()))
     graph = "\n".join(f"- `{m}` → {', '.join(f'`{d}`' for d in deps) or 'nothing of the package'}" for m, deps in f["modules"].items())
-    return "| figure | value |\n|---|---|\n" + "\n".join(lines) + "\n\nImports between modules (inside functions included):\n\n" + graph + "\n"
+    return table + "\n\nImports between modules now (inside functions included):\n\n" + graph + "\n"
+
+
+def figures_at(commit: str) -> dict:
+    "The figures of the notebooks and package at `commit` (read from git, the work tree untouched)."
+    with tempfile.TemporaryDirectory() as d:
+        archive = subprocess.run(["git", "archive", commit, "nbs", PACKAGE], cwd=ROOT, capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as t: t.extractall(d, filter="data")
+        return figures(Path(d))
 
 
 def main() -> int:
-    f = figures()
-    md = report(f)
+    p = argparse.ArgumentParser(description="The house's figures (issue 14), counted from the notebooks and the package.")
+    p.add_argument("--before", metavar="COMMIT", help="also count them at this earlier commit, side by side")
+    args = p.parse_args()
+    md = report(figures(), figures_at(args.before) if args.before else None, args.before or "")
     print(md)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    command = "`.venv/bin/python bench/house.py" + (f" --before {args.before}" if args.before else "") + "`"
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "house.md").write_text(f"# The house, counted\n\n`.venv/bin/python bench/house.py`, {stamp}.\n\n{md}")
+    (HERE / "results" / "house.md").write_text(f"# The house, counted\n\n{command}, {stamp}.\n\n{md}")
     return 0
 
 
