@@ -19,8 +19,8 @@ from .config import (ColumnRule, Dimension, DuplicateCheck, FreshnessCheck, GapC
 __all__ = ['DIMENSIONS', 'N_SAMPLES', 'EPS', 'MAX_SAMPLE_COLUMNS', 'FAMILIES', 'NOUNS', 'MAX_GAP_SLOTS', 'check_result',
            'sample_rows', 'is_textlike', 'ColumnFacts', 'dtype_family', 'storage_ok', 'nonconforming', 'table_schema',
            'schema_checks', 'numeric_values', 'utc_values', 'column_checks', 'eval_rows', 'row_check',
-           'reference_check', 'repeated_keys', 'duplicate_check', 'freshness_check', 'gap_check', 'evaluate_table',
-           'mean_score', 'dimension_scores', 'pct', 'failure_line']
+           'reference_check', 'repeated_keys', 'duplicate_check', 'freshness_check', 'series_codes', 'gap_runs',
+           'gap_check', 'evaluate_table', 'mean_score', 'dimension_scores', 'pct', 'failure_line']
 
 # %% ../nbs/83_checks.ipynb #e54c9c08
 DIMENSIONS: tuple = typing.get_args(Dimension)  # accuracy, completeness, consistency, timeliness
@@ -384,6 +384,29 @@ def _fixed_step(freq: str, where: str) -> pd.Timedelta:
     if step <= pd.Timedelta(0): raise ProjectError(f"{where}: freq {freq!r} must be positive")
     return step
 
+# %% ../nbs/83_checks.ipynb #894181df
+def series_codes(df: pd.DataFrame, by: list[str]) -> tuple:
+    "(per row, the number of its series (-1: a key is missing), the series' keys in that order); one series without `by`."
+    if not by: return np.zeros(len(df), dtype=np.int64), [()]
+    g = df.groupby(by, sort=True, dropna=True, observed=True)
+    codes = g.ngroup().to_numpy(dtype=float, na_value=np.nan)
+    return np.where(np.isnan(codes), -1, codes).astype(np.int64), [k if isinstance(k, tuple) else (k,) for k in g.size().index]
+
+
+# %% ../nbs/83_checks.ipynb #9b092e75
+def gap_runs(missing: np.ndarray, nslots: int, start: int, step_ns: int, by: list[str], keys: list) -> tuple:
+    "(sample gaps, a sentence) for the `missing` slots (series x `nslots` steps from `start`): consecutive slots of a series are one gap."
+    if not len(missing): return [], None
+    cut = np.flatnonzero((np.diff(missing) != 1) | (np.diff(missing // nslots) != 0)) + 1
+    runs = np.split(missing, cut)
+    def ts(i): return pd.Timestamp(start + int(i % nslots) * step_ns, tz="UTC").isoformat()
+    samples = [{**dict(zip(by, keys[run[0] // nslots])), "from": ts(run[0]), "to": ts(run[-1]), "missing": len(run)} for run in runs[:N_SAMPLES]]
+    longest = max(runs, key=len)
+    detail = (f"{len(missing):,} missing steps in {len(runs):,} gaps; the longest: {len(longest)} from "
+              f"{ts(longest[0])}" + (f" ({', '.join(map(str, keys[longest[0] // nslots]))})" if by else ""))
+    return samples, detail
+
+
 # %% ../nbs/83_checks.ipynb #4399ae68
 MAX_GAP_SLOTS = 50_000_000  # groups x slots a gap check may test (a bool each)
 
@@ -398,12 +421,7 @@ def gap_check(df: pd.DataFrame, gap: GapCheck, table: str) -> dict:
         return check_result(table, f"{gap.column}.gaps", dimension="consistency", severity=gap.severity, rule=rule,
                             failed=max(len(df), 1), total=max(len(df), 1), min_pass_rate=gap.min_pass_rate,
                             column=gap.column, detail=f"{table}.{gap.column} holds no timestamps")
-    if gap.by:
-        g = df.groupby(gap.by, sort=True, dropna=True, observed=True)
-        codes = g.ngroup().to_numpy(dtype=float, na_value=np.nan)
-        codes = np.where(np.isnan(codes), -1, codes).astype(np.int64)
-        keys = [k if isinstance(k, tuple) else (k,) for k in g.size().index]
-    else: codes, keys = np.zeros(len(df), dtype=np.int64), [()]
+    codes, keys = series_codes(df, gap.by)
     ns = t.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
     ok = t.notna().to_numpy() & (codes >= 0)
     if not ok.any(): return check_result(table, f"{gap.column}.gaps", dimension="timeliness", severity=gap.severity,
@@ -417,17 +435,7 @@ def gap_check(df: pd.DataFrame, gap: GapCheck, table: str) -> dict:
     seen = np.zeros(nslots * len(keys), dtype=bool)
     seen[c * nslots + (v - start) // step_ns] = True
     missing = np.flatnonzero(~seen)
-    samples, detail = [], None
-    if len(missing):
-        cut = np.flatnonzero((np.diff(missing) != 1) | (np.diff(missing // nslots) != 0)) + 1
-        runs = np.split(missing, cut)
-        def ts(i): return pd.Timestamp(start + int(i % nslots) * step_ns, tz="UTC").isoformat()
-        for run in runs[:N_SAMPLES]:
-            samples.append({**dict(zip(gap.by, keys[run[0] // nslots])), "from": ts(run[0]), "to": ts(run[-1]),
-                            "missing": len(run)})
-        longest = max(runs, key=len)
-        detail = (f"{len(missing):,} missing steps in {len(runs):,} gaps; the longest: {len(longest)} from "
-                  f"{ts(longest[0])}" + (f" ({', '.join(map(str, keys[longest[0] // nslots]))})" if gap.by else ""))
+    samples, detail = gap_runs(missing, nslots, start, step_ns, gap.by, keys)
     samples = json.loads(json.dumps(samples, default=str))
     return check_result(table, f"{gap.column}.gaps", dimension="timeliness", severity=gap.severity, rule=rule,
                         failed=len(missing), total=len(seen), min_pass_rate=gap.min_pass_rate, samples=samples,

@@ -27,7 +27,7 @@ __all__ = ['LOWER_IS_BETTER', 'DEFAULTS', 'TRUSTED_PREFIXES', 'TRUSTED_EXTRA', '
            'trial_importance', 'run_trial', 'tracking', 'log_trial', 'dataset_inputs', 'search', 'best_of', 'verdicts',
            'slice_columns', 'holdout_report', 'promotion_metric', 'decide', 'trusted_types', 'champion_on', 'register',
            'limitations', 'TrainingSet', 'read_training_set', 'search_trials', 'score_on_holdout', 'model_card',
-           'record_search', 'register_and_promote', 'run_step']
+           'record_search', 'register_and_promote', 'snapshot_digests', 'run_step']
 
 # %% ../nbs/05_train.ipynb #3faf8414
 class TrainError(ValueError):
@@ -794,6 +794,13 @@ def register_and_promote(step: Step, client, best: dict, parts: dict, ts: Traini
     return mv.version
 
 
+# %% ../nbs/05_train.ipynb #53fefced
+def snapshot_digests(step: Step) -> dict:
+    "{table file: content digest} of the run's ingested snapshot, for the model's lineage (empty when ingest did not run)."
+    snapshot = step.outputs_of("ingest") or {}
+    return {k: v["digest"] for k, v in snapshot.get("outputs", {}).items() if k.endswith(".parquet")}
+
+
 # %% ../nbs/05_train.ipynb #5bbba6b8
 def run_step(step: Step) -> dict:
     "Split, search, test the selected trial on the hold-out, register it, decide on promotion; finish."
@@ -821,9 +828,8 @@ def run_step(step: Step) -> dict:
     mv_champ, champ_metrics, champ_problem = champion_on(client, name, parts["holdout"], label, vm)
     decision = decide(gates, pmetric, challenger=hm.get(pmetric, float("nan")), champion=champ_metrics[pmetric] if champ_metrics else None,
                       margin=spec.promotion.margin, sign_off_required=card.sign_off_required, champion_problem=champ_problem)
-    snapshot = step.outputs_of("ingest") or {}
-    lineage = {"pipeline_run": step.run_dir.name, "snapshot": {k: v["digest"] for k, v in snapshot.get("outputs", {}).items() if k.endswith(".parquet")},
-               "training_set_digest": ts.meta["digest"], "holdout_digest": holdout_digest, "trial_run_id": best["run_id"], "git_commit": commit}
+    lineage = {"pipeline_run": step.run_dir.name, "snapshot": snapshot_digests(step), "training_set_digest": ts.meta["digest"],
+               "holdout_digest": holdout_digest, "trial_run_id": best["run_id"], "git_commit": commit}
     promotion = {"metric": pmetric, "margin": spec.promotion.margin, "champion_version": mv_champ.version if mv_champ else None,
                  "champion_on_holdout": champ_metrics, **decision}
     card_json = model_card(step, ts, best, metric, report, gates, parts, copies, promotion, lineage)
