@@ -15,7 +15,7 @@ from .config import LoadedProject, ProjectError, atomic_write, demo_project_file
 from .pipeline import STEPS, monitor_project, run_pipeline, select_steps
 from .predictions import PredictionLog
 from .registry import approve, rollback
-from .runs import LockBusy, list_run_records, one_line
+from .runs import Interrupted, LockBusy, list_run_records, one_line
 
 # %% auto #0
 __all__ = ['MIN_CLASS_ROWS', 'SCHEDULE_MARK', 'CRON_FIELDS', 'EXIT_OK', 'EXIT_STEP_FAILED', 'EXIT_BAD_INPUT', 'EXIT_BUSY',
@@ -211,7 +211,8 @@ def install_schedule(block: str, file: Optional[Path] = None) -> str:
 EXIT_OK, EXIT_STEP_FAILED, EXIT_BAD_INPUT, EXIT_BUSY = 0, 1, 2, 3
 
 EPILOG = """exit codes: 0 success; 1 a step failed; 2 bad usage or bad project file; 3 another run of the
-project is in progress. Documentation: nbs/92_cli.ipynb."""
+project is in progress; 128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM), the run recorded as interrupted.
+Documentation: nbs/92_cli.ipynb."""
 
 
 # %% ../nbs/92_cli.ipynb #d8186eed
@@ -250,6 +251,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"mlops-nb: error: {e}", file=sys.stderr); code = EXIT_BAD_INPUT
     except LockBusy as e:
         print(f"mlops-nb: busy: {e}", file=sys.stderr); code = EXIT_BUSY
+    except Interrupted as e:
+        print(f"mlops-nb: {e}", file=sys.stderr); code = e.exit_code
     except KeyboardInterrupt:
         print("mlops-nb: interrupted", file=sys.stderr); code = 130
     if argv is None: sys.exit(code)

@@ -12,13 +12,15 @@ from typing import Callable, Optional
 from .config import LoadedProject, ProjectError, load_project, now_iso, package_root
 from .registry import tracking_client
 from .reports import render_reports
-from .runs import error_of, execute_notebook, git_commit, latest_run_with, new_run_id, one_line, run_lock, save_record
+from .runs import (Interrupted, error_of, execute_notebook, git_commit, latest_run_with, list_run_records, new_run_id, one_line,
+                           run_lock, run_owner, save_record, stop_kernels, stop_on_signals)
 
 # %% auto #0
 __all__ = ['STEPS', 'PIPELINE_END', 'LOGGED_SUFFIXES', 'MAX_LOGGED_BYTES', 'STEP_TAG', 'nbs_dir', 'select_steps', 'new_record',
-           'start_parent_run', 'start_step_run', 'log_step', 'runs_in_a_run', 'step_notebook', 'execute_step',
-           'step_outputs', 'discard_partial', 'reuse_steps', 'say', 'prepare_run', 'run_steps', 'render_run_reports',
-           'finish_record', 'run_pipeline', 'monitor_project', 'retrain_outcome']
+           'start_parent_run', 'start_step_run', 'end_tracking_runs', 'log_step', 'runs_in_a_run', 'step_notebook',
+           'execute_step', 'step_outputs', 'discard_partial', 'reuse_steps', 'say', 'prepare_run', 'run_steps',
+           'render_run_reports', 'finish_record', 'record_interruption', 'run_pipeline', 'monitor_project',
+           'retrain_outcome']
 
 # %% ../nbs/90_pipeline.ipynb #8b9fbfa3
 STEPS = {"design": "01_design.ipynb", "ingest": "02_ingest.ipynb", "quality": "03_quality.ipynb",
@@ -44,7 +46,7 @@ def new_record(run_id: str, lp: LoadedProject, steps: list[str], command: str) -
     "A fresh `run.json` for a run about to start."
     return {
         "run_id": run_id, "status": "running", "started": now_iso(), "ended": None, "duration_s": None,
-        "command": command, "git_commit": git_commit(package_root()),
+        "command": command, "git_commit": git_commit(package_root()), "owner": run_owner(),
         "project": {"name": lp.name, "file": str(lp.file) if lp.file else None, "copy": "project.yaml",
                     "digest": lp.digest, "inferred": lp.file is None},
         "mlflow": {"tracking_uri": lp.tracking_uri, "experiment_id": None, "parent_run_id": None},
@@ -72,6 +74,19 @@ def start_step_run(client, exp_id: str, parent: str, step: str, rec: dict) -> st
             "mlops_nb.run_id": rec["run_id"], "mlops_nb.project_digest": rec["project"]["digest"]}
     if rec["git_commit"]: tags["mlflow.source.git.commit"] = rec["git_commit"]
     return client.create_run(exp_id, tags=tags).info.run_id
+
+# %% ../nbs/90_pipeline.ipynb #288181e9
+def end_tracking_runs(client, exp_id: str, runs_dir: Path, run_ids: Optional[set] = None) -> int:
+    "End as KILLED the RUNNING MLflow runs of `run_ids` (default: this folder's runs that no longer run) and their nested runs."
+    if run_ids is None:
+        run_ids = {r["run_id"] for r in list_run_records(runs_dir) if r.get("status") != "running"}
+    running = client.search_runs([exp_id], "attributes.status = 'RUNNING'", max_results=5000)
+    ended = {r.info.run_id for r in running if r.data.tags.get("mlops_nb.run_id") in run_ids}
+    while nested := {r.info.run_id for r in running if r.data.tags.get("mlflow.parentRunId") in ended} - ended:
+        ended |= nested
+    for rid in ended: client.set_terminated(rid, "KILLED")
+    return len(ended)
+
 
 # %% ../nbs/90_pipeline.ipynb #f5658bd5
 LOGGED_SUFFIXES, MAX_LOGGED_BYTES = (".json", ".html", ".md", ".txt", ".yaml"), 50 << 20
@@ -181,12 +196,13 @@ def prepare_run(lp: LoadedProject, run_id: str, steps: list[str], command: str, 
 
 # %% ../nbs/90_pipeline.ipynb #0dbea12f
 def run_steps(lp: LoadedProject, run_dir: Path, rec: dict, progress: bool, examples: bool = False) -> Optional[dict]:
-    "Execute the pending steps in order; return the error of the first failure, or None."
+    "Execute the pending steps in order; return the error of the first failure, or None. `Interrupted` is recorded, then raised."
     client, exp_id = tracking_client(lp)
+    end_tracking_runs(client, exp_id, lp.runs_dir)
     parent = start_parent_run(client, exp_id, rec, lp, run_dir)
     rec["mlflow"].update(experiment_id=exp_id, parent_run_id=parent)
     pending = [s for s in rec["steps"] if s["status"] == "pending"]
-    error = None
+    error, interrupted = None, None
     for i, s in enumerate(pending, 1):
         if error:
             s["status"] = "skipped"; continue
@@ -197,22 +213,27 @@ def run_steps(lp: LoadedProject, run_dir: Path, rec: dict, progress: bool, examp
         try:
             nb = execute_step(s["name"], run_dir, s["mlflow_run_id"], progress, examples=examples)
             s["status"] = "succeeded"
-        except Exception as exc:  # a step failure of any kind ends the run, with its reason recorded
+        except (Exception, Interrupted) as exc:  # a step failure of any kind ends the run, with its reason recorded
+            if isinstance(exc, Interrupted): interrupted = exc; stop_kernels()
             discard_partial(run_dir, s["name"])
             nb = run_dir / "notebooks" / STEPS[s["name"]]
-            s.update(status="failed", error=error_of(exc))
+            s.update(status="interrupted" if interrupted else "failed", error=error_of(exc))
             error = {"step": s["name"], **s["error"]}
         s.update(ended=now_iso(), duration_s=round(time.monotonic() - t0, 2), outputs=step_outputs(run_dir, s["name"]),
                  executed_notebook=str(nb.relative_to(run_dir)) if nb.exists() else None)
         if nb.exists(): client.log_artifact(s["mlflow_run_id"], str(nb), "notebook")
         log_step(client, s["mlflow_run_id"], run_dir, s["name"])
-        client.set_terminated(s["mlflow_run_id"], "FINISHED" if s["status"] == "succeeded" else "FAILED")
+        client.set_terminated(s["mlflow_run_id"], {"succeeded": "FINISHED", "failed": "FAILED"}.get(s["status"], "KILLED"))
         save_record(run_dir, rec)
         say(f"[{i}/{len(pending)}] {s['name']:<10} {s['status']} in {s['duration_s']:.1f}s"
              + (f": {one_line(s['name'], s['error'])}" if s["error"] else ""))
     client.log_artifact(parent, str(run_dir / "run.json"))
+    if interrupted:
+        end_tracking_runs(client, exp_id, lp.runs_dir, {rec["run_id"]})  # the parent, and what the step left running (trials)
+        raise interrupted
     client.set_terminated(parent, "FAILED" if error else "FINISHED")
     return error
+
 
 # %% ../nbs/90_pipeline.ipynb #44c567f8
 def render_run_reports(run_dir: Path, rec: dict) -> Optional[dict]:
@@ -224,10 +245,25 @@ def render_run_reports(run_dir: Path, rec: dict) -> Optional[dict]:
     except Exception as exc:
         return {"step": "reports", **error_of(exc)}
 
-def finish_record(run_dir: Path, rec: dict, error: Optional[dict], t0: float) -> None:
-    rec.update(status="failed" if error else "succeeded", error=error, ended=now_iso(),
-               duration_s=round(time.monotonic() - t0, 2))
+def finish_record(run_dir: Path, rec: dict, error: Optional[dict], t0: float, interrupted: Optional[Interrupted] = None) -> None:
+    "The run's end in its record: `succeeded`, `failed` (with the error) or `interrupted` (with the signal)."
+    status = "interrupted" if interrupted else "failed" if error else "succeeded"
+    rec.update(status=status, error=error, ended=now_iso(), duration_s=round(time.monotonic() - t0, 2))
+    if interrupted: rec["signal"] = interrupted.signal
     save_record(run_dir, rec)
+
+# %% ../nbs/90_pipeline.ipynb #24093bd8
+def record_interruption(run_dir: Path, rec: Optional[dict], stop: Interrupted, t0: float) -> None:
+    "The record of a run stopped by a signal, whatever it was doing; no run folder when it had not begun."
+    stop_kernels()  # a step's kernel, or a report's
+    if rec is None:
+        shutil.rmtree(run_dir, ignore_errors=True); return
+    cut = next((s for s in rec["steps"] if s["status"] in ("interrupted", "running")), None)
+    for s in rec["steps"]:
+        if s["status"] in ("pending", "running"): s["status"] = "skipped" if s["status"] == "pending" else "interrupted"
+    finish_record(run_dir, rec, {"step": cut["name"] if cut else "runner", **error_of(stop)}, t0, stop)
+    say(f"run {rec['run_id']} interrupted by {stop.signal} in {rec['duration_s']:.1f}s; record: {run_dir / 'run.json'}")
+
 
 # %% ../nbs/90_pipeline.ipynb #8a5b58df
 def run_pipeline(lp: LoadedProject, start: Optional[str] = None, until: Optional[str] = None,
@@ -235,27 +271,31 @@ def run_pipeline(lp: LoadedProject, start: Optional[str] = None, until: Optional
                  command: str = "mlops-nb run", reports: bool = True, examples: bool = False,
                  preflight: Optional[Callable] = None,  # `preflight(lp, steps)` raises before a run folder exists (the CLI's checks)
                 ) -> tuple[int, Path]:
-    "Run the project's steps; return the exit code (0 ok, 1 a step failed) and the run folder."
+    "Run the project's steps; return the exit code (0 ok, 1 a step failed) and the run folder. SIGTERM or SIGINT: `Interrupted`."
     steps = select_steps(start, until)
     if preflight is not None: preflight(lp, steps)
-    t0, run_id = time.monotonic(), new_run_id()
-    with run_lock(lp.runs_dir, lp.name, run_id, wait):
-        run_dir, rec = prepare_run(lp, run_id, steps, command, reuse)
-        say(f"run {rec['run_id']} of project {lp.name!r}: {', '.join(steps)} -> {run_dir}")
-        try: error = run_steps(lp, run_dir, rec, progress, examples)
-        except BaseException as exc:  # interrupted or the tracking store failed: still leave a true record
-            error = {"step": "runner", **error_of(exc)}
+    t0, run_id, rec = time.monotonic(), new_run_id(), None
+    with stop_on_signals(), run_lock(lp.runs_dir, lp.name, run_id, wait):
+        try:
+            run_dir, rec = prepare_run(lp, run_id, steps, command, reuse)
+            say(f"run {rec['run_id']} of project {lp.name!r}: {', '.join(steps)} -> {run_dir}")
+            error = run_steps(lp, run_dir, rec, progress, examples)
+            finish_record(run_dir, rec, error, t0)  # the reports show the run's final status
+            if reports and (report_error := render_run_reports(run_dir, rec)):
+                error = error or report_error
             finish_record(run_dir, rec, error, t0)
+        except Interrupted as stop:
+            record_interruption(lp.runs_dir / run_id, rec, stop, t0)
             raise
-        finish_record(run_dir, rec, error, t0)  # the reports show the run's final status
-        if reports and (report_error := render_run_reports(run_dir, rec)):
-            error = error or report_error
-        finish_record(run_dir, rec, error, t0)
+        except BaseException as exc:  # the tracking store failed, or a bug: still leave a true record
+            if rec is not None: finish_record(run_dir, rec, {"step": "runner", **error_of(exc)}, t0)
+            raise
     say(f"run {rec['run_id']} {rec['status']} in {rec['duration_s']:.1f}s; record: {run_dir / 'run.json'}")
     if error: say(f"FAILED {one_line(error['step'], error)}")
     for page, path in rec["reports"].items(): say(f"  report {page}: {run_dir / path}")
     say(f"  live reports: mlops-nb reports (http://127.0.0.1:8866); tracking: mlflow ui --backend-store-uri {lp.tracking_uri}")
     return (1 if error else 0), run_dir
+
 
 # %% ../nbs/90_pipeline.ipynb #dd5db67d
 def monitor_project(lp: LoadedProject, retrain: bool = True, wait: float = 0, reports: bool = True,

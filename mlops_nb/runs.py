@@ -5,7 +5,7 @@
 # %% ../nbs/80_runs.ipynb #163a85ce
 from __future__ import annotations
 
-import fcntl, json, os, re, socket, subprocess, sys, time
+import ctypes, fcntl, json, os, re, shutil, signal, socket, subprocess, sys, threading, time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,8 +14,10 @@ from typing import Optional
 from .config import ProjectError, now_iso, write_json
 
 # %% auto #0
-__all__ = ['KERNEL', 'new_run_id', 'LockBusy', 'run_lock', 'git_commit', 'save_record', 'read_record', 'list_run_records',
-           'latest_run_with', 'ipc_kernel_manager', 'ProgressLines', 'execute_notebook', 'error_of', 'one_line']
+__all__ = ['KERNEL', 'PR_SET_PDEATHSIG', 'STOP_SIGNALS', 'new_run_id', 'LockBusy', 'run_lock', 'git_commit', 'save_record',
+           'process_start', 'run_owner', 'abandoned', 'settle', 'read_record', 'list_run_records', 'latest_run_with',
+           'die_with_parent', 'ipc_kernel_manager', 'ProgressLines', 'execute_notebook', 'error_of', 'one_line',
+           'Interrupted', 'stop_on_signals', 'stop_kernels']
 
 # %% ../nbs/80_runs.ipynb #ae107d68
 def new_run_id() -> str:
@@ -70,20 +72,62 @@ def git_commit(root: Path) -> Optional[str]:
 def save_record(run_dir: Path, rec: dict) -> None: write_json(run_dir / "run.json", rec)
 
 
+# %% ../nbs/80_runs.ipynb #16969c67
+def process_start(pid: int) -> Optional[int]:
+    "When process `pid` started, in clock ticks since boot (Linux's `/proc`); None when it is gone or a zombie."
+    try: state, *fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError): return None
+    return None if state in ("Z", "X") else int(fields[18])
+
+
+# %% ../nbs/80_runs.ipynb #51889dfe
+def run_owner() -> dict:
+    "The process running a run, as `run.json` keeps it."
+    return {"pid": os.getpid(), "host": socket.gethostname(), "start": process_start(os.getpid())}
+
+
+# %% ../nbs/80_runs.ipynb #85a67c48
+def abandoned(rec: dict) -> bool:
+    "Whether a run recorded as `running` lost its owner: same host, and that process (pid and start time) is gone."
+    owner = rec.get("owner")
+    if rec.get("status") != "running" or not owner or owner.get("host") != socket.gethostname(): return False
+    return process_start(owner["pid"]) != owner.get("start")
+
+
+# %% ../nbs/80_runs.ipynb #96f87903
+def settle(run_dir: Path, rec: dict) -> dict:
+    "An abandoned run recorded as `interrupted`, its staged outputs removed; any other record as it is."
+    if not abandoned(rec): return rec
+    owner, saved = rec["owner"], (Path(run_dir) / "run.json").stat().st_mtime  # the record's last change: the latest sign of life
+    cut = next((s for s in rec["steps"] if s["status"] == "running"), None)
+    reason = {"cell": None, "cell_index": None, "ename": "Abandoned",
+              "message": f"its process (pid {owner['pid']} on {owner['host']}) ended without finishing the run: killed (SIGKILL, out of memory) or stopped with its machine"}
+    for s in rec["steps"]:
+        if s is cut: s.update(status="interrupted", error=reason)
+        elif s["status"] == "pending": s["status"] = "skipped"
+    ended = datetime.fromtimestamp(saved, timezone.utc)
+    rec.update(status="interrupted", error={"step": cut["name"] if cut else "runner", **reason}, ended=ended.isoformat(timespec="seconds"),
+               duration_s=round((ended - datetime.fromisoformat(rec["started"])).total_seconds(), 2))
+    for staged in (Path(run_dir) / "artifacts").glob(".*.partial"): shutil.rmtree(staged, ignore_errors=True)
+    try: save_record(Path(run_dir), rec)
+    except OSError: pass  # a runs folder we may only read: the record is settled for this reader alone
+    return rec
+
+
 # %% ../nbs/80_runs.ipynb #ea4f4597
 def read_record(run_dir: Path) -> dict:
-    "A run's `run.json`."
+    "A run's `run.json`, settled (`settle`)."
     f = Path(run_dir) / "run.json"
     if not f.exists(): raise ProjectError(f"{run_dir}: no run.json, so this is not a run folder")
-    return json.loads(f.read_text())
+    return settle(f.parent, json.loads(f.read_text()))
 
 
 # %% ../nbs/80_runs.ipynb #39484754
 def list_run_records(runs_dir: Path) -> list[dict]:
-    "Every readable `run.json` under `runs_dir`, newest first."
+    "Every readable `run.json` under `runs_dir`, settled, newest first."
     out = []
     for f in sorted(Path(runs_dir).glob("*/run.json"), reverse=True):
-        try: out.append(json.loads(f.read_text()))
+        try: out.append(settle(f.parent, json.loads(f.read_text())))
         except (OSError, ValueError): continue
     return out
 
@@ -101,10 +145,19 @@ def latest_run_with(runs_dir: Path, steps: list[str], project: str) -> Optional[
 
 # %% ../nbs/80_runs.ipynb #a5246530
 KERNEL = "python3"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved now: between fork and exec a child must load nothing
+_kernels: list = []  # the kernel managers this process started: what `stop_kernels` ends
+
+def die_with_parent(parent: int) -> None:
+    "In a child between fork and exec: Linux sends it SIGKILL when its parent ends (at once if that already happened)."
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent: os._exit(1)
 
 def ipc_kernel_manager(stderr_log: Optional[Path] = None):
-    "A jupyter kernel-manager class using IPC transport, with socket files in the temp folder."
+    "A jupyter kernel-manager class using IPC transport, with socket files in the temp folder; its kernels die with this process."
     import tempfile
+    from functools import partial
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import Unicode
     class IPCKernelManager(AsyncKernelManager):
@@ -113,6 +166,8 @@ def ipc_kernel_manager(stderr_log: Optional[Path] = None):
             super().__init__(**kw)
             self.ip = os.path.join(tempfile.gettempdir(), f"mlops-nb-kernel-{os.getpid()}-{os.urandom(3).hex()}")
         async def _async_launch_kernel(self, kernel_cmd, **kw):
+            kw["preexec_fn"] = partial(die_with_parent, os.getpid())
+            _kernels.append(self)
             # what a kernel process writes outside the notebook (shutdown races of its ZMQ streams, C libraries)
             # is kept with the run, not printed on the terminal of a scheduler that reads ours
             if stderr_log is None: return await super()._async_launch_kernel(kernel_cmd, **kw)
@@ -167,3 +222,52 @@ def one_line(step: str, err: dict) -> str:
     more = " (more in the executed notebook)" if len(err["message"].splitlines()) > 1 else ""
     cell = f", cell {err['cell']}" if err.get("cell") is not None else ""
     return f"step {step}{cell}: {err['ename']}: {first}{more}"
+
+# %% ../nbs/80_runs.ipynb #3944e9ca
+class Interrupted(BaseException):
+    "A run stopped by a signal."
+    def __init__(self, signum: int):
+        self.signum, self.signal = signum, signal.Signals(signum).name
+        super().__init__(f"stopped by {self.signal}")
+
+    @property
+    def exit_code(self) -> int: return 128 + self.signum
+
+
+# %% ../nbs/80_runs.ipynb #a9a20072
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+@contextmanager
+def stop_on_signals(signals: tuple = STOP_SIGNALS):
+    "Within the block, the first of `signals` raises `Interrupted`; later ones are ignored until the block ends."
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {s: signal.getsignal(s) for s in signals}
+    def interrupt(signum, frame):
+        for s in signals: signal.signal(s, signal.SIG_IGN)
+        raise Interrupted(signum)
+    for s in signals: signal.signal(s, interrupt)
+    try: yield
+    finally:
+        for s, handler in before.items(): signal.signal(s, handler)
+
+
+# %% ../nbs/80_runs.ipynb #f8901f8d
+def stop_kernels(grace: float = 5) -> int:
+    "End every kernel this process started that still runs, with its process group; how many were running."
+    live = [km for km in _kernels if km.provisioner and km.provisioner.process and km.provisioner.process.poll() is None]
+    for km in live: _signal_group(km.provisioner.process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for km in live:
+        try: km.provisioner.process.wait(max(0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(km.provisioner.process.pid, signal.SIGKILL); km.provisioner.process.wait()
+        km.cleanup_connection_file(); km.cleanup_ipc_files()
+    _kernels.clear()
+    return len(live)
+
+def _signal_group(pid: int, signum: int):
+    try: os.killpg(pid, signum)
+    except ProcessLookupError: pass
+

@@ -840,7 +840,8 @@ def run_step(step: Step) -> dict:
     step.params.update(registered_version=version, decision=decision["decision"])
     say(f"selected {best['experiment']} #{best['trial']}: hold-out {metric} {hm[metric]:.4f}, {pmetric} {hm.get(pmetric, float('nan')):,.4g}; "
         f"registered {name} version {version}: {decision['decision']} ({'; '.join(decision['reasons'])})")
-    if decision["decision"] == "champion": client.set_registered_model_alias(name, "champion", version)
     step.finish()
+    # the last act, one write: a run killed at any moment leaves the champion unchanged or fully promoted
+    if decision["decision"] == "champion": client.set_registered_model_alias(name, "champion", version)
     return card_json
 
