@@ -12,15 +12,15 @@ from typing import Callable, Optional
 from .config import LoadedProject, ProjectError, load_project, now_iso, package_root
 from .registry import tracking_client
 from .reports import render_reports
-from .runs import (Interrupted, error_of, execute_notebook, git_commit, latest_run_with, list_run_records, new_run_id, one_line,
-                           run_lock, run_owner, save_record, stop_kernels, stop_on_signals)
+from .runs import (Interrupted, disk_full, error_of, execute_notebook, git_commit, latest_run_with, list_run_records, new_run_id, one_line,
+                           release_space, reserve_space, run_lock, run_owner, save_record, stop_kernels, stop_on_signals)
 
 # %% auto #0
 __all__ = ['STEPS', 'PIPELINE_END', 'LOGGED_SUFFIXES', 'MAX_LOGGED_BYTES', 'STEP_TAG', 'nbs_dir', 'select_steps', 'new_record',
            'start_parent_run', 'start_step_run', 'end_tracking_runs', 'log_step', 'runs_in_a_run', 'step_notebook',
-           'execute_step', 'step_outputs', 'discard_partial', 'reuse_steps', 'say', 'prepare_run', 'run_steps',
-           'render_run_reports', 'finish_record', 'record_interruption', 'run_pipeline', 'monitor_project',
-           'retrain_outcome']
+           'execute_step', 'step_outputs', 'discard_partial', 'error_in', 'step_error', 'reuse_steps', 'say',
+           'link_upstream', 'prepare_run', 'run_steps', 'render_run_reports', 'finish_record', 'record_interruption',
+           'run_pipeline', 'monitor_project', 'retrain_outcome']
 
 # %% ../nbs/90_pipeline.ipynb #8b9fbfa3
 STEPS = {"design": "01_design.ipynb", "ingest": "02_ingest.ipynb", "quality": "03_quality.ipynb",
@@ -156,6 +156,25 @@ def discard_partial(run_dir: Path, step: str) -> None:
     "Remove what a failed step staged."
     shutil.rmtree(run_dir / "artifacts" / f".{step}.partial", ignore_errors=True)
 
+def error_in(run_dir: Path, exc: BaseException) -> dict:
+    "`error_of(exc)`; for a full disk, after releasing the run's reserve, the path whose device is full and what is free."
+    err = error_of(exc)
+    if not disk_full(exc): return err
+    release_space(run_dir)
+    usage, said = shutil.disk_usage(run_dir), (err["message"].splitlines() or [""])[0]
+    return {**err, "ename": "DiskFull", "message": f"no space left on the device of {run_dir} ({usage.free:,} bytes free of {usage.total:,} "
+            f"once partial outputs were removed): free space there, or move the project's root, and run again ({said})"}
+
+def step_error(run_dir: Path, step: str, exc: BaseException) -> dict:
+    "A failed step's error (`error_in`), its staged outputs removed, and its executed notebook if a full disk cut it short."
+    discard_partial(run_dir, step)
+    err = error_in(run_dir, exc)
+    executed = run_dir / "notebooks" / STEPS[step]
+    if err["ename"] == "DiskFull":
+        try: json.loads(executed.read_text())
+        except (OSError, ValueError): executed.unlink(missing_ok=True)  # a partial file, not evidence
+    return err
+
 # %% ../nbs/90_pipeline.ipynb #8f4771d0
 def reuse_steps(src: Path, dst: Path, steps: list[str]) -> None:
     "Hard-link the artifacts of `steps` from run `src` into run `dst`."
@@ -173,24 +192,37 @@ def say(msg: str) -> None:
 
 
 # %% ../nbs/90_pipeline.ipynb #4b28bd3d
+def link_upstream(lp: LoadedProject, run_dir: Path, rec: dict, steps: list[str], reuse: Optional[str]) -> None:
+    "Link the outputs of the steps before `steps` from run `reuse` (default: the latest that has them); mark them `reused`."
+    upstream = [s["name"] for s in rec["steps"] if s["name"] not in steps]
+    if not upstream: return
+    src = lp.runs_dir / reuse if reuse else latest_run_with(lp.runs_dir, upstream, lp.name)
+    if src is None or not (src / "run.json").exists():
+        raise ProjectError(f"--from {steps[0]} needs the outputs of {', '.join(upstream)}: no successful run of "
+                           f"project {lp.name!r} has them{f' (looked for run {reuse})' if reuse else ''}; run without --from first")
+    reuse_steps(src, run_dir, upstream)
+    for s in rec["steps"]:
+        if s["name"] in upstream:
+            s.update(status="reused", reused_from=src.name, outputs=step_outputs(run_dir, s["name"]))
+
+
+# %% ../nbs/90_pipeline.ipynb #8c9d1651
 def prepare_run(lp: LoadedProject, run_id: str, steps: list[str], command: str, reuse: Optional[str]) -> tuple[Path, dict]:
-    "Create the run folder with the effective project and a fresh record; link reused upstream steps."
+    "The run folder with its reserve of disk space, the effective project and a fresh record; nothing at all if that fails."
     run_dir = lp.runs_dir / run_id
     (run_dir / "artifacts").mkdir(parents=True)
-    (run_dir / "project.yaml").write_text(lp.dump())
-    rec = new_record(run_id, lp, list(STEPS)[:list(STEPS).index(steps[0])] + steps, command)
-    upstream = [s["name"] for s in rec["steps"] if s["name"] not in steps]
-    if upstream:
-        src = lp.runs_dir / reuse if reuse else latest_run_with(lp.runs_dir, upstream, lp.name)
-        if src is None or not (src / "run.json").exists():
-            shutil.rmtree(run_dir)
-            raise ProjectError(f"--from {steps[0]} needs the outputs of {', '.join(upstream)}: no successful run of "
-                               f"project {lp.name!r} has them{f' (looked for run {reuse})' if reuse else ''}; run without --from first")
-        reuse_steps(src, run_dir, upstream)
-        for s in rec["steps"]:
-            if s["name"] in upstream:
-                s.update(status="reused", reused_from=src.name, outputs=step_outputs(run_dir, s["name"]))
-    save_record(run_dir, rec)
+    try:
+        reserve_space(run_dir)
+        (run_dir / "project.yaml").write_text(lp.dump())
+        rec = new_record(run_id, lp, list(STEPS)[:list(STEPS).index(steps[0])] + steps, command)
+        link_upstream(lp, run_dir, rec, steps, reuse)
+        save_record(run_dir, rec)
+    except BaseException as exc:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if disk_full(exc):
+            raise ProjectError(f"{lp.runs_dir}: no space left on its device ({shutil.disk_usage(lp.runs_dir).free:,} bytes free); "
+                               "a run needs room for its outputs: free some there and run again") from None
+        raise
     return run_dir, rec
 
 
@@ -215,9 +247,8 @@ def run_steps(lp: LoadedProject, run_dir: Path, rec: dict, progress: bool, examp
             s["status"] = "succeeded"
         except (Exception, Interrupted) as exc:  # a step failure of any kind ends the run, with its reason recorded
             if isinstance(exc, Interrupted): interrupted = exc; stop_kernels()
-            discard_partial(run_dir, s["name"])
+            s.update(status="interrupted" if interrupted else "failed", error=step_error(run_dir, s["name"], exc))
             nb = run_dir / "notebooks" / STEPS[s["name"]]
-            s.update(status="interrupted" if interrupted else "failed", error=error_of(exc))
             error = {"step": s["name"], **s["error"]}
         s.update(ended=now_iso(), duration_s=round(time.monotonic() - t0, 2), outputs=step_outputs(run_dir, s["name"]),
                  executed_notebook=str(nb.relative_to(run_dir)) if nb.exists() else None)
@@ -243,7 +274,7 @@ def render_run_reports(run_dir: Path, rec: dict) -> Optional[dict]:
         rec["reports"] = {k: str(Path(v).relative_to(run_dir)) for k, v in pages.items()}
         return None
     except Exception as exc:
-        return {"step": "reports", **error_of(exc)}
+        return {"step": "reports", **error_in(run_dir, exc)}
 
 def finish_record(run_dir: Path, rec: dict, error: Optional[dict], t0: float, interrupted: Optional[Interrupted] = None) -> None:
     "The run's end in its record: `succeeded`, `failed` (with the error) or `interrupted` (with the signal)."
@@ -261,6 +292,7 @@ def record_interruption(run_dir: Path, rec: Optional[dict], stop: Interrupted, t
     cut = next((s for s in rec["steps"] if s["status"] in ("interrupted", "running")), None)
     for s in rec["steps"]:
         if s["status"] in ("pending", "running"): s["status"] = "skipped" if s["status"] == "pending" else "interrupted"
+    release_space(run_dir)
     finish_record(run_dir, rec, {"step": cut["name"] if cut else "runner", **error_of(stop)}, t0, stop)
     say(f"run {rec['run_id']} interrupted by {stop.signal} in {rec['duration_s']:.1f}s; record: {run_dir / 'run.json'}")
 
@@ -281,14 +313,16 @@ def run_pipeline(lp: LoadedProject, start: Optional[str] = None, until: Optional
             say(f"run {rec['run_id']} of project {lp.name!r}: {', '.join(steps)} -> {run_dir}")
             error = run_steps(lp, run_dir, rec, progress, examples)
             finish_record(run_dir, rec, error, t0)  # the reports show the run's final status
-            if reports and (report_error := render_run_reports(run_dir, rec)):
+            if reports and not (error and error["ename"] == "DiskFull") and (report_error := render_run_reports(run_dir, rec)):
                 error = error or report_error
+            release_space(run_dir)
             finish_record(run_dir, rec, error, t0)
         except Interrupted as stop:
             record_interruption(lp.runs_dir / run_id, rec, stop, t0)
             raise
         except BaseException as exc:  # the tracking store failed, or a bug: still leave a true record
-            if rec is not None: finish_record(run_dir, rec, {"step": "runner", **error_of(exc)}, t0)
+            if rec is not None:
+                release_space(run_dir); finish_record(run_dir, rec, {"step": "runner", **error_of(exc)}, t0)
             raise
     say(f"run {rec['run_id']} {rec['status']} in {rec['duration_s']:.1f}s; record: {run_dir / 'run.json'}")
     if error: say(f"FAILED {one_line(error['step'], error)}")

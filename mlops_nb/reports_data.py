@@ -32,6 +32,10 @@ def run_summary(ctx: dict) -> Raw:
     if status == "failed": parts.append(box(Raw(f"<b>The run failed.</b> {esc(run_error(run) or 'See the steps below.')}"), "bad"))
     elif status == "succeeded": parts.append(box("Every step of the run succeeded.", "good"))
     elif status == "running": parts.append(box("The run is still going: reload the page for news."))
+    elif status == "interrupted":
+        how = f"stopped by {run['signal']}" if run.get("signal") else "its process was killed"
+        parts.append(box(Raw(f"<b>The run was interrupted</b> ({how}): {esc(run_error(run) or 'see the steps below')}. "
+                             "Nothing it had half done was kept; the next run starts afresh."), "bad"))
     parts.append(kv_table([
         ("Status", badge(status)), ("Started", fmt_time(run.get("started"))), ("Ended", fmt_time(run_ended(run))),
         ("Duration", fmt_duration(run_duration(run))

@@ -5,7 +5,7 @@
 # %% ../nbs/80_runs.ipynb #163a85ce
 from __future__ import annotations
 
-import ctypes, fcntl, json, os, re, shutil, signal, socket, subprocess, sys, threading, time
+import ctypes, errno, fcntl, json, os, re, shutil, signal, socket, subprocess, sys, threading, time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,10 +14,11 @@ from typing import Optional
 from .config import ProjectError, now_iso, write_json
 
 # %% auto #0
-__all__ = ['KERNEL', 'PR_SET_PDEATHSIG', 'STOP_SIGNALS', 'new_run_id', 'LockBusy', 'run_lock', 'git_commit', 'save_record',
-           'process_start', 'run_owner', 'abandoned', 'settle', 'read_record', 'list_run_records', 'latest_run_with',
-           'die_with_parent', 'ipc_kernel_manager', 'ProgressLines', 'execute_notebook', 'error_of', 'one_line',
-           'Interrupted', 'stop_on_signals', 'stop_kernels']
+__all__ = ['RESERVE', 'RESERVE_BYTES', 'DISK_FULL', 'KERNEL', 'PR_SET_PDEATHSIG', 'STOP_SIGNALS', 'new_run_id', 'LockBusy',
+           'run_lock', 'git_commit', 'save_record', 'reserve_space', 'release_space', 'disk_full', 'process_start',
+           'run_owner', 'abandoned', 'settle', 'read_record', 'list_run_records', 'latest_run_with', 'die_with_parent',
+           'ipc_kernel_manager', 'ProgressLines', 'execute_notebook', 'error_of', 'one_line', 'Interrupted',
+           'stop_on_signals', 'stop_kernels']
 
 # %% ../nbs/80_runs.ipynb #ae107d68
 def new_run_id() -> str:
@@ -72,6 +73,28 @@ def git_commit(root: Path) -> Optional[str]:
 def save_record(run_dir: Path, rec: dict) -> None: write_json(run_dir / "run.json", rec)
 
 
+# %% ../nbs/80_runs.ipynb #e2747abc
+RESERVE, RESERVE_BYTES = ".space-reserve", 1 << 20  # room for the records and messages of a run that fills its disk
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+def reserve_space(run_dir: Path, nbytes: int = RESERVE_BYTES) -> None:
+    "Set `nbytes` aside in `run_dir` for the run's last records (`OSError` when there is not even that)."
+    fd = os.open(Path(run_dir) / RESERVE, os.O_WRONLY | os.O_CREAT, 0o600)
+    try: os.posix_fallocate(fd, 0, nbytes)
+    finally: os.close(fd)
+
+def release_space(run_dir: Path) -> None:
+    "Give the reserve back."
+    Path(run_dir, RESERVE).unlink(missing_ok=True)
+
+
+# %% ../nbs/80_runs.ipynb #15022a89
+def disk_full(exc: BaseException) -> bool:
+    "Whether `exc` (the runner's, or papermill's carrying the kernel's) means a disk or a quota is full."
+    if isinstance(exc, OSError) and exc.errno is not None: return exc.errno in DISK_FULL
+    return any(m in str(exc) for m in ("[Errno 28]", "[errno 28]", "No space left on device", "Disk quota exceeded"))
+
+
 # %% ../nbs/80_runs.ipynb #16969c67
 def process_start(pid: int) -> Optional[int]:
     "When process `pid` started, in clock ticks since boot (Linux's `/proc`); None when it is gone or a zombie."
@@ -109,6 +132,7 @@ def settle(run_dir: Path, rec: dict) -> dict:
     rec.update(status="interrupted", error={"step": cut["name"] if cut else "runner", **reason}, ended=ended.isoformat(timespec="seconds"),
                duration_s=round((ended - datetime.fromisoformat(rec["started"])).total_seconds(), 2))
     for staged in (Path(run_dir) / "artifacts").glob(".*.partial"): shutil.rmtree(staged, ignore_errors=True)
+    Path(run_dir, RESERVE).unlink(missing_ok=True)  # the run's reserve of disk space (`reserve_space`, below)
     try: save_record(Path(run_dir), rec)
     except OSError: pass  # a runs folder we may only read: the record is settled for this reader alone
     return rec
