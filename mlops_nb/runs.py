@@ -171,7 +171,8 @@ def latest_run_with(runs_dir: Path, steps: list[str], project: str) -> Optional[
 KERNEL = "python3"
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved now: between fork and exec a child must load nothing
-_kernels: list = []  # the kernel managers this process started: what `stop_kernels` ends
+_kernels: list = []  # the kernel managers this process started and did not shut down: what `stop_kernels` ends
+_stopping = threading.Event()  # a signal arrived (`stop_on_signals`): kernels are shut down at once
 
 def die_with_parent(parent: int) -> None:
     "In a child between fork and exec: Linux sends it SIGKILL when its parent ends (at once if that already happened)."
@@ -196,6 +197,11 @@ def ipc_kernel_manager(stderr_log: Optional[Path] = None):
             # is kept with the run, not printed on the terminal of a scheduler that reads ours
             if stderr_log is None: return await super()._async_launch_kernel(kernel_cmd, **kw)
             with open(stderr_log, "ab") as err: return await super()._async_launch_kernel(kernel_cmd, stderr=err, **kw)
+        async def _async_shutdown_kernel(self, now: bool = False, restart: bool = False):
+            # a run being stopped does not wait out the graceful shutdown (5 s) of a kernel busy in a cell
+            await super()._async_shutdown_kernel(now=now or _stopping.is_set(), restart=restart)
+            if not _stopping.is_set() and self in _kernels: _kernels.remove(self)
+        shutdown_kernel = _async_shutdown_kernel
     return IPCKernelManager
 
 
@@ -270,28 +276,31 @@ def stop_on_signals(signals: tuple = STOP_SIGNALS):
     before = {s: signal.getsignal(s) for s in signals}
     def interrupt(signum, frame):
         for s in signals: signal.signal(s, signal.SIG_IGN)
+        _stopping.set()
         raise Interrupted(signum)
     for s in signals: signal.signal(s, interrupt)
     try: yield
     finally:
+        _stopping.clear()
         for s, handler in before.items(): signal.signal(s, handler)
 
 
 # %% ../nbs/80_runs.ipynb #f8901f8d
 def stop_kernels(grace: float = 5) -> int:
-    "End every kernel this process started that still runs, with its process group; how many were running."
-    live = [km for km in _kernels if km.provisioner and km.provisioner.process and km.provisioner.process.poll() is None]
-    for km in live: _signal_group(km.provisioner.process.pid, signal.SIGTERM)
+    "End every kernel this process started and did not shut down, with its process group; how many groups it signalled."
+    groups = [(km, km.provisioner.pgid) for km in _kernels if km.provisioner and km.provisioner.pgid]
+    for _, pgid in groups: _signal_group(pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    for km in live:
-        try: km.provisioner.process.wait(max(0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            _signal_group(km.provisioner.process.pid, signal.SIGKILL); km.provisioner.process.wait()
+    for km, pgid in groups:
+        if km.provisioner.process:
+            try: km.provisioner.process.wait(max(0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired: pass
+        _signal_group(pgid, signal.SIGKILL)  # the kernel, or what it started, past its grace
         km.cleanup_connection_file(); km.cleanup_ipc_files()
     _kernels.clear()
-    return len(live)
+    return len(groups)
 
-def _signal_group(pid: int, signum: int):
-    try: os.killpg(pid, signum)
+def _signal_group(pgid: int, signum: int):
+    try: os.killpg(pgid, signum)
     except ProcessLookupError: pass
 
