@@ -717,6 +717,7 @@ def voila_command(
     cull_idle_timeout: int = 600,  # seconds a page's kernel may stay idle before it is shut down
     cull_interval: int = 60,  # seconds between two looks for idle kernels
     max_kernels: int = 8,  # most kernels alive at once, those starting included (0: no cap)
+    busy_wait: int = 20,  # seconds a request waits for a kernel to finish its page before "busy, retry"
     retry_after: int = 10,  # seconds a "busy, retry" answer asks the client to wait
 ) -> list[str]:  # the command line
     "The command line of the Voila server (`voila_main`) serving the report pages (run it with `reports_env(root)` as environment)."
@@ -728,7 +729,7 @@ def voila_command(
             f"--MappingKernelManager.cull_interval={int(cull_interval)}",
             "--MappingKernelManager.cull_connected=True",
             "--VoilaConfiguration.multi_kernel_manager_class=mlops_nb.reports.CappedKernelManager",
-            f"--CappedKernelManager.max_kernels={int(max_kernels)}",
+            f"--CappedKernelManager.max_kernels={int(max_kernels)}", f"--CappedKernelManager.busy_wait={int(busy_wait)}",
             f"--CappedKernelManager.retry_after={int(retry_after)}"]
 
 # %% ../nbs/91_reports.ipynb #c9d42260
@@ -757,6 +758,7 @@ _page_kernels: ContextVar[Optional[list]] = ContextVar("mlops_nb_page_kernels", 
 @functools.cache
 def _capped_kernel_manager():
     "Build `CappedKernelManager` (imports jupyter_server, which is slow: only the server needs it)."
+    import asyncio, time
     from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
     from tornado.web import HTTPError
     from traitlets import Integer
@@ -767,6 +769,7 @@ def _capped_kernel_manager():
     class CappedKernelManager(AsyncMappingKernelManager):
         "A kernel manager that keeps at most `max_kernels` kernels alive, starting ones included; a kernel whose page is complete makes room."
         max_kernels = Integer(8, config=True, help="Most kernels alive at once, those starting included (0: no cap).")
+        busy_wait = Integer(20, config=True, help="Seconds a request waits for a kernel to finish its page before 'busy, retry'.")
         retry_after = Integer(10, config=True, help="Seconds a 'busy, retry' answer asks the client to wait.")
         Busy = KernelsBusy
 
@@ -775,6 +778,7 @@ def _capped_kernel_manager():
             self.starting = 0  # places taken by kernels not started yet
             self.retiring = set()  # kernels being shut down to make room (their places are taken by successors)
             self.in_use = set()  # kernels starting or rendering a page: never shut down to make room
+            self.freed = asyncio.Event()  # set (and replaced) whenever a kernel leaves `in_use`: wakes the waiting requests
 
         def claim_slot(self) -> Optional[str]:
             "Take a place for a kernel about to start: None if one is free, else the kernel to shut down first; `Busy` if none."
@@ -793,10 +797,26 @@ def _capped_kernel_manager():
             self.starting += 1
             return victim
 
+        async def wait_for_slot(self) -> Optional[str]:
+            "`claim_slot`, waiting up to `busy_wait` seconds for a kernel to finish its page when every one is in use."
+            deadline = time.monotonic() + self.busy_wait
+            while True:
+                try: return self.claim_slot()  # no await between the look and the claim
+                except KernelsBusy:
+                    if time.monotonic() >= deadline: raise
+                    try: await asyncio.wait_for(self.freed.wait(), min(0.5, deadline - time.monotonic()))
+                    except asyncio.TimeoutError: pass  # look again anyway: a kernel may have been culled or become idle
+
+        def release(self, kernel_ids: Iterable[str]) -> None:
+            "`kernel_ids` are no longer in use (their pages are complete): they may make room, and the waiting requests look again."
+            self.in_use.difference_update(kernel_ids)
+            self.freed.set()
+            self.freed = asyncio.Event()
+
         async def start_kernel(self, *args, kernel_id=None, **kwargs):
             if kernel_id is not None or self.max_kernels <= 0:
                 return await super().start_kernel(*args, kernel_id=kernel_id, **kwargs)
-            victim = self.claim_slot()  # before any await: the requests of a burst see each other's places
+            victim = await self.wait_for_slot()
             kernel_id, page = self.new_kernel_id(), _page_kernels.get()
             self.in_use.add(kernel_id)
             try:
@@ -807,17 +827,13 @@ def _capped_kernel_manager():
                     if victim in self.list_kernel_ids(): raise KernelsBusy(503, f"kernel {victim} did not shut down")
                 started = await super().start_kernel(*args, kernel_id=kernel_id, **kwargs)
             except BaseException:
-                self.in_use.discard(kernel_id)
+                self.release([kernel_id])
                 raise
             finally:
                 self.starting -= 1
-            if page is None: self.in_use.discard(kernel_id)  # not started for a page: free once started
+            if page is None: self.release([kernel_id])  # not started for a page: free once started
             else: page.append(started)
             return started
-
-        def page_rendered(self, kernel_ids: Iterable[str]) -> None:
-            "The pages of `kernel_ids` are complete: those kernels may make room for others."
-            self.in_use.difference_update(kernel_ids)
 
     for cls in (KernelsBusy, CappedKernelManager): cls.__module__ = __name__
     CappedKernelManager.__qualname__ = "CappedKernelManager"
@@ -860,7 +876,7 @@ def _reports_voila():
                 self.set_header("Retry-After", str(km.retry_after))
                 self.set_header("Content-Type", "text/html; charset=utf-8")
                 self.finish(busy_page(km.max_kernels, km.retry_after))
-            finally: km.page_rendered(page)
+            finally: km.release(page)
 
     class ReportsVoila(Voila):
         "Voila serving the report pages with `ReportPageHandler`."
@@ -896,7 +912,7 @@ def start_reports(
     ip: str = "127.0.0.1",  # the address to bind
     log=None,  # a file for Voila's log; None: Voila logs to this process's stderr
     ready_timeout: float = 60,  # seconds Voila may take to answer
-    **options,  # more `voila_command` options: pages_folder, cull_idle_timeout, cull_interval, max_kernels
+    **options,  # more `voila_command` options: pages_folder, cull_idle_timeout, cull_interval, max_kernels, busy_wait, retry_after
 ) -> subprocess.Popen:  # the running Voila process
     "Start Voila on the report pages for the runs in `root/runs`; return the process once it answers."
     root = reports_root(root)
