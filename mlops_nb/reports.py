@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64, functools, html, io, json, math, os, re, shutil, signal, socket, subprocess, sys, tempfile
 from datetime import datetime, timezone
 from pathlib import Path
+from contextvars import ContextVar
 from typing import Any, Callable, Iterable, Optional
 from urllib.parse import parse_qs, quote
 
@@ -27,7 +28,8 @@ __all__ = ['RUN_ID', 'ROOT_ENV', 'PAGES', 'PAGE_TITLES', 'DONE', 'ACRONYMS', 'ST
            'figure_html', 'load_train', 'why_not_trained', 'given', 'from_run', 'with_training', 'monitor_step',
            'is_monitoring_run', 'load_monitoring', 'why_not_monitoring', 'select_monitoring', 'with_monitoring',
            'ReportError', 'pages_dir', 'notebook_html', 'render_page', 'render_reports', 'ServeError', 'voila_command',
-           'reports_env', 'base_url', 'report_url', 'start_reports', 'stop_reports', 'serve_reports']
+           'reports_env', 'base_url', 'report_url', 'busy_page', 'voila_main', 'start_reports', 'stop_reports',
+           'serve_reports']
 
 # %% ../nbs/91_reports.ipynb #edb92b64
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # what a run id may look like (it comes from URLs)
@@ -714,17 +716,21 @@ def voila_command(
     pages_folder=None,  # the pages' folder; None: `pages_dir()`
     cull_idle_timeout: int = 600,  # seconds a page's kernel may stay idle before it is shut down
     cull_interval: int = 60,  # seconds between two looks for idle kernels
-    max_kernels: int = 8,  # most kernels alive at once (0: no cap)
+    max_kernels: int = 8,  # most kernels alive at once, those starting included (0: no cap)
+    busy_wait: int = 20,  # seconds a request waits for a kernel to finish its page before "busy, retry"
+    retry_after: int = 10,  # seconds a "busy, retry" answer asks the client to wait
 ) -> list[str]:  # the command line
-    "The Voila command line serving the report pages (run it with `reports_env(root)` as environment)."
-    return [sys.executable, "-m", "voila", str(Path(pages_folder or pages_dir())), "--no-browser",
+    "The command line of the Voila server (`voila_main`) serving the report pages (run it with `reports_env(root)` as environment)."
+    return [sys.executable, "-c", "from mlops_nb.reports import voila_main; voila_main()",
+            str(Path(pages_folder or pages_dir())), "--no-browser",
             f"--port={int(port)}", f"--Voila.ip={ip}", "--Voila.port_retries=0",
             "--strip_sources=True", "--show_tracebacks=False", "--theme=light",
             f"--MappingKernelManager.cull_idle_timeout={int(cull_idle_timeout)}",
             f"--MappingKernelManager.cull_interval={int(cull_interval)}",
             "--MappingKernelManager.cull_connected=True",
             "--VoilaConfiguration.multi_kernel_manager_class=mlops_nb.reports.CappedKernelManager",
-            f"--CappedKernelManager.max_kernels={int(max_kernels)}"]
+            f"--CappedKernelManager.max_kernels={int(max_kernels)}", f"--CappedKernelManager.busy_wait={int(busy_wait)}",
+            f"--CappedKernelManager.retry_after={int(retry_after)}"]
 
 # %% ../nbs/91_reports.ipynb #c9d42260
 def reports_env(root=None) -> dict:
@@ -747,32 +753,90 @@ def report_url(port: int = 8866, ip: str = "127.0.0.1", page: str = "overview", 
     return f"{base_url(port, ip)}/voila/render/{page}.ipynb" + (f"?run={quote(run_id)}" if run_id else "")
 
 # %% ../nbs/91_reports.ipynb #b32deaa4
+_page_kernels: ContextVar[Optional[list]] = ContextVar("mlops_nb_page_kernels", default=None)  # the kernels a page request started
+
+@functools.cache
 def _capped_kernel_manager():
     "Build `CappedKernelManager` (imports jupyter_server, which is slow: only the server needs it)."
+    import asyncio, time
     from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
     from tornado.web import HTTPError
     from traitlets import Integer
 
+    class KernelsBusy(HTTPError):
+        "Every kernel the cap allows is rendering a page: the request is answered 'busy, retry' and starts nothing."
+
     class CappedKernelManager(AsyncMappingKernelManager):
-        "A kernel manager that keeps at most `max_kernels` kernels: the longest-idle one makes room for a new one."
-        max_kernels = Integer(8, config=True, help="Most kernels alive at once (0: no cap).")
+        "A kernel manager that keeps at most `max_kernels` kernels alive, starting ones included; a kernel whose page is complete makes room."
+        max_kernels = Integer(8, config=True, help="Most kernels alive at once, those starting included (0: no cap).")
+        busy_wait = Integer(20, config=True, help="Seconds a request waits for a kernel to finish its page before 'busy, retry'.")
+        retry_after = Integer(10, config=True, help="Seconds a 'busy, retry' answer asks the client to wait.")
+        Busy = KernelsBusy
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.starting = 0  # places taken by kernels not started yet
+            self.retiring = set()  # kernels being shut down to make room (their places are taken by successors)
+            self.in_use = set()  # kernels starting or rendering a page: never shut down to make room
+            self.freed = asyncio.Event()  # set (and replaced) whenever a kernel leaves `in_use`: wakes the waiting requests
+
+        def claim_slot(self) -> Optional[str]:
+            "Take a place for a kernel about to start: None if one is free, else the kernel to shut down first; `Busy` if none."
+            alive = [kid for kid in self.list_kernel_ids() if kid not in self.retiring]
+            victim = None
+            if len(alive) + self.starting >= self.max_kernels:
+                done = [(k.last_activity, kid) for kid in alive if kid not in self.in_use
+                        and getattr(k := self.get_kernel(kid), "execution_state", None) == "idle"]
+                if not done:
+                    raise KernelsBusy(503, f"all {self.max_kernels} report kernels are rendering pages: "
+                                           f"try again in {self.retry_after} s")
+                _, victim = min(done)
+                self.retiring.add(victim)
+                self.log.warning("mlops-nb reports: %d kernels alive (cap %d): shutting down the longest idle, %s",
+                                 len(alive), self.max_kernels, victim)
+            self.starting += 1
+            return victim
+
+        async def wait_for_slot(self) -> Optional[str]:
+            "`claim_slot`, waiting up to `busy_wait` seconds for a kernel to finish its page when every one is in use."
+            deadline = time.monotonic() + self.busy_wait
+            while True:
+                try: return self.claim_slot()  # no await between the look and the claim
+                except KernelsBusy:
+                    if time.monotonic() >= deadline: raise
+                    try: await asyncio.wait_for(self.freed.wait(), min(0.5, deadline - time.monotonic()))
+                    except asyncio.TimeoutError: pass  # look again anyway: a kernel may have been culled or become idle
+
+        def release(self, kernel_ids: Iterable[str]) -> None:
+            "`kernel_ids` are no longer in use (their pages are complete): they may make room, and the waiting requests look again."
+            self.in_use.difference_update(kernel_ids)
+            self.freed.set()
+            self.freed = asyncio.Event()
 
         async def start_kernel(self, *args, kernel_id=None, **kwargs):
-            if kernel_id is None and self.max_kernels > 0: await self._make_room()
-            return await super().start_kernel(*args, kernel_id=kernel_id, **kwargs)
+            if kernel_id is not None or self.max_kernels <= 0:
+                return await super().start_kernel(*args, kernel_id=kernel_id, **kwargs)
+            victim = await self.wait_for_slot()
+            kernel_id, page = self.new_kernel_id(), _page_kernels.get()
+            self.in_use.add(kernel_id)
+            try:
+                if victim is not None:
+                    try: await self.shutdown_kernel(victim)
+                    except Exception as e: self.log.warning("mlops-nb reports: %s did not shut down: %s", victim, e)
+                    finally: self.retiring.discard(victim)
+                    if victim in self.list_kernel_ids(): raise KernelsBusy(503, f"kernel {victim} did not shut down")
+                started = await super().start_kernel(*args, kernel_id=kernel_id, **kwargs)
+            except BaseException:
+                self.release([kernel_id])
+                raise
+            finally:
+                self.starting -= 1
+            if page is None: self.release([kernel_id])  # not started for a page: free once started
+            else: page.append(started)
+            return started
 
-        async def _make_room(self):
-            while len(self.list_kernel_ids()) >= self.max_kernels:
-                idle = [(k.last_activity, kid) for kid in self.list_kernel_ids()
-                        if getattr(k := self.get_kernel(kid), "execution_state", None) == "idle"]
-                if not idle:
-                    raise HTTPError(503, f"all {self.max_kernels} report kernels are busy: try again in a minute")
-                _, kid = min(idle)
-                self.log.warning("mlops-nb reports: %d kernels alive (cap %d): shutting down the longest idle, %s",
-                                 len(self.list_kernel_ids()), self.max_kernels, kid)
-                await self.shutdown_kernel(kid)
-
-    CappedKernelManager.__module__, CappedKernelManager.__qualname__ = __name__, "CappedKernelManager"
+    for cls in (KernelsBusy, CappedKernelManager): cls.__module__ = __name__
+    CappedKernelManager.__qualname__ = "CappedKernelManager"
     return CappedKernelManager
 
 # %% ../nbs/91_reports.ipynb #2716e99f
@@ -781,6 +845,50 @@ def __getattr__(name: str):
         cls = globals()["CappedKernelManager"] = _capped_kernel_manager()
         return cls
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+# %% ../nbs/91_reports.ipynb #046a87dd
+def busy_page(
+    max_kernels: int,  # the cap that is reached
+    retry_after: int,  # seconds after which the page reloads itself
+) -> str:  # a standalone HTML page
+    "The page of a 'busy, retry' answer (HTTP 503): what happened, and that it tries again by itself."
+    return (f'<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="{int(retry_after)}">'
+            '<title>Reports busy</title></head><body style="font-family: system-ui, sans-serif; margin: 2em">'
+            f'<h1>The reports are busy</h1><p>All {int(max_kernels)} report kernels are rendering pages right now. '
+            f'This page will try again in {int(retry_after)} seconds.</p></body></html>')
+
+# %% ../nbs/91_reports.ipynb #b032aca3
+@functools.cache
+def _reports_voila():
+    "Build `ReportsVoila`, Voila with `ReportPageHandler` as its page handler (imports Voila: only the server needs it)."
+    from voila.app import Voila
+    from voila.tornado.handler import TornadoVoilaHandler
+    Busy = _capped_kernel_manager().Busy
+
+    class ReportPageHandler(TornadoVoilaHandler):
+        "Voila's page handler; it answers 'busy, retry' at the kernel cap and frees its kernel once its page is complete."
+        async def get(self, path=None):
+            km, page = self.kernel_manager, []
+            _page_kernels.set(page)  # the manager's start_kernel runs in this request's task: it finds the list here
+            try: await super().get(path)
+            except Busy:  # raised before any part of the page was written
+                self.set_status(503)
+                self.set_header("Retry-After", str(km.retry_after))
+                self.set_header("Content-Type", "text/html; charset=utf-8")
+                self.finish(busy_page(km.max_kernels, km.retry_after))
+            finally: km.release(page)
+
+    class ReportsVoila(Voila):
+        "Voila serving the report pages with `ReportPageHandler`."
+        def init_handlers(self) -> list:
+            return [(h[0], ReportPageHandler, *h[2:]) if h[1] is TornadoVoilaHandler else h for h in super().init_handlers()]
+
+    return ReportsVoila
+
+# %% ../nbs/91_reports.ipynb #8682e3d8
+def voila_main(argv: Optional[list[str]] = None) -> None:
+    "Run the reports' Voila server (what `voila_command` starts), with Voila's command line: `argv`, else `sys.argv`."
+    _reports_voila().launch_instance(argv)
 
 # %% ../nbs/91_reports.ipynb #4aa6968f
 def _port_free(ip: str, port: int) -> bool:
@@ -804,7 +912,7 @@ def start_reports(
     ip: str = "127.0.0.1",  # the address to bind
     log=None,  # a file for Voila's log; None: Voila logs to this process's stderr
     ready_timeout: float = 60,  # seconds Voila may take to answer
-    **options,  # more `voila_command` options: pages_folder, cull_idle_timeout, cull_interval, max_kernels
+    **options,  # more `voila_command` options: pages_folder, cull_idle_timeout, cull_interval, max_kernels, busy_wait, retry_after
 ) -> subprocess.Popen:  # the running Voila process
     "Start Voila on the report pages for the runs in `root/runs`; return the process once it answers."
     root = reports_root(root)
