@@ -358,11 +358,16 @@ def reports_arguments(p: argparse.ArgumentParser):
     p.add_argument("--project", metavar="FILE", help="project file whose runs to show (default: the demo)")
     p.add_argument("--port", type=int, default=8866, help="port (default 8866)")
     p.add_argument("--ip", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--max-kernels", type=int, default=8, metavar="N", help="most page kernels alive at once (default 8; 0: no cap)")
+    p.add_argument("--busy-wait", type=int, default=20, metavar="SECONDS",
+                   help="how long a request waits for a kernel to finish its page before the 'busy, retry' answer (default 20)")
 
 @command("serve the Voila reports on 127.0.0.1", reports_arguments)
 def cmd_reports(args) -> int:
     from mlops_nb.reports import serve_reports
-    return serve_reports(_project_for(args).root, port=args.port, ip=args.ip) or EXIT_OK
+    if min(args.max_kernels, args.busy_wait) < 0: raise ProjectError("--max-kernels and --busy-wait take 0 or more")
+    return serve_reports(_project_for(args).root, port=args.port, ip=args.ip, max_kernels=args.max_kernels,
+                         busy_wait=args.busy_wait) or EXIT_OK
 
 
 # %% ../nbs/92_cli.ipynb #04445329

@@ -138,14 +138,15 @@ def select_run(
             "note": note, "live": live}
 
 # %% ../nbs/91_reports.ipynb #7d77a826
-DONE = {"succeeded", "failed", "skipped", "reused"}
+DONE = {"succeeded", "failed", "skipped", "reused", "interrupted"}
 
 def run_status(run: dict) -> str:
     "The run's status; a `running` run whose steps have all ended gets their outcome."
     status = run.get("status") or "unknown"
     steps = run.get("steps", [])
     if status == "running" and steps and all(s.get("status") in DONE for s in steps):
-        return "failed" if any(s.get("status") == "failed" for s in steps) else "succeeded"
+        ended = {s.get("status") for s in steps}
+        return next((s for s in ("interrupted", "failed") if s in ended), "succeeded")
     return status
 
 # %% ../nbs/91_reports.ipynb #b736d979
@@ -284,7 +285,7 @@ STYLE = Raw("""<style>
 
 # %% ../nbs/91_reports.ipynb #215fe711
 STATUS_CLASS = {"succeeded": "s-good", "passed": "s-good", "meets": "s-good", "failed": "s-bad", "below": "s-bad",
-                "running": "s-busy", "pending": "s-idle", "skipped": "s-idle", "reused": "s-idle",
+                "interrupted": "s-bad", "running": "s-busy", "pending": "s-idle", "skipped": "s-idle", "reused": "s-idle",
                 "not measured": "s-idle", "warning": "s-warn", "blocking": "s-bad", "held": "s-good", "not held": "s-bad",
                 "untested": "s-idle", "champion": "s-good", "challenger": "s-warn", "awaiting_approval": "s-busy", "weak": "s-warn",
                 "fired": "s-bad", "quiet": "s-good", "drifted": "s-bad", "stable": "s-good"}
