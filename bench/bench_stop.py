@@ -19,7 +19,7 @@ Cases, each `--repeat` times, alternating between the two:
 
     .venv/bin/python bench/bench_stop.py             # writes bench/results/stop.md (about 4 minutes)
 """
-import argparse, json, platform, signal, statistics, subprocess, sys, tempfile, time
+import argparse, json, platform, signal, statistics, subprocess, sys, tempfile, threading, time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -64,19 +64,21 @@ def stop_case(tool: str, signum: int, project: Path, nb: Path, folder: Path, i: 
     log = folder / f"{tool}-{signal.Signals(signum).name}-{i}.log"
     proc = start_run(project, "--from", "train", log=log) if tool == "mlops-nb" else start_papermill(nb, log)
     wait_for(proc, "[train] " if tool == "mlops-nb" else "[slow] running")
-    kernels = kernels_of(proc.pid)
+    kernels, gone = kernels_of(proc.pid), []
     t0 = time.monotonic()
+    watcher = threading.Thread(target=lambda: gone.append(seconds_to_gone(kernels, t0)))  # while the command ends
+    watcher.start()
     proc.send_signal(signum)
     code = proc.wait(timeout=120)
     exited = time.monotonic() - t0
-    gone = seconds_to_gone(kernels, t0)
+    watcher.join()
     status = None
     if tool == "mlops-nb":
         runs = sorted((project.parent / "runs").glob("*/run.json"))
         _, out = mlops_nb("runs", "list", "--project", project)
         status = next((w for l in out.splitlines() if runs[-1].parent.name in l for w in ("interrupted", "running", "failed", "succeeded") if w in l), "?")
     return {"tool": tool, "signal": signal.Signals(signum).name, "kernels": len(kernels), "exit": code if code >= 0 else 128 - code,
-            "exit_s": exited, "kernel_gone_s": gone, "status": status}
+            "exit_s": exited, "kernel_gone_s": gone[0], "status": status}
 
 
 def busy_case(project: Path, folder: Path, i: int) -> dict:
