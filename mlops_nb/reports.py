@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, quote
 import yaml
 
 from .config import ProjectError, atomic_write, package_root, wait_for_server
-from .runs import ipc_kernel_manager
+from .runs import ipc_kernel_manager, settle
 
 # %% auto #0
 __all__ = ['RUN_ID', 'ROOT_ENV', 'PAGES', 'PAGE_TITLES', 'DONE', 'ACRONYMS', 'STYLE', 'STATUS_CLASS', 'METRIC_NAMES',
@@ -64,6 +64,7 @@ def read_run(run_dir) -> dict:
     if not isinstance(run, dict) or not isinstance(run.get("steps", []), list):
         raise RunNotFound(f"run {run_dir.name!r} in {run_dir.parent}: run.json is not a run record")
     run["steps"] = [s for s in run.get("steps", []) if isinstance(s, dict)]
+    run = settle(run_dir, run)  # a run whose process was killed reads as `interrupted`, not `running` for ever
     run.setdefault("run_id", run_dir.name)
     run["run_dir"] = str(run_dir)
     return run

@@ -129,8 +129,10 @@ def settle(run_dir: Path, rec: dict) -> dict:
         if s is cut: s.update(status="interrupted", error=reason)
         elif s["status"] == "pending": s["status"] = "skipped"
     ended = datetime.fromtimestamp(saved, timezone.utc)
+    try: duration = round((ended - datetime.fromisoformat(rec["started"])).total_seconds(), 2)
+    except (KeyError, TypeError, ValueError): duration = None
     rec.update(status="interrupted", error={"step": cut["name"] if cut else "runner", **reason}, ended=ended.isoformat(timespec="seconds"),
-               duration_s=round((ended - datetime.fromisoformat(rec["started"])).total_seconds(), 2))
+               duration_s=duration)
     for staged in (Path(run_dir) / "artifacts").glob(".*.partial"): shutil.rmtree(staged, ignore_errors=True)
     Path(run_dir, RESERVE).unlink(missing_ok=True)  # the run's reserve of disk space (`reserve_space`, below)
     try: save_record(Path(run_dir), rec)
