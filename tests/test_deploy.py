@@ -94,9 +94,9 @@ def test_bad_requests_name_the_problem(service, case, body, status, where, words
     if isinstance(body, str):
         op, arg = body.split(":", 1)
         rec = dict(example)
-        if op == "drop": rec.pop(arg)
-        else:
-            k, v = arg.split("=", 1); rec[k] = json.loads(v) if op == "num" else "\x00raw" if op == "raw" else v
+        k, v = arg.split("=", 1) if "=" in arg else (arg, None)
+        if op == "drop": rec.pop(k)
+        else: rec[k] = json.loads(v) if op == "num" else "\x00raw" if op == "raw" else v
         body = json.dumps({"records": [rec]}).replace(json.dumps("\x00raw"), f'"{v}"')  # raw: the JSON text as a client sends it
     r = requests.post(f"{url}/predict", data=body if isinstance(body, (bytes, str)) else json.dumps(body),
                       headers={"content-type": "application/json"})
