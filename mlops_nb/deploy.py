@@ -784,7 +784,7 @@ def score_file(scorer: Scorer, input_path, output_path, chunk: int = 20_000, say
             if len(bad): raise ProjectError(f"{input_path}, {where(bad[0])}: {c}: {df[c].iloc[bad[0]]!r} is not a number; nothing was written")
             df[c] = num
     records = json.loads(df[list(scorer.types)].to_json(orient="records", date_format="iso"))  # typed as a request would be
-    job, probs, decisions, versions = uuid.uuid4().hex, [], [], []
+    job, probs, decisions, versions, unseen = uuid.uuid4().hex, [], [], [], {}
     t0 = time.perf_counter()
     for start in range(0, len(records), chunk):
         try: body = scorer.score(records[start:start + chunk], request_id=f"{job}-{start}", batch=True)
@@ -792,10 +792,18 @@ def score_file(scorer: Scorer, input_path, output_path, chunk: int = 20_000, say
             raise ProjectError(f"{input_path}, {where(start + (e.index or 0))}: {e.where.split('.', 1)[-1]}: {e.message}; nothing was written") from None
         probs += [p["probability"] for p in body["predictions"]]; decisions += [p["decision"] for p in body["predictions"]]
         versions += [p["version"] for p in body["predictions"]]
+        for w in body["warnings"]:  # values the model never saw: scored, and said once at the end
+            field = w["loc"].split(".", 1)[1]
+            key = (field, records[start + w["record"]][field])
+            unseen[key] = unseen.get(key, 0) + 1
         say(f"[score] {min(start + chunk, len(records)):,} of {len(records):,} rows ({time.perf_counter() - t0:.1f}s)")
+    if unseen:
+        say(f"[score] {sum(unseen.values()):,} values the model never saw, scored as training scores unseen values: "
+            + ", ".join(f"{f} {shown(v)} ({n:,})" for (f, v), n in sorted(unseen.items(), key=lambda kv: -kv[1])[:5]))
     out = df.assign(probability=probs, decision=decisions, version=versions)
     atomic_write(output_path, lambda p: out.to_csv(p, index=False) if output_path.suffix.lower() == ".csv" else out.to_parquet(p, index=False))
-    return {"rows": len(out), "flagged": int(out.decision.sum()), "version": scorer.model.version, "seconds": time.perf_counter() - t0}
+    return {"rows": len(out), "flagged": int(out.decision.sum()), "version": scorer.model.version, "seconds": time.perf_counter() - t0,
+            "unseen_values": sum(unseen.values())}
 
 # %% ../nbs/06_deploy.ipynb #7f7a5036
 class ServiceMetrics:
