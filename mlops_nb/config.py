@@ -403,6 +403,7 @@ class DeploySpec(Model):
     port: int = Field(default=8000, ge=1, le=65535)  # `mlops-nb serve`'s default port
     refresh_seconds: float = Field(default=5.0, ge=0)  # how often the service checks whether an alias moved
     prediction_log: str = "serving/predictions.db"  # the service's prediction log (SQLite), relative to the root; monitoring reads it
+    unseen_categories: Literal["score", "refuse"] = "score"  # a category the model never saw: scored as training scores it, with a warning; or refused (422)
 
 # %% ../nbs/00_config.ipynb #9d85c4d4
 class DriftThresholds(Model):

@@ -5,7 +5,7 @@
 # %% ../nbs/06_deploy.ipynb #5f000c05
 from __future__ import annotations
 
-import asyncio, gc, json, math, os, time, uuid
+import asyncio, gc, json, math, os, re, time, uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
@@ -24,14 +24,16 @@ from .registry import alias_version, load_model, model_name, registry_client, re
 from .tables import read_table_file
 
 # %% auto #0
-__all__ = ['TREELITE_ROWS', 'SCALAR_VALUES', 'MAX_RECORDS', 'PASS_RECORDS', 'GATHER_TURNS', 'MAX_BODY_BYTES', 'DOCKERFILE',
-           'PACKAGE_FILES', 'ServingError', 'ServingModel', 'known_categories', 'load_version', 'LeanModel',
-           'category_codes', 'numeric_imputation', 'tree_model', 'lean_model', 'serving_run', 'reference_rows',
-           'snapshot_table', 'FeatureLookup', 'n_rows', 'python_value', 'request_columns', 'column_types',
-           'RequestError', 'parse_records', 'check_records', 'records_columns', 'validate_records', 'request_schema',
-           'check_labels', 'read_labels', 'canary_mask', 'Scorer', 'score_file', 'ServiceMetrics', 'score_passes',
-           'follow_alias', 'service_openapi', 'prediction_routes', 'status_routes', 'make_app', 'serve',
-           'serving_requirements', 'dockerfile', 'smoke_test', 'write_bundle', 'smoke_test_bundle', 'run_step']
+__all__ = ['TREELITE_ROWS', 'SCALAR_VALUES', 'MAX_RECORDS', 'PASS_RECORDS', 'GATHER_TURNS', 'MAX_BODY_BYTES', 'MAX_TEXT',
+           'MAX_INT', 'MAX_NUMBER', 'YEARS', 'YEARS_PATTERN', 'RESPONSE_SCHEMAS', 'DOCKERFILE', 'PACKAGE_FILES',
+           'ServingError', 'ServingModel', 'known_categories', 'load_version', 'LeanModel', 'category_codes',
+           'numeric_imputation', 'tree_model', 'lean_model', 'serving_run', 'reference_rows', 'snapshot_table',
+           'FeatureLookup', 'n_rows', 'python_value', 'request_columns', 'column_types', 'RequestError', 'shown',
+           'is_text', 'parse_body', 'parse_records', 'check_records', 'records_columns', 'validate_records',
+           'unseen_values', 'request_schema', 'check_labels', 'labels_schema', 'read_labels', 'canary_mask', 'Scorer',
+           'score_file', 'ServiceMetrics', 'score_passes', 'follow_alias', 'service_openapi', 'prediction_routes',
+           'status_routes', 'make_app', 'serve', 'serving_requirements', 'dockerfile', 'smoke_test', 'write_bundle',
+           'smoke_test_bundle', 'run_step']
 
 # %% ../nbs/06_deploy.ipynb #4f639048
 class ServingError(ValueError):
@@ -370,6 +372,10 @@ MAX_RECORDS = 1000  # per request: a bigger batch belongs to `mlops-nb score`
 PASS_RECORDS = 128  # requests arriving together are scored in one pass up to this many records (see `make_app`)
 GATHER_TURNS = 4  # turns of the event loop a pass waits for requests already read (see `make_app`)
 MAX_BODY_BYTES = 2 << 20
+MAX_TEXT = 1000  # characters of a text field: codes, keys and categories are short; a longer value is a mistake
+MAX_INT = 2**53 - 1  # whole numbers JSON carries exactly (and int64 columns hold)
+MAX_NUMBER = 3.4e38  # about float32's largest: the value a random forest's trees compare a number as
+YEARS = (1678, 2261)  # the years pandas' nanosecond times hold, whatever the zone and the decision offset
 
 class RequestError(ValueError):
     "A request the service refuses; `where` names the field, the message the problem."
@@ -378,12 +384,32 @@ class RequestError(ValueError):
         self.where, self.message, self.status, self.index = where, message, status, index
 
 
+# %% ../nbs/06_deploy.ipynb #ebba7aaf
+def shown(v, width: int = 60) -> str:
+    "`v` as an answer shows it: its repr, cut to `width` characters (a request may carry a megabyte in one field)."
+    r = repr(v)
+    return r if len(r) <= width else r[:width - 3] + "..."
+
+def is_text(v: str) -> bool:
+    "Whether `v` can be written as UTF-8: JSON's escapes can carry half a surrogate pair, which no database, key or answer can hold."
+    try: v.encode("utf-8"); return True
+    except UnicodeEncodeError: return False
+
+
 # %% ../nbs/06_deploy.ipynb #4108b44f
+def parse_body(body: bytes):
+    "A request body as Python data, or `RequestError`: too big (413), not JSON, JSON's forbidden NaN and Infinity, or nested too deep (400)."
+    if len(body) > MAX_BODY_BYTES: raise RequestError("body", f"{len(body):,} bytes, more than {MAX_BODY_BYTES:,}", 413)
+    try: return json.loads(body, parse_constant=_not_a_number)
+    except ValueError as e: raise RequestError("body", f"not valid JSON ({e})", 400) from None
+    except RecursionError: raise RequestError("body", "nested deeper than a request can be: send flat records", 400) from None
+
+def _not_a_number(name: str):
+    raise ValueError(f"{name} is not a JSON number; send null for a missing value")
+
 def parse_records(body: bytes) -> list[dict]:
     "The records of a request body: one JSON object, a list of them, or {'records': [...]}."
-    if len(body) > MAX_BODY_BYTES: raise RequestError("body", f"{len(body):,} bytes, more than {MAX_BODY_BYTES:,}", 413)
-    try: data = json.loads(body)
-    except ValueError as e: raise RequestError("body", f"not valid JSON ({e})", 400) from None
+    data = parse_body(body)
     records = data["records"] if isinstance(data, dict) and "records" in data else data if isinstance(data, list) else [data]
     if not isinstance(records, list) or not records: raise RequestError("records", "no records to score")
     if len(records) > MAX_RECORDS: raise RequestError("records", f"{len(records):,} records, more than {MAX_RECORDS:,} per request; use `mlops-nb score` for batches", 413)
@@ -393,7 +419,9 @@ def parse_records(body: bytes) -> list[dict]:
 
 
 # %% ../nbs/06_deploy.ipynb #6fddf441
-def check_records(records: list[dict], types: dict, categories: dict) -> dict:
+def check_records(records: list[dict], types: dict,
+                  categories: dict,  # {column: known values} a value must be one of (`deploy.unseen_categories: refuse`); {}: any text
+                 ) -> dict:
     "{column: [typed values]} of `records` in plain Python (cheap enough for the event loop), or `RequestError`."
     cols = {}
     for c, kind in types.items():
@@ -424,45 +452,81 @@ def validate_records(records: list[dict], types: dict, categories: dict) -> pd.D
     "A typed frame of `records`, or `RequestError` naming the first bad field."
     return pd.DataFrame(records_columns(check_records(records, types, categories), types))
 
+_TIME = re.compile(r"(\d{4})-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)?", re.ASCII)  # RFC 3339, the zone checked apart
+
 def _typed(v, kind: str, where: str, known: Optional[list]):
     "`v` checked against `kind` (None passes: missing values are the model's business)."
     if v is None: return None
     if kind == "datetime":
-        try: t = pd.Timestamp(v)
-        except (ValueError, TypeError): raise RequestError(where, f"{v!r} is not an ISO 8601 time") from None
-        if t.tzinfo is None: raise RequestError(where, f"{v!r} has no time zone; send UTC, e.g. '2013-06-01T14:00:00Z'")
-        return t
+        m = _TIME.fullmatch(v) if isinstance(v, str) else None
+        if m is None: raise RequestError(where, f"{shown(v)} is not an ISO 8601 time, e.g. '2013-06-01T14:00:00Z'")
+        if m[3] is None: raise RequestError(where, f"{shown(v)} has no time zone; send UTC, e.g. '2013-06-01T14:00:00Z'")
+        if not YEARS[0] <= int(m[1]) <= YEARS[1]: raise RequestError(where, f"{shown(v)} is outside the years {YEARS[0]} to {YEARS[1]}")
+        try: return pd.Timestamp(v)
+        except ValueError: raise RequestError(where, f"{shown(v)} is not a time (a day or an hour out of range?)") from None
     if kind in ("int", "float"):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not math.isfinite(v)):
-            raise RequestError(where, f"{v!r} is not a number")
+        if isinstance(v, bool) or not isinstance(v, (int, float)): raise RequestError(where, f"{shown(v)} is not a number")
+        limit = MAX_INT if kind == "int" else MAX_NUMBER
+        if not abs(v) <= limit: raise RequestError(where, f"{shown(v)} is out of range (at most {limit:,} either side of 0)")
         if kind == "int" and float(v) != int(v): raise RequestError(where, f"{v!r} is not a whole number")
         return v
     if kind == "bool":
-        if not isinstance(v, bool): raise RequestError(where, f"{v!r} is not true or false")
+        if not isinstance(v, bool): raise RequestError(where, f"{shown(v)} is not true or false")
         return v
-    if not isinstance(v, str): raise RequestError(where, f"{v!r} is not a string")
+    if not isinstance(v, str): raise RequestError(where, f"{shown(v)} is not a string")
+    if len(v) > MAX_TEXT: raise RequestError(where, f"{len(v):,} characters, more than {MAX_TEXT:,}")
+    if not is_text(v): raise RequestError(where, f"{shown(v)} is not Unicode text (it holds half of a surrogate pair)")
     if known is not None and v not in known:
-        shown = ", ".join(map(str, known[:30])) + (", ..." if len(known) > 30 else "")
-        raise RequestError(where, f"{v!r} is not a value the model knows; known: {shown}")
+        listed = ", ".join(map(str, known[:30])) + (", ..." if len(known) > 30 else "")
+        raise RequestError(where, f"{shown(v)} is not a value the model knows; known: {listed}")
     return v
 
 
+# %% ../nbs/06_deploy.ipynb #55fae712
+def unseen_values(cols: dict,  # checked columns of one request (`check_records`)
+                  categories: dict,  # {column: the values the model knows}
+                 ) -> list[dict]:
+    "A warning ({'record', 'loc', 'msg'}) for each value of a categorical column the model never saw, by record."
+    out = []
+    for c, known in categories.items():
+        if c not in cols: continue
+        known = set(known)
+        out += [{"record": i, "loc": f"records[{i}].{c}", "msg": f"{shown(v)} is a value the model never saw: scored as training scores unseen values"}
+                for i, v in enumerate(cols[c]) if v is not None and v not in known]
+    return sorted(out, key=lambda w: w["record"])
+
+
 # %% ../nbs/06_deploy.ipynb #d355a56e
-def request_schema(types: dict, categories: dict):
+def request_schema(types: dict,
+                   categories: dict,  # {column: known values} a value must be one of (as `check_records`); {}: any text
+                  ):
     "A pydantic `TypeAdapter` of a request body (one record, a list of them, or {'records': [...]}) for the fields `types`."
     from typing import Annotated, Literal, Union
-    from pydantic import AwareDatetime, ConfigDict, Field, StrictBool, StrictStr, TypeAdapter, create_model
-    kinds = {"str": StrictStr, "int": Annotated[int, Field(strict=True)], "float": Annotated[float, Field(strict=True)],
-             "bool": StrictBool, "datetime": AwareDatetime}
+    from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, StrictBool, TypeAdapter, WithJsonSchema, create_model
+    text = Annotated[str, Field(strict=True, max_length=MAX_TEXT)]
+    time = Annotated[AwareDatetime, AfterValidator(_in_years),
+                     WithJsonSchema({"type": "string", "format": "date-time", "pattern": YEARS_PATTERN})]
+    kinds = {"str": text, "int": Annotated[int, Field(strict=True, ge=-MAX_INT, le=MAX_INT)],
+             "float": Annotated[float, Field(strict=True, ge=-MAX_NUMBER, le=MAX_NUMBER)], "bool": StrictBool, "datetime": time}
     def field(c, kind):
         known = categories.get(c)
         what = f"one of the {len(known)} values the model knows" if known else {
-            "str": "text", "int": "a whole number", "float": "a number", "bool": "true or false", "datetime": "a time with its zone (ISO 8601)"}[kind]
+            "str": "text", "int": "a whole number", "float": "a number", "bool": "true or false",
+            "datetime": f"a time with its zone (RFC 3339), in the years {YEARS[0]} to {YEARS[1]}"}[kind]
         return (Union[Literal[tuple(known)] if known else kinds[kind], None], Field(..., description=f"{what}; null when missing"))
-    Record = create_model("Record", __config__=ConfigDict(extra="allow"), **{c: field(c, k) for c, k in types.items()})
+    # a record's extra fields are kept (and logged), except `records`, which makes the body a batch
+    Record = create_model("Record", __config__=ConfigDict(extra="allow", json_schema_extra={"not": {"required": ["records"]}}),
+                          **{c: field(c, k) for c, k in types.items()})
     Records = Annotated[list[Record], Field(min_length=1, max_length=MAX_RECORDS)]
     Batch = create_model("Batch", records=(Records, ...))
     return TypeAdapter(Union[Batch, Records, Record])
+
+YEARS_PATTERN = r"^(1(6(7[89]|[89]\d)|[7-9]\d\d)|2([01]\d\d|2([0-5]\d|6[01])))-"  # the years YEARS, as JSON Schema says it
+
+def _in_years(t):
+    if not YEARS[0] <= t.year <= YEARS[1]: raise ValueError(f"outside the years {YEARS[0]} to {YEARS[1]}")
+    return t
+
 
 # %% ../nbs/06_deploy.ipynb #c318a08d
 def check_labels(items) -> list[tuple]:
@@ -472,13 +536,28 @@ def check_labels(items) -> list[tuple]:
     for i, it in enumerate(items):
         if not isinstance(it, dict): raise RequestError(f"labels[{i}]", "expected an object with request_id, label and optionally record", index=i)
         rid, record, label = it.get("request_id"), it.get("record", 0), it.get("label")
-        if not isinstance(rid, str) or not rid: raise RequestError(f"labels[{i}].request_id", f"{rid!r} is not a request id (a /predict answer's `request_id`)", index=i)
-        if isinstance(record, bool) or not isinstance(record, (int, float, np.integer)) or record != record or record < 0 or record != int(record):
-            raise RequestError(f"labels[{i}].record", f"{record!r} is not a record number (0 for a request's first record)", index=i)
+        if not isinstance(rid, str) or not rid or len(rid) > MAX_TEXT or not is_text(rid):
+            raise RequestError(f"labels[{i}].request_id", f"{shown(rid)} is not a request id (a /predict answer's `request_id`)", index=i)
+        if isinstance(record, bool) or not isinstance(record, (int, float, np.integer)) or not 0 <= record <= MAX_INT or record != int(record):
+            raise RequestError(f"labels[{i}].record", f"{shown(record)} is not a record number (0 for a request's first record)", index=i)
         if not (isinstance(label, (bool, np.bool_)) or (not isinstance(label, str) and label in (0, 1))):
-            raise RequestError(f"labels[{i}].label", f"{label!r} is not a label: true/false or 1/0", index=i)
+            raise RequestError(f"labels[{i}].label", f"{shown(label)} is not a label: true/false or 1/0", index=i)
         out.append((rid, int(record), int(label)))
     return out
+
+
+# %% ../nbs/06_deploy.ipynb #37b10b74
+def labels_schema():
+    "A pydantic `TypeAdapter` of a `POST /feedback` body, {'labels': [...]} or the list alone: what `check_labels` accepts."
+    from typing import Annotated, Literal, Union
+    from pydantic import ConfigDict, Field, StrictBool, TypeAdapter, create_model
+    Label = create_model("Label", __config__=ConfigDict(extra="allow"),
+        request_id=(Annotated[str, Field(strict=True, min_length=1, max_length=MAX_TEXT)],
+                    Field(..., description="the `request_id` of a /predict answer")),
+        record=(Annotated[int, Field(strict=True, ge=0, le=MAX_INT)], Field(0, description="the record's number in its request (0: the first)")),
+        label=(Union[StrictBool, Literal[0, 1]], Field(..., description="the outcome: true/false or 1/0")))
+    Labels = Annotated[list[Label], Field(min_length=1)]
+    return TypeAdapter(Union[create_model("LabelBatch", labels=(Labels, ...)), Labels])
 
 
 # %% ../nbs/06_deploy.ipynb #e9e70d15
@@ -561,31 +640,31 @@ def _challenger(self: Scorer) -> Optional[ServingModel]:
 
 @patch
 def check(self: Scorer, records: list[dict]) -> dict:
-    "The request's typed columns, or `RequestError` naming the bad field."
-    return check_records(records, self.types, self.model.categories)
+    "The request's typed columns, or `RequestError` naming the bad field (a category the model never saw too, under `refuse`)."
+    return check_records(records, self.types, self.model.categories if self.rollout.unseen_categories == "refuse" else {})
 
 
 # %% ../nbs/06_deploy.ipynb #b1f1cb44
 @patch
 def score(self: Scorer, records: list[dict], request_id: Optional[str] = None, batch: bool = False) -> dict:
     "Score `records`; log them; return the response body. `batch`: the serving version only, logged as `batch`."
-    return self.score_many([(self.check(records), records)], [request_id], batch)[0]
+    answer = self.score_apart([(self.check(records), records)], [request_id], batch)[0]
+    if isinstance(answer, Exception): raise answer
+    return answer
 
 
 # %% ../nbs/06_deploy.ipynb #17afc9c6
 @patch
 def score_many(self: Scorer, requests: list[tuple], request_ids: Optional[list] = None, batch: bool = False) -> list[dict]:
-    "Score several checked requests (`(check(records), records)` pairs) in one pass; one response body each."
+    "Score several checked requests (`(check(records), records)` pairs) in one pass; one response body each (see `score_apart`)."
     t0 = time.perf_counter()
     champ, chall = self.model, (None if batch else self.challenger)  # one snapshot of each for the whole pass
-    rows = records_columns({c: [v for cols, _ in requests for v in cols[c]] for c in self.types}, self.types)
+    rows, X, decided = self.model_inputs({c: [v for cols, _ in requests for v in cols[c]] for c in self.types})
     records = [r for _, recs in requests for r in recs]
     sizes = [len(recs) for _, recs in requests]
     rids = [rid or uuid.uuid4().hex for rid in (request_ids or [None] * len(requests))]
     owner = np.repeat(np.arange(len(requests)), sizes)  # which request each row belongs to
     index = np.concatenate([np.arange(n) for n in sizes])  # its record number within that request
-    X = self.features.inputs(rows)
-    decided = self.features.decision_times(rows)
     canary = (canary_mask(rows, rids[0], self.rollout.sticky_key, self.rollout.canary_share)
               if chall is not None and self.rollout.strategy == "canary" else np.zeros(len(records), bool))
     p, threshold = np.empty(len(records)), np.where(canary, chall.threshold if chall else 0, champ.threshold)
@@ -601,12 +680,57 @@ def score_many(self: Scorer, requests: list[tuple], request_ids: Optional[list] 
     if chall is not None and self.rollout.strategy == "shadow":
         self.shadow_pool.submit(self._shadow, chall, X, [rids[o] for o in owner], index, records, now, decided)
     bodies, start = [], 0
-    for rid, n in zip(rids, sizes):
+    for rid, n, (cols, _) in zip(rids, sizes, requests):
         bodies.append({"request_id": rid, "model": champ.name, "version": champ.version, "threshold": champ.threshold,
                        "predictions": [{"record": i, "probability": float(p[start + i]), "decision": bool(decision[start + i]),
-                                        "version": version[start + i]} for i in range(n)]})
+                                        "version": version[start + i]} for i in range(n)],
+                       "warnings": unseen_values(cols, champ.categories)})
         start += n
     return bodies
+
+
+# %% ../nbs/06_deploy.ipynb #b12a4652
+@patch
+def model_inputs(self: Scorer, cols: dict) -> tuple:
+    "(rows, model inputs, decision times) of checked columns `cols` (of one request, or of several concatenated)."
+    rows = records_columns(cols, self.types)
+    return rows, self.features.inputs(rows), self.features.decision_times(rows)
+
+
+# %% ../nbs/06_deploy.ipynb #572e30c3
+@patch
+def score_apart(self: Scorer, requests: list[tuple], request_ids: Optional[list] = None, batch: bool = False) -> list:
+    "`score_many`'s bodies; when the pass fails, each request scored alone: a body, or the exception of the request that fails."
+    request_ids = request_ids or [None] * len(requests)
+    try: return self.score_many(requests, request_ids, batch)
+    except Exception as e:
+        if len(requests) == 1: return [self.blame(*requests[0], e)]
+    out = []
+    for request, rid in zip(requests, request_ids):
+        try: out += self.score_many([request], [rid], batch)
+        except Exception as e: out.append(self.blame(*request, e))
+    return out
+
+
+# %% ../nbs/06_deploy.ipynb #127e9e83
+@patch
+def blame(self: Scorer, cols: dict, records: list, error: Exception) -> Exception:
+    "A `RequestError` naming the record and field of `records` (checked: `cols`) that make scoring fail with `error`; else `error`."
+    def fails(part: dict) -> bool:
+        try: self.model.predict(self.model_inputs(part)[1]); return False
+        except Exception: return True
+    if not fails(cols): return error  # the failure lies outside the model's inputs (a rollout, the log)
+    rows = lambda a, b: {c: v[a:b] for c, v in cols.items()}
+    lo, hi = 0, len(records)
+    while hi - lo > 1:  # halve the records down to one that fails alone
+        mid = (lo + hi) // 2
+        if fails(rows(lo, mid)): hi = mid
+        elif fails(rows(mid, hi)): lo = mid
+        else: return error  # the records fail only together
+    for c in cols:
+        if cols[c][lo] is not None and not fails({k: [None] if k == c else v[lo:lo + 1] for k, v in cols.items()}):
+            return RequestError(f"records[{lo}].{c}", f"{shown(records[lo].get(c))} cannot be scored ({type(error).__name__}: {str(error)[:200]})", index=lo)
+    return error
 
 
 # %% ../nbs/06_deploy.ipynb #94f6e79c
@@ -660,7 +784,7 @@ def score_file(scorer: Scorer, input_path, output_path, chunk: int = 20_000, say
             if len(bad): raise ProjectError(f"{input_path}, {where(bad[0])}: {c}: {df[c].iloc[bad[0]]!r} is not a number; nothing was written")
             df[c] = num
     records = json.loads(df[list(scorer.types)].to_json(orient="records", date_format="iso"))  # typed as a request would be
-    job, probs, decisions, versions = uuid.uuid4().hex, [], [], []
+    job, probs, decisions, versions, unseen = uuid.uuid4().hex, [], [], [], {}
     t0 = time.perf_counter()
     for start in range(0, len(records), chunk):
         try: body = scorer.score(records[start:start + chunk], request_id=f"{job}-{start}", batch=True)
@@ -668,10 +792,18 @@ def score_file(scorer: Scorer, input_path, output_path, chunk: int = 20_000, say
             raise ProjectError(f"{input_path}, {where(start + (e.index or 0))}: {e.where.split('.', 1)[-1]}: {e.message}; nothing was written") from None
         probs += [p["probability"] for p in body["predictions"]]; decisions += [p["decision"] for p in body["predictions"]]
         versions += [p["version"] for p in body["predictions"]]
+        for w in body["warnings"]:  # values the model never saw: scored, and said once at the end
+            field = w["loc"].split(".", 1)[1]
+            key = (field, records[start + w["record"]][field])
+            unseen[key] = unseen.get(key, 0) + 1
         say(f"[score] {min(start + chunk, len(records)):,} of {len(records):,} rows ({time.perf_counter() - t0:.1f}s)")
+    if unseen:
+        say(f"[score] {sum(unseen.values()):,} values the model never saw, scored as training scores unseen values: "
+            + ", ".join(f"{f} {shown(v)} ({n:,})" for (f, v), n in sorted(unseen.items(), key=lambda kv: -kv[1])[:5]))
     out = df.assign(probability=probs, decision=decisions, version=versions)
     atomic_write(output_path, lambda p: out.to_csv(p, index=False) if output_path.suffix.lower() == ".csv" else out.to_parquet(p, index=False))
-    return {"rows": len(out), "flagged": int(out.decision.sum()), "version": scorer.model.version, "seconds": time.perf_counter() - t0}
+    return {"rows": len(out), "flagged": int(out.decision.sum()), "version": scorer.model.version, "seconds": time.perf_counter() - t0,
+            "unseen_values": sum(unseen.values())}
 
 # %% ../nbs/06_deploy.ipynb #7f7a5036
 class ServiceMetrics:
@@ -705,12 +837,11 @@ async def score_passes(scorer: Scorer, waiting: asyncio.Queue):
             await asyncio.sleep(0)  # requests already read need a few turns of the loop to reach the queue
             # a pass stops at PASS_RECORDS: single records queued behind a big request wait for one short pass, not for all
             while not waiting.empty() and sum(len(i[1]) for i in items) < PASS_RECORDS: items.append(waiting.get_nowait())
-        try:
-            bodies = scorer.score_many([(cols, recs) for cols, recs, _ in items])  # on the loop: see the text above
-            for (_, _, fut), body in zip(items, bodies): fut.set_result(body)
-        except Exception as e:  # one broken pass fails its requests, not the service
-            for _, _, fut in items:
-                if not fut.done(): fut.set_exception(e)
+        # on the loop: see the text above. A request that breaks the pass fails alone (`score_apart`)
+        for (_, _, fut), answer in zip(items, scorer.score_apart([(cols, recs) for cols, recs, _ in items])):
+            if fut.done(): continue  # its client has gone
+            if isinstance(answer, Exception): fut.set_exception(answer)
+            else: fut.set_result(answer)
 
 
 # %% ../nbs/06_deploy.ipynb #eb9d3078
@@ -727,20 +858,46 @@ async def follow_alias(scorer: Scorer, refresh_seconds: float, loader: ThreadPoo
 
 # %% ../nbs/06_deploy.ipynb #d61b174d
 def service_openapi(app: FastAPI, scorer: Scorer) -> dict:
-    "FastAPI's document with the request schema of the serving version (its known categories change with it)."
+    "FastAPI's document, with what `/predict` and `/feedback` really accept (for the serving version) and answer."
     from fastapi.openapi.utils import get_openapi
     doc = get_openapi(title=app.title, version=scorer.model.version, description=app.description, routes=app.routes)
-    body = request_schema(scorer.types, scorer.model.categories).json_schema(ref_template="#/components/schemas/{model}")
-    doc.setdefault("components", {}).setdefault("schemas", {}).update({**body.pop("$defs"), "PredictRequest": body})
+    enforced = scorer.model.categories if scorer.rollout.unseen_categories == "refuse" else {}
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    for name, adapter in (("PredictRequest", request_schema(scorer.types, enforced)), ("FeedbackRequest", labels_schema())):
+        body = adapter.json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update({**body.pop("$defs"), name: body})
+    schemas.update(RESPONSE_SCHEMAS)
+    refused = {str(s): {"description": why, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Refused"}}}}
+               for s, why in ((400, "not JSON"), (413, "too big"), (422, "a field to fix, named"))}
+    for path, request, answer, example in (("/predict", "PredictRequest", "Predictions", scorer.example),
+                                           ("/feedback", "FeedbackRequest", "FeedbackCounts", None)):
+        op = doc["paths"][path]["post"]
+        op["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{request}"}, **({"example": example} if example else {})}}}
+        op["responses"] = {"200": {"description": "answered", "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{answer}"}}}},
+                           **refused}
     return doc
+
+_detail = {"type": "object", "required": ["loc", "msg"], "properties": {"loc": {"type": "string"}, "msg": {"type": "string"}}}
+RESPONSE_SCHEMAS = {  # what the routes answer, written as they write it
+    "Refused": {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "array", "minItems": 1, "items": _detail}}},
+    "Predictions": {"type": "object", "required": ["request_id", "model", "version", "threshold", "predictions", "warnings"], "properties": {
+        "request_id": {"type": "string"}, "model": {"type": "string"}, "version": {"type": "string"}, "threshold": {"type": "number"},
+        "predictions": {"type": "array", "items": {"type": "object", "required": ["record", "probability", "decision", "version"], "properties": {
+            "record": {"type": "integer", "minimum": 0}, "probability": {"type": "number", "minimum": 0, "maximum": 1},
+            "decision": {"type": "boolean"}, "version": {"type": "string"}}}},
+        "warnings": {"type": "array", "description": "a value the model never saw, per record and field: scored all the same",
+                     "items": {**_detail, "required": ["record", "loc", "msg"], "properties": {**_detail["properties"], "record": {"type": "integer"}}}}}},
+    "FeedbackCounts": {"type": "object", "required": ["received", "new", "duplicates", "unmatched"],
+                       "properties": {k: {"type": "integer", "minimum": 0} for k in ("received", "new", "duplicates", "unmatched")}},
+}
 
 
 # %% ../nbs/06_deploy.ipynb #cb8bbcbf
 def prediction_routes(app: FastAPI, scorer: Scorer, waiting: asyncio.Queue, metrics: ServiceMetrics):
     "`POST /predict` and `POST /feedback` on `app`."
-    # the body is read and checked by hand (see `check_records`); the schema is only published
-    @app.post("/predict", openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-        "schema": {"$ref": "#/components/schemas/PredictRequest"}, "example": scorer.example}}}})
+    # the body is read and checked by hand (see `check_records`); its schema is only published (`service_openapi`)
+    @app.post("/predict")
     async def predict(request: Request):
         t0 = time.perf_counter()
         try:
@@ -761,8 +918,7 @@ def prediction_routes(app: FastAPI, scorer: Scorer, waiting: asyncio.Queue, metr
     @app.post("/feedback")
     async def feedback(request: Request):
         try:
-            try: items = json.loads(await request.body())
-            except ValueError as e: raise RequestError("body", f"not valid JSON ({e})", 400) from None
+            items = parse_body(await request.body())
             return scorer.log.feedback(check_labels(items.get("labels", items) if isinstance(items, dict) else items))
         except RequestError as e: return JSONResponse({"detail": [{"loc": e.where, "msg": e.message}]}, status_code=e.status)
 

@@ -24,9 +24,9 @@ from .registry import alias_version, load_model, model_name, registry_client
 __all__ = ['KINDS', 'DriftError', 'MissingColumnError', 'EmptyWindowError', 'infer_kind', 'check_kind', 'distinct_sorted',
            'wasserstein_sorted', 'wasserstein_norm', 'jensen_shannon', 'psi', 'ks_p_value', 'chi_square_p_value',
            'z_p_value', 'column_drift', 'drift_table', 'drift_summary', 'MonitorError', 'window_bounds',
-           'logged_window', 'json_columns', 'champion_context', 'performance', 'computational', 'request_quality',
-           'retrain_decision', 'retrain_window', 'reference_probabilities', 'window_drift', 'record_monitoring',
-           'run_step']
+           'logged_window', 'json_columns', 'champion_context', 'unseen_categories', 'performance', 'computational',
+           'request_quality', 'retrain_decision', 'retrain_window', 'reference_probabilities', 'window_drift',
+           'record_monitoring', 'run_step']
 
 # %% ../nbs/07_monitor.ipynb #6c11d839
 class DriftError(ValueError):
@@ -335,7 +335,23 @@ def champion_context(step) -> dict:
     ranked = [f for f, _ in sorted(importance.get("features", {}).items(), key=lambda kv: -kv[1])]
     return {"name": name, "version": str(version), "threshold": float(mv.tags.get("threshold", 0.5)), "card": card,
             "ranked_features": ranked, "reference": train.reset_index(drop=True), "source_run": source.name,
-            "source_is_pipeline_run": source == run, "newest_training_data": period.get("holdout_end")}
+            "source_is_pipeline_run": source == run, "newest_training_data": period.get("holdout_end"), "train_end": period.get("train_end")}
+
+# %% ../nbs/07_monitor.ipynb #a377dc7d
+def unseen_categories(features: pd.DataFrame,  # the window's model inputs (`json_columns` of the log's features)
+                      fitted: pd.DataFrame,  # the rows the champion was fitted on
+                      top: int = 20,  # values listed per column, the most frequent first
+                     ) -> dict:
+    "How many of the window's predictions had a categorical input value the fitted rows never held, and which values, per column."
+    text = [c for c in features.columns if c in fitted.columns and (fitted[c].dtype == object or isinstance(fitted[c].dtype, pd.StringDtype))]
+    anywhere, columns = np.zeros(len(features), bool), {}
+    for c in text:
+        new = features[c].notna() & ~features[c].isin(set(fitted[c].dropna()))
+        if new.any():
+            columns[c] = {str(v): int(n) for v, n in features[c][new].value_counts().head(top).items()}
+            anywhere |= new.to_numpy()
+    return {"predictions": int(anywhere.sum()), "share": float(anywhere.mean()) if len(features) else 0.0, "columns": columns}
+
 
 # %% ../nbs/07_monitor.ipynb #c77c7010
 def performance(window: pd.DataFrame, threshold: float, card, min_labels: int, period: str = "W") -> dict:
@@ -442,7 +458,7 @@ def reference_probabilities(ctx: dict, step, n: int = 50_000) -> np.ndarray:
 
 # %% ../nbs/07_monitor.ipynb #fa9b9c03
 def window_drift(step, ctx: dict, window: pd.DataFrame) -> dict:
-    "The window's drift against the champion's reference: per feature (`table`, `summary`), of the predictions, and which features had values."
+    "The window's drift against the champion's reference: per feature (`table`, `summary`), of the predictions, which features had values, and values never seen."
     spec, ref = step.project.monitor.drift, ctx["reference"]
     features = json_columns(window.features)
     inputs = [c for c in ctx["ranked_features"] if c in features.columns and c in ref.columns] or \
@@ -452,7 +468,9 @@ def window_drift(step, ctx: dict, window: pd.DataFrame) -> dict:
     prediction = (column_drift(pd.Series(reference_probabilities(ctx, step), name="probability"), window.probability, "numeric", spec,
                                column="probability") if len(window) else None)
     summary = drift_summary(table, spec) if len(table) else {"columns": 0, "drifted": 0, "share": 0.0, "drifted_columns": []}
-    return {"table": table, "summary": summary, "prediction": prediction, "inputs": inputs, "columns": columns}
+    fitted = ref[ref.event_timestamp <= pd.Timestamp(ctx["train_end"])] if ctx.get("train_end") and "event_timestamp" in ref else ref
+    return {"table": table, "summary": summary, "prediction": prediction, "inputs": inputs, "columns": columns,
+            "unseen": unseen_categories(features, fitted)}
 
 
 # %% ../nbs/07_monitor.ipynb #91a0946b
@@ -463,6 +481,7 @@ def record_monitoring(step, report: dict, drift: pd.DataFrame) -> None:
     if len(drift): step.save_text("drift.csv", drift.to_csv(index=False))
     step.metrics.update(predictions=float(report["window"]["predictions"]), labelled=float(perf["labelled"]), drift_share=float(summary["share"]),
                         drifted_columns=float(summary["drifted"]), retrain=float(decision["retrain"]),
+                        unseen_category_share=float(report["unseen_categories"]["share"]),
                         **{f"window_{k}": float(perf["metrics"][k]) for k in ("roc_auc", "value", "recall") if k in perf["metrics"]},
                         **{k: float(health[k]) for k in ("latency_ms_p99", "error_rate") if k in health})
     step.params.update(model=report["model"], version=report["version"], window_start=report["window"]["start"], window_end=report["window"]["end"])
@@ -491,7 +510,7 @@ def run_step(step) -> dict:
               "reference": {"run": ctx["source_run"], "rows": len(ctx["reference"]), "is_champion_run": ctx["source_is_pipeline_run"]},
               "drift": {**drift["summary"], "columns_table": drift["table"].to_dict("records"),
                         "without_values": [c for c in drift["inputs"] if c not in drift["columns"]]},  # a feature with no value at all: a quality finding
-              "prediction_drift": drift["prediction"],
+              "prediction_drift": drift["prediction"], "unseen_categories": drift["unseen"],
               "performance": perf, "computational": health, "request_quality": request_quality(step.project, json_columns(window.inputs)),
               "decision": decision, "retrain_window": retrain_window(lp, spec, end) if decision["retrain"] else None,
               "thresholds": spec.drift.model_dump()}

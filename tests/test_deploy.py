@@ -41,7 +41,11 @@ def test_health_ready_metadata_docs(service):
     assert body["schema"] == {"$ref": "#/components/schemas/PredictRequest"} and body["example"] == meta["example"]
     record = doc["components"]["schemas"]["Record"]
     assert set(record["required"]) == set(meta["request_fields"])
-    assert record["properties"]["carrier"]["anyOf"][0]["enum"] == meta["known_categories"]["carrier"]
+    # a carrier the model never saw is scored (`deploy.unseen_categories: score`): any text, of bounded length
+    assert record["properties"]["carrier"]["anyOf"][0] == {"type": "string", "maxLength": 1000}
+    feedback = doc["paths"]["/feedback"]["post"]
+    assert feedback["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/FeedbackRequest"}
+    assert set(feedback["responses"]) == set(doc["paths"]["/predict"]["post"]["responses"]) == {"200", "400", "413", "422"}
 
 
 def test_predictions_equal_in_process_scoring(service):
@@ -71,9 +75,18 @@ def test_predictions_equal_in_process_scoring(service):
     ("empty batch", {"records": []}, 422, "records", "no records"),
     ("missing field", "drop:carrier", 422, "records[0].carrier", "field required"),
     ("wrong type", "set:distance=far", 422, "records[0].distance", "is not a number"),
-    ("unknown category", "set:carrier=ZZ", 422, "records[0].carrier", "not a value the model knows"),
     ("naive time", "set:time_hour=2013-01-07T10:00:00", 422, "records[0].time_hour", "no time zone"),
     ("not an object", {"records": [3]}, 422, "records[0]", "expected an object"),
+    # what a fuzzer found or would: a 4xx naming the field, never a 500
+    ("time pandas cannot hold", "set:time_hour=0094-07-20T04:07:54-14:40", 422, "records[0].time_hour", "outside the years 1678 to 2261"),
+    ("day out of range", "set:time_hour=2013-02-30T10:00:00Z", 422, "records[0].time_hour", "is not a time"),
+    ("huge whole number", "num:hour=100000000000000000000", 422, "records[0].hour", "out of range"),
+    ("NaN", b'{"records": [{"hour": NaN}]}', 400, "body", "NaN is not a JSON number"),
+    ("Infinity", b'{"records": [{"distance": -Infinity}]}', 400, "body", "-Infinity is not a JSON number"),
+    ("deep nesting", b"[" * 50_000 + b"]" * 50_000, 400, "body", "nested deeper"),
+    ("long text", "set:tailnum=" + "N" * 100_000, 422, "records[0].tailnum", "100,000 characters"),
+    ("half a surrogate pair", "raw:tailnum=\\ud800", 422, "records[0].tailnum", "not Unicode text"),
+    ("a number as text", "num:carrier=7", 422, "records[0].carrier", "is not a string"),
 ])
 def test_bad_requests_name_the_problem(service, case, body, status, where, words):
     url = service["url"]
@@ -81,11 +94,11 @@ def test_bad_requests_name_the_problem(service, case, body, status, where, words
     if isinstance(body, str):
         op, arg = body.split(":", 1)
         rec = dict(example)
-        if op == "drop": rec.pop(arg)
-        else:
-            k, v = arg.split("=", 1); rec[k] = v
-        body = {"records": [rec]}
-    r = requests.post(f"{url}/predict", data=body if isinstance(body, bytes) else json.dumps(body),
+        k, v = arg.split("=", 1) if "=" in arg else (arg, None)
+        if op == "drop": rec.pop(k)
+        else: rec[k] = json.loads(v) if op == "num" else "\x00raw" if op == "raw" else v
+        body = json.dumps({"records": [rec]}).replace(json.dumps("\x00raw"), f'"{v}"')  # raw: the JSON text as a client sends it
+    r = requests.post(f"{url}/predict", data=body if isinstance(body, (bytes, str)) else json.dumps(body),
                       headers={"content-type": "application/json"})
     assert r.status_code == status, (case, r.text)
     detail = r.json()["detail"][0]
@@ -134,6 +147,80 @@ def test_a_flight_without_a_key_is_scored_without_its_features(service):
         time.sleep(0.2)
     full, keyless = (json.loads(f) for f in log[log.request_id == rid].sort_values("record").features)
     assert full["plane_seats"] is not None and keyless["plane_seats"] is None and keyless["temp"] == full["temp"]
+
+
+def test_unseen_category_is_scored_as_training_scores_it(service, tmp_path):
+    """A flight to a destination the model never saw (TVC) is answered with a warning naming the field; its probability is the
+    pipeline's own (the lean path and scikit-learn agree on it), and monitoring counts it; `refuse` keeps the 422."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlops_nb.config import load_project
+    from mlops_nb.deploy import RequestError, Scorer
+    from mlops_nb.monitor import json_columns, unseen_categories
+    from mlops_nb.predictions import PredictionLog
+    url = service["url"]
+    meta = requests.get(f"{url}/metadata").json()
+    assert "TVC" not in meta["known_categories"]["dest"]
+    example = meta["example"]["records"][0]
+    r = requests.post(f"{url}/predict", json={"records": [example, {**example, "dest": "TVC"}]})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert [(w["record"], w["loc"]) for w in got["warnings"]] == [(1, "records[1].dest")] and "'TVC'" in got["warnings"][0]["msg"]
+    scorer = Scorer(load_project(service["project"]), tracking_uri=service["uri"], run_dir=service["run_dir"], log_path=tmp_path / "log.db")
+    try:
+        assert scorer.model.lean is not None, scorer.model.inference
+        X = scorer.model_inputs(scorer.check([{**example, "dest": "TVC"}]))[1]
+        client = MlflowClient(tracking_uri=service["uri"], registry_uri=service["uri"])
+        pipeline = mlflow.sklearn.load_model(client.get_model_version_download_uri("delay_model", got["version"]))
+        by_pipeline = pipeline.predict_proba(pd.DataFrame({c: X[c] for c in pipeline.feature_names_in_}))[:, 1]
+        assert scorer.model.lean.predict_proba(X) == pytest.approx(by_pipeline, abs=1e-12)
+        assert got["predictions"][1]["probability"] == pytest.approx(by_pipeline[0], abs=1e-12)
+        assert got["predictions"][1]["probability"] != got["predictions"][0]["probability"]  # the destination counts
+    finally: scorer.log.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        log = PredictionLog(service["project"].parent / "serving" / "predictions.db").read()
+        if (log.request_id == got["request_id"]).sum() == 2: break
+        time.sleep(0.2)
+    fitted = pd.read_parquet(service["run_dir"] / "artifacts/features/training_set.parquet")
+    counted = unseen_categories(json_columns(log[log.request_id == got["request_id"]].features), fitted)
+    assert counted["predictions"] == 1 and counted["columns"] == {"dest": {"TVC": 1}}
+    strict = Scorer(load_project(service["project"], ["deploy.unseen_categories=refuse"]), tracking_uri=service["uri"],
+                    run_dir=service["run_dir"], log_path=tmp_path / "strict.db")
+    try:
+        with pytest.raises(RequestError, match="not a value the model knows") as refused: strict.check([{**example, "dest": "TVC"}])
+        assert refused.value.where == "records[0].dest"
+    finally: strict.log.close()
+
+
+def test_a_bad_record_fails_alone_among_good_ones(service):
+    """Eight clients send good requests while others send records the service cannot score, all in the same passes: every
+    good request is answered, every bad one gets a 4xx naming its field, and the service stays ready."""
+    url = service["url"]
+    example = requests.get(f"{url}/metadata").json()["example"]["records"][0]
+    bad = {"time_hour": ({**example, "time_hour": "0094-07-20T04:07:54-14:40"}, 422),
+           "tailnum": ('{"records": [%s]}' % json.dumps({**example, "tailnum": "\x00raw"}).replace(json.dumps("\x00raw"), '"\\udc80"'), 422),
+           "body": ('{"records": [{"hour": NaN}]}', 400)}
+    answers, lock = [], threading.Lock()
+
+    def client_loop(n, body, field):
+        with requests.Session() as s:
+            for _ in range(n):
+                r = s.post(f"{url}/predict", data=body if isinstance(body, str) else json.dumps({"records": [body, body]}),
+                           headers={"content-type": "application/json"}, timeout=30)
+                with lock: answers.append((field, r.status_code, r.json()))
+
+    threads = [threading.Thread(target=client_loop, args=(25, example, None)) for _ in range(6)]
+    threads += [threading.Thread(target=client_loop, args=(10, body, field)) for field, (body, _) in bad.items()]
+    for t in threads: t.start()
+    for t in threads: t.join(timeout=120)
+    good = [a for a in answers if a[0] is None]
+    assert len(good) == 150 and {s for _, s, _ in good} == {200}, {s for _, s, _ in good}
+    assert all(len(body["predictions"]) == 2 for _, _, body in good)
+    for field, (_, status) in bad.items():
+        mine = [(s, b["detail"][0]["loc"]) for f, s, b in answers if f == field]
+        assert len(mine) == 10 and set(mine) == {(status, "body" if field == "body" else f"records[0].{field}")}, (field, set(mine))
+    assert requests.get(f"{url}/ready").json()["ready"] is True
 
 
 def test_alias_switch_under_load_fails_no_request(service):
