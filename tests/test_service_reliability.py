@@ -125,7 +125,7 @@ def test_kill_9_loses_no_answered_prediction(week_champion, tmp_path):
     assert not missing, f"{len(missing)} of {len(answered)} answered predictions are not in the log"
     assert all(kept[rid] == answered[rid] for rid in answered)  # the same version and probability as answered
     others = Counter(o.get("error") or o["status"] for o in clients.outcomes if o["status"] != 200)
-    assert set(others) <= REFUSED, others  # the requests cut by the kill saw a closed connection, nothing else
+    assert all(o["status"] is None for o in clients.outcomes if o["status"] != 200), others  # cut by the kill: a connection error, no HTTP error
 
 
 def test_sigterm_drains(week_champion, tmp_path):
@@ -142,7 +142,7 @@ def test_sigterm_drains(week_champion, tmp_path):
             slow.putrequest("POST", "/predict"); slow.putheader("Content-Type", "application/json")
             slow.putheader("Content-Length", str(len(body))); slow.endheaders(body[:len(body) // 2])
             time.sleep(0.5)  # the service reads the headers: the request is in flight
-            t_signal = time.time(); os.kill(proc.pid, signal.SIGTERM)
+            os.kill(proc.pid, signal.SIGTERM); t_signal = time.time()  # a request sent after this was sent after the signal
             time.sleep(0.2)
             slow.send(body[len(body) // 2:])
             r = slow.getresponse(); reply = (r.status, json.loads(r.read())); slow.close()
