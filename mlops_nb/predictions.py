@@ -30,7 +30,7 @@ create table if not exists refused (ts text not null, status integer not null, l
 """
 PREDICTION_COLUMNS = ("request_id, record, ts, model, version, variant, inputs, features, probability, decision, latency_ms, event_time")
 CHECKPOINT_SECONDS = 1.0  # how often the log's own thread copies the write-ahead file into the database
-WAL_RESET_BYTES = 32 << 20  # a write-ahead file past this is checkpointed in full and rewound, writers held meanwhile
+WAL_RESET_BYTES = 32 << 20  # a write-ahead log past this is checkpointed in full and rewound, writers held meanwhile
 
 class PredictionLog:
     "Writes predictions in one committed transaction per call, before the caller answers; records labels; safe to share between threads."
@@ -103,11 +103,13 @@ def refuse(self: PredictionLog, status: int, where: str, message: str):
 @patch
 def _checkpoint_loop(self: PredictionLog):
     "Every CHECKPOINT_SECONDS copy the write-ahead file into the database without holding writers; rewind it once past WAL_RESET_BYTES."
-    db, wal = self._connect(timeout=0.05), Path(f"{self.path}-wal")  # busy for more than 50 ms: give up, try again next round
+    db = self._connect(timeout=0.05)  # busy for more than 50 ms: give up, try again next round
+    frame_bytes = db.execute("pragma page_size").fetchone()[0] + 24  # a WAL frame: a page and its header
     while not self.closing.wait(CHECKPOINT_SECONDS):
         try:
-            db.execute("pragma wal_checkpoint(passive)").fetchall()
-            if wal.exists() and wal.stat().st_size > WAL_RESET_BYTES: db.execute("pragma wal_checkpoint(truncate)").fetchall()
+            _, frames, _ = db.execute("pragma wal_checkpoint(passive)").fetchone()  # never blocks a writer
+            if frames * frame_bytes > WAL_RESET_BYTES:  # restart, not truncate: the file keeps its size, and the pause is shorter
+                with self.lock: db.execute("pragma wal_checkpoint(restart)").fetchall()  # a writer waits on the lock, not in SQLite's back-off sleeps
         except sqlite3.Error: pass  # busy, or the disk briefly failing: the next round tries again (a commit would have said so)
     db.close()
 
