@@ -25,15 +25,15 @@ from .tables import read_table_file
 
 # %% auto #0
 __all__ = ['TREELITE_ROWS', 'SCALAR_VALUES', 'MAX_RECORDS', 'PASS_RECORDS', 'GATHER_TURNS', 'MAX_BODY_BYTES', 'MAX_TEXT',
-           'MAX_INT', 'MAX_NUMBER', 'YEARS', 'YEARS_PATTERN', 'RESPONSE_SCHEMAS', 'DOCKERFILE', 'PACKAGE_FILES',
-           'ServingError', 'ServingModel', 'known_categories', 'load_version', 'LeanModel', 'category_codes',
-           'numeric_imputation', 'tree_model', 'lean_model', 'serving_run', 'reference_rows', 'snapshot_table',
-           'FeatureLookup', 'n_rows', 'python_value', 'request_columns', 'column_types', 'RequestError', 'shown',
-           'is_text', 'parse_body', 'parse_records', 'check_records', 'records_columns', 'validate_records',
-           'unseen_values', 'request_schema', 'check_labels', 'labels_schema', 'read_labels', 'canary_mask', 'Scorer',
-           'score_file', 'ServiceMetrics', 'score_passes', 'follow_alias', 'service_openapi', 'prediction_routes',
-           'status_routes', 'make_app', 'serve', 'serving_requirements', 'dockerfile', 'smoke_test', 'write_bundle',
-           'smoke_test_bundle', 'run_step']
+           'MAX_INT', 'MAX_NUMBER', 'YEARS', 'YEARS_PATTERN', 'RESPONSE_SCHEMAS', 'DRAIN_SECONDS', 'DOCKERFILE',
+           'PACKAGE_FILES', 'ServingError', 'ServingModel', 'known_categories', 'load_version', 'LeanModel',
+           'category_codes', 'numeric_imputation', 'tree_model', 'lean_model', 'serving_run', 'reference_rows',
+           'snapshot_table', 'FeatureLookup', 'n_rows', 'python_value', 'request_columns', 'column_types',
+           'RequestError', 'shown', 'is_text', 'parse_body', 'parse_records', 'check_records', 'records_columns',
+           'validate_records', 'unseen_values', 'request_schema', 'check_labels', 'labels_schema', 'read_labels',
+           'canary_mask', 'Scorer', 'score_file', 'ServiceMetrics', 'score_passes', 'follow_alias', 'service_openapi',
+           'prediction_routes', 'status_routes', 'Drain', 'DrainMiddleware', 'make_app', 'serve',
+           'serving_requirements', 'dockerfile', 'smoke_test', 'write_bundle', 'smoke_test_bundle', 'run_step']
 
 # %% ../nbs/06_deploy.ipynb #4f639048
 class ServingError(ValueError):
@@ -925,14 +925,16 @@ def prediction_routes(app: FastAPI, scorer: Scorer, waiting: asyncio.Queue, metr
 
 # %% ../nbs/06_deploy.ipynb #e92cca99
 def status_routes(app: FastAPI, scorer: Scorer, service_metrics: ServiceMetrics):
-    "`GET /health`, `/ready`, `/metadata` and `/metrics` on `app`."
+    "`GET /health`, `/ready` (503 while draining), `/metadata` and `/metrics` on `app`."
     @app.get("/health")
     def health(): return {"status": "alive"}
 
     @app.get("/ready")
     def ready():
-        ok = scorer.model is not None
-        return JSONResponse({"ready": ok, "model": scorer.name, "version": scorer.model.version}, status_code=200 if ok else 503)
+        draining = getattr(getattr(app.state, "drain", None), "draining", False)
+        ok = scorer.model is not None and not draining
+        body = {"ready": ok, "model": scorer.name, "version": scorer.model.version, **({"draining": True} if draining else {})}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metadata")
     def metadata(): return scorer.metadata()
@@ -940,12 +942,45 @@ def status_routes(app: FastAPI, scorer: Scorer, service_metrics: ServiceMetrics)
     @app.get("/metrics")
     def metrics(): return PlainTextResponse(service_metrics.text(), media_type="text/plain; version=0.0.4")
 
+# %% ../nbs/06_deploy.ipynb #6e2b8d41
+DRAIN_SECONDS = 25  # the longest a stopping service waits for its requests in flight: under Kubernetes' default 30 s grace
+_DRAINING_BODY = json.dumps({"detail": [{"loc": "service", "msg": "the service is stopping: nothing was done; retry in a moment or on another instance"}]}).encode()
+
+class Drain:
+    "Whether the service is stopping, and how many requests are in flight (kept by `DrainMiddleware`)."
+    def __init__(self): self.draining, self.in_flight, self.at_signal, self.refused, self.drained = False, 0, 0, 0, None
+
+    def begin(self):
+        "Stop taking work: from now on a new POST is refused (the requests in flight go on)."
+        if not self.draining: self.draining, self.at_signal = True, self.in_flight
+
+    async def idle(self, timeout: float = DRAIN_SECONDS) -> bool:
+        "Wait until no request is in flight (True), or at most `timeout` s (False)."
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline: await asyncio.sleep(0.01)
+        return not self.in_flight
+
+class DrainMiddleware:
+    "ASGI middleware: counts the requests in flight; once draining, answers a new POST 503 with Retry-After, unread."
+    def __init__(self, app, drain: Drain): self.app, self.drain = app, drain
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http": return await self.app(scope, receive, send)
+        if self.drain.draining and scope["method"] == "POST":
+            self.drain.refused += 1
+            await send({"type": "http.response.start", "status": 503, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(_DRAINING_BODY)).encode()),
+                (b"retry-after", b"1"), (b"connection", b"close")]})
+            return await send({"type": "http.response.body", "body": _DRAINING_BODY})
+        self.drain.in_flight += 1
+        try: await self.app(scope, receive, send)
+        finally: self.drain.in_flight -= 1
 
 # %% ../nbs/06_deploy.ipynb #fec5b622
 def make_app(scorer: Scorer, refresh_seconds: float = 5.0) -> FastAPI:
-    "The FastAPI application serving `scorer`; polls the alias every `refresh_seconds` (0: never)."
+    "The FastAPI application serving `scorer`; polls the alias every `refresh_seconds` (0: never); `app.state.drain` stops it cleanly."
     from contextlib import asynccontextmanager
-    metrics, waiting = ServiceMetrics(scorer.name, scorer.model.version), asyncio.Queue()
+    metrics, waiting, drain = ServiceMetrics(scorer.name, scorer.model.version), asyncio.Queue(), Drain()
 
     @asynccontextmanager
     async def lifespan(app):
@@ -953,30 +988,53 @@ def make_app(scorer: Scorer, refresh_seconds: float = 5.0) -> FastAPI:
         tasks = [asyncio.create_task(follow_alias(scorer, refresh_seconds, loader, metrics)), asyncio.create_task(score_passes(scorer, waiting))]
         gc.collect(); gc.freeze()  # start-up objects leave the collector's scans: no long pauses later
         yield
+        drain.begin()  # however the stop came (a signal, a test client leaving): no new work
+        drain.drained = await drain.idle()  # every request received is answered (and logged) before the scoring task stops
         for t in tasks: t.cancel()
-        loader.shutdown(wait=True); scorer.log.close()
+        loader.shutdown(wait=True); scorer.shadow_pool.shutdown(wait=True); scorer.log.close()
 
     app = FastAPI(title=f"mlops-nb: {scorer.name}", version=scorer.model.version, lifespan=lifespan,
                   description="Predictions from the registry's champion, with online features. See /metadata for an example request.")
     app.openapi = lambda: service_openapi(app, scorer)
+    app.state.drain = drain
+    app.add_middleware(DrainMiddleware, drain=drain)
     prediction_routes(app, scorer, waiting, metrics)
     status_routes(app, scorer, metrics)
     return app
-
 
 # %% ../nbs/06_deploy.ipynb #37f54706
 def serve(lp: LoadedProject, host: str = "127.0.0.1", port: Optional[int] = None, model_name: Optional[str] = None,
           refresh_seconds: Optional[float] = None, run_dir=None, log_path=None, tracking_uri: Optional[str] = None,
           point_in_time: bool = False) -> None:
-    "Serve the project's champion until interrupted (port and refresh default to the project's `deploy:`)."
-    import uvicorn
+    "Serve the project's champion until stopped (port and refresh default to the project's `deploy:`); SIGTERM drains it, then it returns."
+    import signal, threading, uvicorn
     port = port or lp.deploy.port
     refresh_seconds = lp.deploy.refresh_seconds if refresh_seconds is None else refresh_seconds
     scorer = Scorer(lp, model_name, tracking_uri=tracking_uri, run_dir=run_dir, log_path=log_path, point_in_time=point_in_time)
     print(f"[serve] {scorer.name} version {scorer.model.version} (threshold {scorer.model.threshold:.3f}) "
           f"on http://{host}:{port}  (rollout: {lp.deploy.strategy}; features: {'as of each decision, offline store' if point_in_time else 'online store'}; "
           f"docs: /docs, example request: /metadata)", flush=True)
-    uvicorn.run(make_app(scorer, refresh_seconds), host=host, port=port, log_level="warning", access_log=False)
+    app = make_app(scorer, refresh_seconds)
+    drain = app.state.drain
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            drain.begin()  # at once, not at uvicorn's next tick: new POSTs refused, /ready 503
+            super().handle_exit(sig, frame)
+
+    server = Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=DRAIN_SECONDS))
+    # once drained, uvicorn raises the signal again, which would end the process with 143 however cleanly it stopped. The
+    # handler set here outlives uvicorn's own: a SIGTERM before uvicorn listens asks it to stop, the one raised again once
+    # it has drained does nothing more, and `mlops-nb serve` exits 0 (SIGINT stays an interruption: 130)
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, server.handle_exit) if main else None
+    try: server.run()
+    finally:
+        if previous is not None: signal.signal(signal.SIGTERM, previous)
+    if drain.draining:
+        cut = "" if drain.drained is not False else f", {drain.in_flight} still in flight after {DRAIN_SECONDS} s cut"
+        print(f"[serve] stopped: drained {drain.at_signal} request(s) in flight at the signal, refused {drain.refused} new one(s){cut}; "
+              f"the prediction log is closed", flush=True)
 
 # %% ../nbs/06_deploy.ipynb #dec2d48f
 DOCKERFILE = """# The mlops-nb service for {model}, smoke-tested with version {version} in run {run}.

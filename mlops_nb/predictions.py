@@ -5,17 +5,19 @@
 # %% ../nbs/82_predictions.ipynb #2e9e7785
 from __future__ import annotations
 
-import json, queue, sqlite3, threading
+import json, math, sqlite3, threading
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import pandas as pd
 from fastcore.basics import patch
 
 from .config import ProjectError, now_iso
 
 # %% auto #0
-__all__ = ['SCHEMA', 'PREDICTION_COLUMNS', 'PredictionLog', 'newest_decision', 'read_window', 'refused_between']
+__all__ = ['SCHEMA', 'PREDICTION_COLUMNS', 'CHECKPOINT_SECONDS', 'WAL_RESET_BYTES', 'PredictionLog', 'json_lines',
+           'newest_decision', 'read_window', 'refused_between']
 
 # %% ../nbs/82_predictions.ipynb #c4c96960
 SCHEMA = """
@@ -27,80 +29,106 @@ create table if not exists feedback (request_id text not null, record integer no
 create table if not exists refused (ts text not null, status integer not null, location text, message text);
 """
 PREDICTION_COLUMNS = ("request_id, record, ts, model, version, variant, inputs, features, probability, decision, latency_ms, event_time")
+CHECKPOINT_SECONDS = 1.0  # how often the log's own thread copies the write-ahead file into the database
+WAL_RESET_BYTES = 32 << 20  # a write-ahead log past this is checkpointed in full and rewound, writers held meanwhile
 
 class PredictionLog:
-    "Appends predictions in a background thread; records labels; safe to share between threads."
+    "Writes predictions in one committed transaction per call, before the caller answers; records labels; safe to share between threads."
     def __init__(self, path):
         self.path = Path(path); self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
+        db = self._connect()
+        try:
             db.executescript(SCHEMA)
             if "event_time" not in {r[1] for r in db.execute("pragma table_info(predictions)")}:  # a log from before event times
                 db.execute("alter table predictions add column event_time text")
             db.execute("create index if not exists predictions_event_time on predictions (event_time)")
-        self.queue: queue.Queue = queue.Queue()
-        self.writer = threading.Thread(target=self._write_loop, name="prediction-log", daemon=True)
-        self.writer.start()
+        finally: db.close()
+        # the writing connection and the checkpoint thread start with the first write: a log opened to be read has neither
+        self.lock, self.db, self.checkpoints, self.closing = threading.Lock(), None, None, threading.Event()
 
     @staticmethod
     def _rows(records: list, X: dict, meta: list[tuple]) -> list[tuple]:
-        feats = pd.DataFrame(X, copy=False).to_json(orient="records", lines=True, date_format="iso", double_precision=15).splitlines()  # pandas' C writer: missing values as null
+        feats = json_lines(X)
         return [(*m[:6], json.dumps(records[j], default=str), feats[j], *m[6:]) for j, m in enumerate(meta)]
-
 
 # %% ../nbs/82_predictions.ipynb #e46c3621
 @patch
-def _connect(self: PredictionLog):
-    db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+def _connect(self: PredictionLog, timeout: float = 30, any_thread: bool = False):
+    db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=not any_thread)
     db.execute("pragma journal_mode=wal"); db.execute("pragma synchronous=normal")
+    db.execute("pragma wal_autocheckpoint=0")  # no checkpoint inside a commit: the log's own thread checkpoints (`_checkpoint_loop`)
     return db
 
 @patch
-def append(self: PredictionLog, records: list, X: dict, meta: list[tuple]):
-    "Queue `meta` rows (request id, record, time, model, version, variant, probability, decision, latency ms, decision time) with their inputs and features."
-    # serialising inputs and features to JSON happens in the writer thread, off the request's path
-    self.queue.put((records, X, meta))
+def _write(self: PredictionLog, sql: str, rows: list[tuple]):
+    "Insert `rows` with `sql` in one transaction, committed when this returns."
+    with self.lock:  # one writing connection, shared by the event loop and the shadow thread
+        if self.db is None:
+            if self.closing.is_set(): raise RuntimeError(f"{self.path}: the prediction log is closed")
+            self.db = self._connect(any_thread=True)
+            self.checkpoints = threading.Thread(target=self._checkpoint_loop, name="prediction-log-checkpoints", daemon=True)
+            self.checkpoints.start()
+        try:
+            self.db.execute("begin"); self.db.executemany(sql, rows); self.db.execute("commit")
+        except BaseException:
+            if self.db.in_transaction: self.db.execute("rollback")
+            raise
 
+@patch
+def append(self: PredictionLog, records: list, X: dict, meta: list[tuple]):
+    "Write `meta` rows (request id, record, time, model, version, variant, probability, decision, latency ms, decision time) with their inputs and features, committed when this returns."
+    if meta: self._write(f"insert or replace into predictions ({PREDICTION_COLUMNS}) values ({','.join('?' * 12)})", self._rows(records, X, meta))
+
+# %% ../nbs/82_predictions.ipynb #0c4f7a25
+def _json_value(v):
+    "A value as the log writes it: None for anything missing or not finite."
+    if v is None or v is pd.NA: return None
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+def json_lines(X) -> list[str]:
+    "Each row of {column: values} (or of a frame) as one JSON object: missing and infinite values as null."
+    if isinstance(X, dict) and all(isinstance(v, np.ndarray) and v.dtype.kind in "fiubO" for v in X.values()):
+        names, columns = list(X), [v.tolist() for v in X.values()]
+        return [json.dumps({c: _json_value(v) for c, v in zip(names, row)}, separators=(",", ":"), default=str) for row in zip(*columns)]
+    # times with a zone, nullable numbers: pandas' C writer knows them (missing values as null)
+    return pd.DataFrame(X, copy=False).to_json(orient="records", lines=True, date_format="iso", double_precision=15).splitlines()
 
 # %% ../nbs/82_predictions.ipynb #8d4a32ea
 @patch
 def refuse(self: PredictionLog, status: int, where: str, message: str):
-    "Queue a refused request (status, the field, the problem): monitoring counts errors from the log alone."
-    self.queue.put(("refused", (now_iso(), status, where, message[:500])))
-
+    "Write a refused request (status, the field, the problem), committed when this returns: monitoring counts errors from the log alone."
+    self._write("insert into refused values (?,?,?,?)", [(now_iso(), status, where, message[:500])])
 
 # %% ../nbs/82_predictions.ipynb #36f3a8cd
 @patch
-def _write_loop(self: PredictionLog):
-    "Write what is queued in one transaction per wake-up; set flush markers once what preceded them is written."
-    db, stop = self._connect(), False
-    while not stop:
-        items = [self.queue.get()]
-        while not self.queue.empty(): items.append(self.queue.get_nowait())
-        rows = [r for it in items if isinstance(it, tuple) and len(it) == 3 for r in self._rows(*it)]
-        refused = [it[1] for it in items if isinstance(it, tuple) and len(it) == 2]
-        if rows or refused:
-            db.execute("begin")
-            db.executemany(f"insert or replace into predictions ({PREDICTION_COLUMNS}) values ({','.join('?' * 12)})", rows)
-            db.executemany("insert into refused values (?,?,?,?)", refused)
-            db.execute("commit")
-        for it in items:
-            if isinstance(it, threading.Event): it.set()
-        stop = any(it is None for it in items)
+def _checkpoint_loop(self: PredictionLog):
+    "Every CHECKPOINT_SECONDS copy the write-ahead file into the database without holding writers; rewind it once past WAL_RESET_BYTES."
+    db = self._connect(timeout=0.05)  # busy for more than 50 ms: give up, try again next round
+    frame_bytes = db.execute("pragma page_size").fetchone()[0] + 24  # a WAL frame: a page and its header
+    while not self.closing.wait(CHECKPOINT_SECONDS):
+        try:
+            _, frames, _ = db.execute("pragma wal_checkpoint(passive)").fetchone()  # never blocks a writer
+            if frames * frame_bytes > WAL_RESET_BYTES:  # restart, not truncate: the file keeps its size, and the pause is shorter
+                with self.lock: db.execute("pragma wal_checkpoint(restart)").fetchall()  # a writer waits on the lock, not in SQLite's back-off sleeps
+        except sqlite3.Error: pass  # busy, or the disk briefly failing: the next round tries again (a commit would have said so)
     db.close()
 
 @patch
 def flush(self: PredictionLog, timeout: float = 10) -> bool:
-    "Wait until everything appended so far is written."
-    done = threading.Event()
-    self.queue.put(done)
-    return done.wait(timeout)
-
+    "True: what `append` and `refuse` wrote was committed when they returned (kept for callers written for a queue)."
+    return True
 
 # %% ../nbs/82_predictions.ipynb #d49649f2
 @patch
 def close(self: PredictionLog):
-    self.queue.put(None); self.writer.join(timeout=10)
-
+    "Stop the checkpoint thread, checkpoint everything and close: the write-ahead file goes away. Writing afterwards raises."
+    self.closing.set()
+    if self.checkpoints is not None: self.checkpoints.join(timeout=10)
+    with self.lock:
+        if self.db is None: return
+        try: self.db.execute("pragma wal_checkpoint(truncate)").fetchall()
+        except sqlite3.Error: pass  # another process holds the log: the last connection to close checkpoints it
+        self.db.close(); self.db = None
 
 # %% ../nbs/82_predictions.ipynb #bed9ba29
 @patch
