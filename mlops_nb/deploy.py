@@ -21,6 +21,7 @@ from .feature_store import (EPOCH, bucket_key, expression_columns, feast_name, j
                                     request_feature_values, td, training_frame, view_fields)
 from .predictions import PredictionLog
 from .registry import alias_version, load_model, model_name, registry_client, requirements
+from .runs import die_with_parent
 from .tables import read_table_file
 
 # %% auto #0
@@ -1116,13 +1117,16 @@ def write_bundle(step, name: str, version: str) -> dict:
 def smoke_test_bundle(step) -> tuple:
     "Serve the bundle's project with `mlops-nb serve` on a free loopback port, smoke-test it, stop it: (the smoke test's result, seconds)."
     import subprocess, sys
+    from functools import partial
     port, exe = free_port(), Path(sys.executable).parent / "mlops-nb"
     # the image's own project file; the run is not finished yet, so its snapshot and store are named, as is the registry
     cmd = [str(exe), "serve", "--project", str(step.staging / "bundle" / "project.yaml"), "--port", str(port), "--refresh", "0",
            "--tracking-uri", step.tracking_uri, "--run-dir", str(step.run_dir), "--prediction-log", str(step.staging / "smoke_predictions.db")]
     t0 = time.perf_counter()
     with open(step.staging / "service.log", "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        # dies with the step's kernel: a run killed during its smoke test leaves no service behind (`runs.die_with_parent`)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                preexec_fn=partial(die_with_parent, os.getpid()))
         try: result = smoke_test(f"http://127.0.0.1:{port}")
         finally:
             proc.terminate()
