@@ -246,7 +246,7 @@ def run_steps(lp: LoadedProject, run_dir: Path, rec: dict, progress: bool, examp
             nb = execute_step(s["name"], run_dir, s["mlflow_run_id"], progress, examples=examples)
             s["status"] = "succeeded"
         except (Exception, Interrupted) as exc:  # a step failure of any kind ends the run, with its reason recorded
-            if isinstance(exc, Interrupted): interrupted = exc; stop_kernels()
+            if isinstance(exc, Interrupted): exc.handled(); interrupted = exc; stop_kernels()
             s.update(status="interrupted" if interrupted else "failed", error=step_error(run_dir, s["name"], exc))
             nb = run_dir / "notebooks" / STEPS[s["name"]]
             error = {"step": s["name"], **s["error"]}
@@ -318,6 +318,7 @@ def run_pipeline(lp: LoadedProject, start: Optional[str] = None, until: Optional
             release_space(run_dir)
             finish_record(run_dir, rec, error, t0)
         except Interrupted as stop:
+            stop.handled()
             record_interruption(lp.runs_dir / run_id, rec, stop, t0)
             raise
         except BaseException as exc:  # the tracking store failed, or a bug: still leave a true record

@@ -257,7 +257,7 @@ def one_line(step: str, err: dict) -> str:
 
 # %% ../nbs/80_runs.ipynb #3944e9ca
 class Interrupted(BaseException):
-    "A run stopped by a signal."
+    "A run stopped by a signal. Whoever catches it calls `handled()`, so that `stop_on_signals` stops raising it."
     def __init__(self, signum: int):
         self.signum, self.signal = signum, signal.Signals(signum).name
         super().__init__(f"stopped by {self.signal}")
@@ -265,26 +265,36 @@ class Interrupted(BaseException):
     @property
     def exit_code(self) -> int: return 128 + self.signum
 
+    def handled(self) -> None: _handled.set()
+
 
 # %% ../nbs/80_runs.ipynb #a9a20072
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_handled = threading.Event()  # the runner caught `Interrupted` and cleans up
 
 @contextmanager
 def stop_on_signals(signals: tuple = STOP_SIGNALS):
-    "Within the block, the first of `signals` raises `Interrupted`; later ones are ignored until the block ends."
+    "Within the block, the first of `signals` raises `Interrupted` until it is `handled()`; later ones wait for the clean-up."
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    before = {s: signal.getsignal(s) for s in signals}
+    before, first, insisting = {s: signal.getsignal(s) for s in signals}, [], []
     def interrupt(signum, frame):
-        for s in signals: signal.signal(s, signal.SIG_IGN)
-        _stopping.set()
-        raise Interrupted(signum)
+        if _handled.is_set(): return
+        if not first:
+            first.append(signum); _stopping.set()
+            insisting.append(threading.Thread(target=insist, daemon=True, name="stop-on-signals")); insisting[0].start()
+        raise Interrupted(first[0])
+    def insist():
+        # raised inside a finaliser or a weakref callback, an exception is printed and dropped by Python: signal again
+        while not _handled.wait(0.5): os.kill(os.getpid(), first[0])
     for s in signals: signal.signal(s, interrupt)
     try: yield
     finally:
-        _stopping.clear()
+        _handled.set()
+        for t in insisting: t.join()  # no signal of its own may arrive once the handlers are restored
         for s, handler in before.items(): signal.signal(s, handler)
+        _stopping.clear(); _handled.clear()
 
 
 # %% ../nbs/80_runs.ipynb #f8901f8d
