@@ -126,6 +126,8 @@ def test_kill_9_loses_no_answered_prediction(week_champion, tmp_path):
     assert all(kept[rid] == answered[rid] for rid in answered)  # the same version and probability as answered
     others = Counter(o.get("error") or o["status"] for o in clients.outcomes if o["status"] != 200)
     assert all(o["status"] is None for o in clients.outcomes if o["status"] != 200), others  # cut by the kill: a connection error, no HTTP error
+    print(f"SIGKILL after {len(answered)} answers: {len(answered)} of {len(answered)} in the log, {len(set(kept) - set(answered))} logged "
+          f"but not answered, {sum(others.values())} connection errors after the kill")
 
 
 def test_sigterm_drains(week_champion, tmp_path):
@@ -170,6 +172,8 @@ def test_sigterm_drains(week_champion, tmp_path):
     after = Counter(o["status"] or o["error"] for o in outcomes if o["sent"] > t_signal)
     assert in_flight, "no request was in flight at the signal"
     assert 200 not in after and sum(after.values()) > 0, after  # sent after the signal: refused, never scored
+    print(f"SIGTERM: {len(in_flight) + 1} requests in flight answered and logged (one of them half uploaded), {len(answered) + 1} "
+          f"answered in all, all logged; after the signal: {dict(after)}; exit code 0, the log one file")
 
 
 def test_champion_switched_and_rolled_back_under_load(week_champion, tmp_path):
