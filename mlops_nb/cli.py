@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple, Optional
 
 from .config import LoadedProject, ProjectError, atomic_write, demo_project_file, load_project
-from .pipeline import STEPS, monitor_project, run_pipeline, select_steps
+from .pipeline import monitor_project, plan_steps, run_pipeline
 from .predictions import PredictionLog
 from .registry import approve, rollback
 from .runs import Interrupted, LockBusy, list_run_records, one_line
@@ -35,7 +35,11 @@ def input_errors():
     except TableError as e: raise ProjectError(str(e)) from None
 
 def preflight(lp: LoadedProject, steps: list[str]) -> None:
-    "Fail before any run folder exists: every source reachable."
+    "Fail before any run folder exists: no step named like a command, every source reachable."
+    for i, s in enumerate(lp.project.pipeline or []):
+        if s.name in COMMANDS or s.name.replace("_", "-") in COMMANDS:
+            raise ProjectError(f"{lp.file or 'project'}: `pipeline[{i}].name` is {s.name!r}, the name of a command (mlops-nb {s.name.replace('_', '-')}): "
+                               "rename the step")
     if "ingest" in steps:
         from mlops_nb.ingest import check_sources
         with input_errors(): check_sources(lp)
@@ -291,7 +295,7 @@ def cmd_demo(args) -> int:
     if args.demo_command == "replay":
         lp = _project_for(args)
         if lp.features is None: raise ProjectError(f"{lp.file}: the replay needs a project with `features:` (requests by decision time)")
-        preflight(lp, select_steps())
+        preflight(lp, [s.name for s in plan_steps(lp)])
         summary = replay(lp, args.first, args.last, Path(args.folder) if args.folder else None)
         print(replay_table(summary))
         return EXIT_OK
@@ -305,8 +309,10 @@ def run_arguments(p: argparse.ArgumentParser):
     p.add_argument("--project", metavar="FILE", help="project file (default: the demo, conf/project.yaml)")
     p.add_argument("--data", metavar="FILE", help="a CSV or Parquet table: infer a project from it (needs --target)")
     p.add_argument("--target", metavar="COL", help="the binary target column of --data")
-    p.add_argument("--from", dest="start", metavar="STEP", help=f"first step ({', '.join(STEPS)}); earlier steps are reused from the latest successful run")
-    p.add_argument("--until", metavar="STEP", help="last step")
+    p.add_argument("--from", dest="start", metavar="STEP", help="first step executed, with every step after it; the earlier ones are reused from the latest successful run")
+    p.add_argument("--until", metavar="STEP", help="run this step and the steps it needs, nothing after")
+    p.add_argument("--force", action="append", default=[], metavar="STEP",
+                   help="execute this step even if its reuse key is unchanged (repeatable; `all`: every step)")
     p.add_argument("--reuse", metavar="RUN_ID", help="with --from: reuse the earlier steps of this run instead of the latest")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a project key, e.g. --set ingest.window.end=2013-02-01 (repeatable; validated like the file)")
@@ -322,7 +328,7 @@ def cmd_run(args) -> int:
     lp = _project_for(args)
     command = "mlops-nb " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("mlops-nb") else "mlops-nb run"
     code, run_dir = run_pipeline(lp, start=args.start, until=args.until, progress=args.progress, wait=args.wait, reuse=args.reuse,
-                                 command=command, reports=not args.no_reports, examples=args.examples, preflight=preflight)
+                                 command=command, reports=not args.no_reports, examples=args.examples, preflight=preflight, force=tuple(args.force))
     if lp.design.inferred_from:
         for line in next_steps(lp, run_dir): print(line, flush=True)
     return code

@@ -8,22 +8,24 @@ from __future__ import annotations
 import difflib, hashlib, json, math, os, shutil, socket, tempfile, types, typing
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional, Union
+from typing import Any, Callable, Literal, NamedTuple, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 # %% auto #0
-__all__ = ['Severity', 'Dimension', 'Role', 'Phase', 'FeatureType', 'Family', 'ProjectError', 'Model', 'Stakeholder',
-           'PhaseOwnership', 'EndUser', 'Compliance', 'Budget', 'Requirements', 'KeyMetric', 'ValueModel', 'Target',
-           'DesignCard', 'Source', 'Join', 'TableSpec', 'Window', 'IngestSpec', 'ColumnRule', 'RowCheck',
-           'ReferenceCheck', 'DuplicateCheck', 'FreshnessCheck', 'GapCheck', 'TableQuality', 'ProfileSpec',
-           'QualitySpec', 'FeatureField', 'EntitySpec', 'RollingRate', 'FeatureViewSpec', 'RequestFeature',
-           'FeatureSpec', 'Expectation', 'Experiment', 'Split', 'Promotion', 'TrainSpec', 'DeploySpec',
-           'DriftThresholds', 'RetrainSpec', 'ScheduleSpec', 'MonitorSpec', 'Tracking', 'DevMode', 'Project',
+__all__ = ['Severity', 'Dimension', 'Role', 'Phase', 'FeatureType', 'Family', 'PHASE_STEPS', 'LIFECYCLE', 'RESERVED_STEP_NAMES',
+           'ProjectError', 'Model', 'Stakeholder', 'PhaseOwnership', 'EndUser', 'Compliance', 'Budget', 'Requirements',
+           'KeyMetric', 'ValueModel', 'Target', 'DesignCard', 'Source', 'Join', 'TableSpec', 'Window', 'IngestSpec',
+           'ColumnRule', 'RowCheck', 'ReferenceCheck', 'DuplicateCheck', 'FreshnessCheck', 'GapCheck', 'TableQuality',
+           'ProfileSpec', 'QualitySpec', 'FeatureField', 'EntitySpec', 'RollingRate', 'FeatureViewSpec',
+           'RequestFeature', 'FeatureSpec', 'Expectation', 'Experiment', 'Split', 'Promotion', 'TrainSpec',
+           'DeploySpec', 'DriftThresholds', 'RetrainSpec', 'ScheduleSpec', 'MonitorSpec', 'PhaseStep', 'PipelineStep',
+           'pipeline_steps', 'run_order', 'ancestors', 'check_pipeline', 'Tracking', 'DevMode', 'Project',
            'describe_errors', 'parse_override', 'set_dotted', 'file_digest', 'read_yaml', 'validate_project',
            'LoadedProject', 'load_project', 'package_root', 'demo_project_file', 'frame_digest', 'utc_time',
-           'free_port', 'wait_for_server', 'atomic_write', 'write_json', 'in_test', 'Step', 'now_iso', 'open_step']
+           'free_port', 'wait_for_server', 'atomic_write', 'write_json', 'latest_run_with', 'link_tree', 'link_file',
+           'in_test', 'Step', 'check_outputs', 'now_iso', 'open_step']
 
 # %% ../nbs/00_config.ipynb #5e165b95
 class ProjectError(ValueError):
@@ -453,6 +455,109 @@ class MonitorSpec(Model):
     schedule: ScheduleSpec = ScheduleSpec()
 
 
+# %% ../nbs/00_config.ipynb #85cdc104
+class PhaseStep(NamedTuple):
+    "What the runner knows of a phase notebook of the package."
+    notebook: str  # its file in the package's `nbs/`
+    needs: tuple  # the phases whose outputs it reads, nearest first
+    reads: Optional[tuple]  # the project sections its result depends on (None: all)
+    phase: Phase  # its lifecycle phase
+
+PHASE_STEPS = {
+    "design": PhaseStep("01_design.ipynb", (), ("design",), "design"),
+    "ingest": PhaseStep("02_ingest.ipynb", ("design",), ("design", "sources", "ingest"), "development"),
+    "quality": PhaseStep("03_quality.ipynb", ("ingest",), ("design", "sources", "ingest", "quality"), "development"),
+    "features": PhaseStep("04_features.ipynb", ("quality",), ("design", "ingest", "features"), "development"),
+    "train": PhaseStep("05_train.ipynb", ("features",), ("design", "ingest", "features", "train", "tracking"), "development"),
+    "deploy": PhaseStep("06_deploy.ipynb", ("train",), None, "deployment"),  # its bundle holds the whole project file
+    "monitor": PhaseStep("07_monitor.ipynb", (), None, "maintenance"),
+}
+LIFECYCLE = ["design", "ingest", "quality", "features", "train", "deploy"]  # the pipeline of a project that declares none
+RESERVED_STEP_NAMES = {"all", "runner", "reports", "monitor"}  # `--force all`, the runner's and the reports' errors, `mlops-nb monitor`
+
+# %% ../nbs/00_config.ipynb #0c08bec0
+class PipelineStep(Model):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")  # lower-case letters, digits, underscores: a folder, an MLflow run, a CLI argument
+    notebook: Optional[str] = None  # a notebook of the project's own, relative to the root (default for a phase: its notebook)
+    needs: Optional[list[str]] = None  # the steps whose outputs it reads (default for a phase: the phase before it; else none)
+    outputs: list[str] = []  # the artifacts it publishes (a step of the project's own): checked when it finishes
+    reads: Optional[list[str]] = None  # the project sections its result depends on (default for a phase: its own; else all)
+    reuse: bool = True  # false: executed in every run (it reads a database, a web service or the clock)
+    sign_off: Optional[Phase] = None  # the steps after it wait until this lifecycle phase is signed off
+
+    @property
+    def is_phase(self) -> bool: return self.name in PHASE_STEPS and self.notebook is None
+
+# %% ../nbs/00_config.ipynb #cc4fc529
+def pipeline_steps(declared: Optional[list[PipelineStep]]) -> list[PipelineStep]:
+    "The declared steps (default: the lifecycle) with the defaults of phase steps filled in."
+    steps = declared if declared is not None else [PipelineStep(name=n) for n in LIFECYCLE]
+    names, out = [s.name for s in steps], []
+    for s in steps:
+        if s.is_phase:
+            earlier = [n for n in LIFECYCLE[:LIFECYCLE.index(s.name)] if n in names] if s.name in LIFECYCLE else []
+            ph = PHASE_STEPS[s.name]
+            s = s.model_copy(update={"needs": s.needs if s.needs is not None else earlier[-1:],
+                                     "reads": s.reads if s.reads is not None else (list(ph.reads) if ph.reads else None)})
+        elif s.needs is None: s = s.model_copy(update={"needs": []})
+        out.append(s)
+    return out
+
+# %% ../nbs/00_config.ipynb #fec4cde9
+def run_order(steps: list[PipelineStep]) -> list[str]:
+    "Step names in execution order: needs first, then declaration order; `ValueError` naming a cycle."
+    needs = {s.name: list(s.needs or []) for s in steps}
+    done, order = set(), []
+    while len(order) < len(steps):
+        ready = [s.name for s in steps if s.name not in done and set(needs[s.name]) <= done]
+        if not ready: raise ValueError(f"`pipeline` has a cycle: {' -> '.join(_cycle(needs, done))}")
+        order.append(ready[0]); done.add(ready[0])
+    return order
+
+def _cycle(needs: dict, done: set) -> list[str]:
+    "One cycle among the steps not `done`, as a path that ends where it starts."
+    path, at = [], next(n for n in needs if n not in done)
+    while at not in path: path.append(at); at = next(n for n in needs[at] if n not in done)
+    return path[path.index(at):] + [at]
+
+def ancestors(steps: list[PipelineStep], name: str) -> set[str]:
+    "Every step that `name` needs, directly or through others."
+    needs = {s.name: s.needs or [] for s in steps}
+    out, todo = set(), list(needs.get(name, []))
+    while todo:
+        n = todo.pop()
+        if n not in out: out.add(n); todo += needs.get(n, [])
+    return out
+
+# %% ../nbs/00_config.ipynb #5123bbf2
+def check_pipeline(project) -> None:
+    "`ValueError` naming the key and the value of the first mistake in `project.pipeline`."
+    declared = project.pipeline or []
+    names = [s.name for s in declared]
+    sections = [k for k in Project.model_fields if k not in ("name", "description", "root", "pipeline", "dev")]
+    published: dict[str, str] = {}
+    for i, s in enumerate(pipeline_steps(project.pipeline) if declared else []):
+        at = f"pipeline[{i}]"
+        if s.name in RESERVED_STEP_NAMES:
+            raise ValueError(f"`{at}.name` is {s.name!r}, a name the runner keeps for itself ({', '.join(sorted(RESERVED_STEP_NAMES))}); "
+                             "monitoring runs on its own with `mlops-nb monitor`")
+        if s.name in names[:i]: raise ValueError(f"`{at}.name` is {s.name!r} again (it is `pipeline[{names.index(s.name)}]`): step names are unique")
+        if not s.is_phase and not s.notebook:
+            raise ValueError(f"`{at}.notebook` is missing: {s.name!r} is not a phase ({', '.join(LIFECYCLE)}), so it names its own notebook")
+        for n in s.needs or []:
+            if n not in names:
+                close = difflib.get_close_matches(n, names, n=1)
+                raise ValueError(f"`{at}.needs` names {n!r}, not a declared step{f' (did you mean {close[0]!r}?)' if close else ''}; steps: {', '.join(names)}")
+        for r in s.reads or []:
+            if r not in sections: raise ValueError(f"`{at}.reads` names {r!r}, not a section of the project; sections: {', '.join(sections)}")
+        for o in s.outputs:
+            if o in published: raise ValueError(f"`{at}.outputs` names {o!r}, which step {published[o]!r} publishes too: output names are unique")
+            if o == "outputs.json" or "/" in o: raise ValueError(f"`{at}.outputs` names {o!r}: an output is a file name, not `outputs.json`")
+            published[o] = s.name
+        if s.sign_off and not getattr(project.design.phases.get(s.sign_off), "sign_off", None):
+            raise ValueError(f"`{at}.sign_off` is {s.sign_off!r}, but `design.phases.{s.sign_off}.sign_off` names no role: say there who signs it off")
+    run_order(pipeline_steps(project.pipeline))
+
 # %% ../nbs/00_config.ipynb #e07853cb
 class Tracking(Model):
     uri: Optional[str] = None  # default: sqlite:///<root>/mlflow.db
@@ -479,6 +584,7 @@ class Project(Model):
     deploy: DeploySpec = DeploySpec()
     monitor: MonitorSpec = MonitorSpec()
     tracking: Tracking = Tracking()
+    pipeline: Optional[list[PipelineStep]] = None  # the steps a run executes (default: the lifecycle, `LIFECYCLE`)
     dev: DevMode = DevMode()
 
     @model_validator(mode="after")
@@ -503,6 +609,7 @@ class Project(Model):
                         raise ValueError(f"`train.experiments.{e.name}.views` names {v!r}, not a feature view; views: {sorted(self.features.views)}")
         if self.design.target.table and self.design.target.table not in self.ingest.tables:
             raise ValueError(f"`design.target.table` is {self.design.target.table!r}, not an ingested table")
+        check_pipeline(self)
         return self
 
 
@@ -555,7 +662,7 @@ def describe_errors(err: ValidationError, where: str, model: type = None) -> lis
             msg = e["msg"].removeprefix("Value error, ")
             bad = "" if e["type"] == "value_error" and not loc else f" (got {e['input']!r})"
             if isinstance(e.get("input"), dict) and len(repr(e["input"])) > 80: bad = ""
-            lines.append(f"{where}: key `{key}`: {msg}{bad}")
+            lines.append(f"{where}: {msg}" if not loc and msg.startswith("`") else f"{where}: key `{key}`: {msg}{bad}")
     return lines
 
 
@@ -656,6 +763,9 @@ class LoadedProject:
     @property
     def runs_dir(self) -> Path: return self.root / "runs"
 
+    @property
+    def steps(self) -> list[PipelineStep]: return pipeline_steps(self.project.pipeline)
+
     def dump(self) -> str:
         "The project as YAML, with the resolved root, so the copy kept in a run means the same anywhere."
         data = json.loads(self.project.model_dump_json(exclude_unset=True))
@@ -747,6 +857,28 @@ def write_json(path, obj) -> Path:
     "Atomically write `obj` as indented JSON."
     return atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2, default=str) + "\n"))
 
+# %% ../nbs/00_config.ipynb #16fd721e
+def latest_run_with(runs_dir: Path, steps: list[str], project: str) -> Optional[Path]:
+    "The newest run folder of `project` in which all `steps` succeeded."
+    for d in sorted((p for p in runs_dir.glob("*/run.json")), reverse=True):
+        try: rec = json.loads(d.read_text())
+        except (OSError, ValueError): continue
+        done = {s["name"] for s in rec.get("steps", []) if s["status"] in ("succeeded", "reused")}
+        if rec.get("project", {}).get("name") == project and set(steps) <= done: return d.parent
+    return None
+
+def link_tree(src: Path, dst: Path) -> None:
+    "Copy folder `src` to `dst` (replaced) as hard links, or copies across file systems."
+    if dst.exists(): shutil.rmtree(dst)
+    shutil.copytree(src, dst, copy_function=link_file)
+
+def link_file(a, b):
+    "Hard-link file `a` as `b`, or copy it across file systems."
+    Path(b).unlink(missing_ok=True)
+    Path(b).parent.mkdir(parents=True, exist_ok=True)
+    try: os.link(a, b)
+    except OSError: shutil.copy2(a, b)
+
 # %% ../nbs/00_config.ipynb #b2c2ef30
 def in_test() -> bool: return bool(os.environ.get("IN_TEST"))
 
@@ -766,6 +898,8 @@ class Step:
         self.params: dict[str, Any] = {}
         self.inputs: list[dict] = []
         self.finished = False
+        self.declared = next((s for s in lp.steps if s.name == name), None)  # None: a step outside the pipeline (monitor)
+        self.fresh: set[str] = set()  # upstream steps a project's own step running alone has taken from the latest run
         self.staging = self.artifacts_dir(name).with_name(f".{name}.partial")
         if self.staging.exists(): shutil.rmtree(self.staging)
         self.staging.mkdir(parents=True)
@@ -804,6 +938,7 @@ Step.save, Step.save_json, Step.save_text, Step.save_parquet = _save, _save_json
 def _finish(self: Step) -> dict:
     "Publish the staged artifacts, with `outputs.json`, as `artifacts/<step>/` in one rename; return the outputs."
     if self.finished: return self.outputs
+    check_outputs(self)
     record = {"step": self.name, "finished": now_iso(), "mlflow_run_id": self.mlflow_run_id, "outputs": self.outputs,
               "metrics": self.metrics, "params": self.params, "inputs": self.inputs}
     write_json(self.staging / "outputs.json", record)
@@ -813,12 +948,32 @@ def _finish(self: Step) -> dict:
     self.finished = True
     return self.outputs
 
+def check_outputs(step: Step) -> None:
+    "`ValueError` unless a step that declares its outputs publishes exactly those."
+    declared = set(step.declared.outputs) if step.declared else set()
+    if not declared: return
+    if missing := sorted(declared - set(step.outputs)):
+        raise ValueError(f"step {step.name!r} did not publish {', '.join(missing)}, which it declares in the project's `pipeline` "
+                         f"(`outputs`); it published: {', '.join(sorted(step.outputs)) or 'nothing'}")
+    if extra := sorted(set(step.outputs) - declared):
+        raise ValueError(f"step {step.name!r} published {', '.join(extra)}, which it does not declare in the project's `pipeline`: "
+                         f"add {'them' if len(extra) > 1 else 'it'} to its `outputs`")
+
 def now_iso() -> str: return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 Step.finish = _finish
 
 # %% ../nbs/00_config.ipynb #b6f69cec
 def _outputs_of(self: Step, step: str) -> Optional[dict]:
+    "A finished upstream step's `outputs.json`, or None; only a step it needs, so that its reuse key stays true."
+    if self.declared and step != self.name and step not in ancestors(self.lp.steps, self.name):
+        raise RuntimeError(f"step {self.name!r} reads the outputs of {step!r}, which it does not need: add {step!r} to its "
+                           f"`needs` in the project's `pipeline` (a step is reused when what it needs is unchanged)")
+    if self.standalone and self.declared and not self.declared.is_phase and step not in self.fresh:
+        self.fresh.add(step)
+        if src := latest_run_with(self.lp.runs_dir, [step], self.lp.name):
+            print(f"[{self.name}] step {step!r}: the outputs of run {src.name}")
+            link_tree(src / "artifacts" / step, self.artifacts_dir(step))
     f = self.artifacts_dir(step) / "outputs.json"
     return json.loads(f.read_text()) if f.exists() else None
 
@@ -829,6 +984,9 @@ def _require(self: Step, step: str) -> dict:
     if not self.standalone:
         raise RuntimeError(f"step {self.name!r} needs the outputs of step {step!r}, which this run "
                            f"({self.run_dir.name}) has not produced; start the run at or before {step!r}")
+    if step not in PHASE_STEPS:
+        raise RuntimeError(f"step {self.name!r} needs the outputs of step {step!r}, and no successful run of project "
+                           f"{self.lp.name!r} has them yet: run `mlops-nb run --until {step}` first")
     import importlib
     print(f"[{self.name}] upstream step {step!r} has not run here: computing it in-process")
     upstream = Step(step, self.lp, self.run_dir, standalone=True)

@@ -838,9 +838,12 @@ async def score_passes(scorer: Scorer, waiting: asyncio.Queue):
             await asyncio.sleep(0)  # requests already read need a few turns of the loop to reach the queue
             # a pass stops at PASS_RECORDS: single records queued behind a big request wait for one short pass, not for all
             while not waiting.empty() and sum(len(i[1]) for i in items) < PASS_RECORDS: items.append(waiting.get_nowait())
+        # a request whose client has gone (or that a drain past its cap cancelled) is neither scored nor logged
+        items = [i for i in items if not i[2].done()]
+        if not items: continue
         # on the loop: see the text above. A request that breaks the pass fails alone (`score_apart`)
         for (_, _, fut), answer in zip(items, scorer.score_apart([(cols, recs) for cols, recs, _ in items])):
-            if fut.done(): continue  # its client has gone
+            if fut.done(): continue  # its client went while it was scored
             if isinstance(answer, Exception): fut.set_exception(answer)
             else: fut.set_result(answer)
 

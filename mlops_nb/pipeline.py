@@ -5,44 +5,67 @@
 # %% ../nbs/90_pipeline.ipynb #153efb19
 from __future__ import annotations
 
-import json, os, re, shutil, time, warnings
+import functools, hashlib, json, os, re, shutil, sys, time, warnings
 from pathlib import Path
 from typing import Callable, Optional
 
-from .config import LoadedProject, ProjectError, load_project, now_iso, package_root
+from .config import (PHASE_STEPS, LoadedProject, PipelineStep, ProjectError, ancestors, file_digest, latest_run_with, link_file, link_tree,
+                             load_project, now_iso, package_root, pipeline_steps, run_order)
 from .registry import tracking_client
 from .reports import render_reports
-from .runs import (Interrupted, disk_full, error_of, execute_notebook, git_commit, latest_run_with, list_run_records, new_run_id, one_line,
+from .runs import (KERNEL, Interrupted, disk_full, error_of, execute_notebook, git_commit, list_run_records, new_run_id, one_line,
                            release_space, reserve_space, run_lock, run_owner, save_record, stop_kernels, stop_on_signals)
 
 # %% auto #0
-__all__ = ['STEPS', 'PIPELINE_END', 'LOGGED_SUFFIXES', 'MAX_LOGGED_BYTES', 'STEP_TAG', 'nbs_dir', 'select_steps', 'new_record',
-           'start_parent_run', 'start_step_run', 'end_tracking_runs', 'log_step', 'runs_in_a_run', 'step_notebook',
-           'execute_step', 'step_outputs', 'discard_partial', 'error_in', 'step_error', 'reuse_steps', 'say',
-           'link_upstream', 'prepare_run', 'run_steps', 'render_run_reports', 'finish_record', 'record_interruption',
-           'run_pipeline', 'monitor_project', 'retrain_outcome']
+__all__ = ['MONITOR', 'LOGGED_SUFFIXES', 'MAX_LOGGED_BYTES', 'STEP_TAG', 'PARAMETERS', 'IMPORT', 'nbs_dir', 'plan_steps',
+           'upstream_of', 'notebook_path', 'executed_path', 'new_record', 'start_parent_run', 'start_step_run',
+           'end_tracking_runs', 'log_step', 'runs_in_a_run', 'step_notebook', 'check_notebook', 'check_notebooks',
+           'execute_step', 'step_outputs', 'discard_partial', 'error_in', 'step_error', 'imported_files', 'digest',
+           'digest_file', 'environment_digest', 'sources_digest', 'never_reused', 'registry_state', 'reuse_key',
+           'find_reuse', 'explain_change', 'say', 'link_upstream', 'prepare_run', 'decide', 'reuse_step', 'run_steps',
+           'render_run_reports', 'finish_record', 'record_interruption', 'forced_steps', 'run_pipeline',
+           'monitor_project', 'retrain_outcome']
 
 # %% ../nbs/90_pipeline.ipynb #8b9fbfa3
-STEPS = {"design": "01_design.ipynb", "ingest": "02_ingest.ipynb", "quality": "03_quality.ipynb",
-         "features": "04_features.ipynb", "train": "05_train.ipynb", "deploy": "06_deploy.ipynb",
-         "monitor": "07_monitor.ipynb"}
-PIPELINE_END = "deploy"  # where a run stops unless told otherwise
+MONITOR = PipelineStep(name="monitor")  # a phase, run on its own
 
 def nbs_dir() -> Path: return package_root() / "nbs"
 
-def select_steps(start: Optional[str] = None, until: Optional[str] = None) -> list[str]:
-    "The steps from `start` to `until` (inclusive), in lifecycle order."
-    names = list(STEPS)
+def plan_steps(lp: LoadedProject, start: Optional[str] = None, until: Optional[str] = None) -> list[PipelineStep]:
+    "The steps a run executes, in order: every declared one, or from `start` on, or until `until` and what it needs."
+    steps = {s.name: s for s in lp.steps + [MONITOR]}
+    order = run_order(lp.steps) + ["monitor"]
     for opt, s in (("--from", start), ("--until", until)):
-        if s is not None and s not in STEPS:
-            raise ProjectError(f"{opt} {s!r}: no such step; steps are: {', '.join(names)}")
-    i = names.index(start) if start else 0
-    j = names.index(until or (start if start == "monitor" else PIPELINE_END))
+        if s is not None and s not in steps:
+            raise ProjectError(f"{opt} {s!r}: no such step; steps are: {', '.join(order)}")
+    i = order.index(start) if start else 0
+    j = order.index(until) if until else order.index("monitor") - (start != "monitor")
     if i > j: raise ProjectError(f"--from {start} comes after --until {until}: nothing to run")
-    return names[i:j + 1]
+    names = order[i:j + 1]
+    if until and until != "monitor": names = [n for n in names if n == until or n in ancestors(lp.steps, until)]
+    return [steps[n] for n in names]
+
+def upstream_of(lp: LoadedProject, planned: list[PipelineStep]) -> list[str]:
+    "The steps the planned ones need that the run does not execute (`--from`), in run order."
+    need = set().union(*(ancestors(lp.steps, s.name) for s in planned)) - {s.name for s in planned}
+    return [n for n in run_order(lp.steps) if n in need]
 
 # %% ../nbs/90_pipeline.ipynb #b3087842
-def new_record(run_id: str, lp: LoadedProject, steps: list[str], command: str) -> dict:
+def notebook_path(lp: LoadedProject, s: PipelineStep) -> Path:
+    "The notebook step `s` executes: a phase's in the package, or the project's own."
+    return nbs_dir() / PHASE_STEPS[s.name].notebook if s.is_phase else lp.path(s.notebook)
+
+def executed_path(run_dir: Path, s: PipelineStep) -> Path:
+    "Where a run keeps the executed copy of step `s`'s notebook."
+    return run_dir / "notebooks" / (PHASE_STEPS[s.name].notebook if s.is_phase else f"{s.name}.ipynb")
+
+def _shown(lp: LoadedProject, s: PipelineStep) -> str:
+    path = notebook_path(lp, s)
+    for base in (package_root(), lp.root):
+        if path.is_relative_to(base): return str(path.relative_to(base))
+    return str(path)
+
+def new_record(run_id: str, lp: LoadedProject, steps: list[PipelineStep], command: str) -> dict:
     "A fresh `run.json` for a run about to start."
     return {
         "run_id": run_id, "status": "running", "started": now_iso(), "ended": None, "duration_s": None,
@@ -51,9 +74,9 @@ def new_record(run_id: str, lp: LoadedProject, steps: list[str], command: str) -
                     "digest": lp.digest, "inferred": lp.file is None},
         "mlflow": {"tracking_uri": lp.tracking_uri, "experiment_id": None, "parent_run_id": None},
         "error": None,
-        "steps": [{"name": s, "notebook": f"nbs/{STEPS[s]}", "status": "pending", "started": None, "ended": None,
+        "steps": [{"name": s.name, "notebook": _shown(lp, s), "needs": s.needs, "status": "pending", "started": None, "ended": None,
                    "duration_s": None, "executed_notebook": None, "mlflow_run_id": None, "error": None,
-                   "outputs": {}} for s in steps],
+                   "outputs": {}, "reuse_key": None} for s in steps],
         "reports": {},
     }
 
@@ -91,8 +114,8 @@ def end_tracking_runs(client, exp_id: str, runs_dir: Path, run_ids: Optional[set
 # %% ../nbs/90_pipeline.ipynb #f5658bd5
 LOGGED_SUFFIXES, MAX_LOGGED_BYTES = (".json", ".html", ".md", ".txt", ".yaml"), 50 << 20
 
-def log_step(client, mlflow_run_id: str, run_dir: Path, step: str) -> None:
-    "Log a finished step's params, metrics, output digests, small artifacts and dataset inputs on its MLflow run."
+def log_step(client, mlflow_run_id: str, run_dir: Path, step: str, artifacts: bool = True) -> None:
+    "Log a finished step's params, metrics, output digests, and (with `artifacts`) its small artifacts and dataset inputs on its MLflow run."
     f = run_dir / "artifacts" / step / "outputs.json"
     if not f.exists(): return
     import mlflow.data, pandas as pd
@@ -103,6 +126,7 @@ def log_step(client, mlflow_run_id: str, run_dir: Path, step: str) -> None:
                      metrics=[Metric(k, float(v), ts, 0) for k, v in rec["metrics"].items() if v is not None],
                      params=[Param(k, str(v)[:6000]) for k, v in rec["params"].items()],
                      tags=[RunTag(f"output.{k}", v["digest"]) for k, v in rec["outputs"].items()])
+    if not artifacts: return  # a reused step: they are on the run that made them
     inputs = []
     for i in rec.get("inputs", []):
         empty = pd.DataFrame({c: pd.Series(dtype=_dtype(t)) for c, t in i["dtypes"].items()})
@@ -136,13 +160,40 @@ def step_notebook(path: Path, examples: bool = False):
     if not examples: nb.cells = [c for c in nb.cells if c.cell_type != "code" or runs_in_a_run(c)]
     return nb
 
+# %% ../nbs/90_pipeline.ipynb #86cfd98d
+PARAMETERS = ("project_file", "run_dir", "mlflow_run_id")  # what papermill passes every step
+
+def check_notebook(path: Path, where: str) -> None:
+    "`ProjectError` (at `where`) unless `path` is a notebook with a parameters cell that sets `PARAMETERS` and cells tagged `step`."
+    import nbformat
+    if not path.is_file(): raise ProjectError(f"{where}: {path}: no such notebook")
+    try: nb = nbformat.read(str(path), as_version=4)
+    except Exception as e: raise ProjectError(f"{where}: {path} is not a notebook nbformat can read ({type(e).__name__}: {e})") from None
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    if not params:
+        raise ProjectError(f"{where}: {path} has no cell tagged `parameters`; a run passes {', '.join(PARAMETERS)} through it "
+                           "(`mlops-nb new-step` writes one)")
+    if missing := [p for p in PARAMETERS if not re.search(rf"^{p}\s*=", params[0].source, re.M)]:
+        raise ProjectError(f"{where}: {path}: its parameters cell does not set {', '.join(missing)}")
+    if not any(STEP_TAG in c.metadata.get("tags", []) for c in code):
+        raise ProjectError(f"{where}: {path} has no cell tagged `{STEP_TAG}`: a run would execute none of its work")
+
+def check_notebooks(lp: LoadedProject, steps: list[PipelineStep]) -> None:
+    "Check the notebook of every step about to run (`check_notebook`), naming its key in the project file."
+    declared = [s.name for s in lp.project.pipeline or []]
+    for s in steps:
+        where = f"{lp.file or 'project'}: `pipeline[{declared.index(s.name)}].notebook`" if s.name in declared else f"step {s.name!r}"
+        check_notebook(notebook_path(lp, s), where)
+
 # %% ../nbs/90_pipeline.ipynb #989ffdb3
-def execute_step(step: str, run_dir: Path, mlflow_run_id: Optional[str], progress: bool = False,
+def execute_step(lp: LoadedProject, s: PipelineStep, run_dir: Path, mlflow_run_id: Optional[str], progress: bool = False,
                  execution_timeout: int = 3600, examples: bool = False) -> Path:
-    "Execute a step's notebook with papermill into `run_dir/notebooks/`; return the executed notebook."
-    return execute_notebook(step_notebook(nbs_dir() / STEPS[step], examples), run_dir / "notebooks" / STEPS[step],
+    "Execute a step's notebook with papermill into `run_dir/notebooks/`, in the notebook's folder; return the executed notebook."
+    path = notebook_path(lp, s)
+    return execute_notebook(step_notebook(path, examples), executed_path(run_dir, s),
                             {"project_file": str(run_dir / "project.yaml"), "run_dir": str(run_dir), "mlflow_run_id": mlflow_run_id},
-                            nbs_dir(), progress, execution_timeout)
+                            path.parent, progress, execution_timeout)
 
 # %% ../nbs/90_pipeline.ipynb #0ebac6db
 def step_outputs(run_dir: Path, step: str) -> dict:
@@ -165,25 +216,115 @@ def error_in(run_dir: Path, exc: BaseException) -> dict:
     return {**err, "ename": "DiskFull", "message": f"no space left on the device of {run_dir} ({usage.free:,} bytes free of {usage.total:,} "
             f"once partial outputs were removed): free space there, or move the project's root, and run again ({said})"}
 
-def step_error(run_dir: Path, step: str, exc: BaseException) -> dict:
-    "A failed step's error (`error_in`), its staged outputs removed, and its executed notebook if a full disk cut it short."
+def step_error(run_dir: Path, step: str, exc: BaseException, executed: Path) -> dict:
+    "A failed step's error (`error_in`), its staged outputs removed, and its `executed` notebook if a full disk cut it short."
     discard_partial(run_dir, step)
     err = error_in(run_dir, exc)
-    executed = run_dir / "notebooks" / STEPS[step]
     if err["ename"] == "DiskFull":
         try: json.loads(executed.read_text())
         except (OSError, ValueError): executed.unlink(missing_ok=True)  # a partial file, not evidence
     return err
 
 # %% ../nbs/90_pipeline.ipynb #8f4771d0
-def reuse_steps(src: Path, dst: Path, steps: list[str]) -> None:
-    "Hard-link the artifacts of `steps` from run `src` into run `dst`."
-    for s in steps:
-        shutil.copytree(src / "artifacts" / s, dst / "artifacts" / s, copy_function=_link_or_copy)
+IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+([\w.]+)[ \t]+import[ \t]+\(?([\w \t,]*)|import[ \t]+([\w.]+))", re.M)
 
-def _link_or_copy(a, b):
-    try: os.link(a, b)
-    except OSError: shutil.copy2(a, b)
+def imported_files(sources: list[str], folder: Path) -> list[Path]:
+    "The package's modules, and the modules in `folder` (beside a notebook), that code `sources` imports, directly or through each other."
+    pkg, found, todo = package_root() / "mlops_nb", {}, list(sources)
+    while todo:
+        for frm, names, plain in IMPORT.findall(todo.pop()):
+            mod = frm or plain
+            if mod in ("mlops_nb", "."): files = [pkg / f"{n.strip()}.py" for n in names.split(",") if n.strip()]
+            elif mod.startswith(("mlops_nb.", ".")): files = [pkg / f"{mod.lstrip('.').removeprefix('mlops_nb.').split('.')[0]}.py"]
+            else: files = [folder / f"{mod.split('.')[0]}.py"]
+            for f in files:
+                if f not in found and f.is_file(): found[f] = f.read_text(); todo.append(found[f])
+    return sorted(found)
+
+# %% ../nbs/90_pipeline.ipynb #497c98d9
+def digest(obj) -> str:
+    "sha256 of `obj` as canonical JSON."
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+_file_digests: dict = {}
+
+def digest_file(path: Path) -> str:
+    "`file_digest`, remembered while the file's size and modification time stay the same."
+    st = path.stat()
+    k = (str(path), st.st_size, st.st_mtime_ns)
+    if k not in _file_digests: _file_digests[k] = file_digest(path)
+    return _file_digests[k]
+
+@functools.lru_cache(maxsize=1)
+def environment_digest() -> str:
+    "Python's version and every installed distribution with its version, as one digest."
+    from importlib.metadata import distributions
+    return digest([sys.version, sorted(f"{d.metadata['Name']}=={d.version}" for d in distributions())])
+
+# %% ../nbs/90_pipeline.ipynb #3d8f747b
+def sources_digest(lp: LoadedProject) -> tuple[Optional[str], Optional[str]]:
+    "(digest of every source's content, None) or (None, why it cannot be known)."
+    out = {}
+    for name, src in lp.sources.items():
+        if src.path: path = lp.path(src.path)
+        elif src.url.startswith("sqlite:///"): path = Path(lp.url(src.url)[len("sqlite:///"):])
+        else: return None, f"source {name!r} is a database server ({src.url.split(':', 1)[0]}): its data can change without a trace"
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] if path.exists() else []
+        out[name] = {str(f): digest_file(f) for f in files}
+    return digest(out), None
+
+def never_reused(lp: LoadedProject, s: PipelineStep) -> Optional[str]:
+    "Why step `s` must run in every run, or None."
+    if not s.reuse: return "it is declared `reuse: false`"
+    if s.name == "monitor": return "monitoring reads the prediction log, which grows all the time"
+    if s.is_phase and s.name == "quality" and any(t.freshness and t.freshness.reference == "now" for t in lp.quality.tables.values()):
+        return "a freshness check measures age from now (`quality.tables.*.freshness.reference: now`)"
+    return None
+
+def registry_state(client) -> dict:
+    "{model: {alias: version}} of every registered model: what a step that reads the registry depends on."
+    return {m.name: dict(sorted(m.aliases.items())) for m in client.search_registered_models()}
+
+# %% ../nbs/90_pipeline.ipynb #4b63fc5a
+def reuse_key(lp: LoadedProject, s: PipelineStep, run_dir: Path, examples: bool = False, sources: Optional[str] = None) -> dict:
+    "Step `s`'s reuse key in run `run_dir`: the digest of its parts, and the parts (see the table above)."
+    t0, path = time.perf_counter(), notebook_path(lp, s)
+    code = [c.source for c in step_notebook(path, examples).cells if c.cell_type == "code"]
+    project = json.loads(lp.project.model_dump_json())
+    sections = s.reads if s.reads is not None else [k for k in project if k not in ("description", "root", "pipeline", "dev")]
+    upstream = {}
+    for a in sorted(ancestors(lp.steps, s.name)):
+        f = run_dir / "artifacts" / a / "outputs.json"
+        upstream[a] = {k: v["digest"] for k, v in json.loads(f.read_text())["outputs"].items()} if f.exists() else None
+    parts = {"cells": digest(code),
+             "parameters": digest({"names": PARAMETERS, "examples": examples, "kernel": KERNEL}),
+             "settings": digest({"name": lp.name, "step": s.model_dump(exclude={"sign_off"}), **{k: project.get(k) for k in sections}}),
+             "code": digest({f.name: digest_file(f) for f in imported_files(code, path.parent)}),
+             "environment": environment_digest(),
+             "upstream": digest(upstream)}
+    if "sources" in sections: parts["sources"] = sources
+    return {"digest": digest(parts), "parts": parts, "seconds": round(time.perf_counter() - t0, 4)}
+
+# %% ../nbs/90_pipeline.ipynb #b2573e54
+def find_reuse(records: list[dict], runs_dir: Path, name: str, key: str, registry: Optional[dict]) -> Optional[tuple[dict, dict]]:
+    "(run record, step record) of the newest success of step `name` with reuse key `key` whose outputs remain, or None."
+    for rec in records:
+        for st in rec.get("steps", []):
+            if (st["name"] == name and st["status"] in ("succeeded", "reused") and (st.get("reuse_key") or {}).get("digest") == key
+                    and (registry is None or st.get("registry_after") == registry)
+                    and (runs_dir / rec["run_id"] / "artifacts" / name / "outputs.json").exists()):
+                return rec, st
+    return None
+
+def explain_change(records: list[dict], name: str, key: dict, registry: Optional[dict]) -> str:
+    "Why step `name` runs: what changed in its key (or the registry) since its newest success, or that it never succeeded."
+    for rec in records:
+        st = next((x for x in rec.get("steps", []) if x["name"] == name and x["status"] in ("succeeded", "reused") and x.get("reuse_key")), None)
+        if st is None: continue
+        changed = [p for p, d in key["parts"].items() if st["reuse_key"]["parts"].get(p) != d]
+        if registry is not None and st.get("registry_after") != registry: changed.append("registry")
+        return f"changed since run {rec['run_id']}: {', '.join(changed)}" if changed else f"run {rec['run_id']}'s outputs are gone"
+    return "no earlier success"
 
 # %% ../nbs/90_pipeline.ipynb #b465a6d3
 def say(msg: str) -> None:
@@ -192,30 +333,29 @@ def say(msg: str) -> None:
 
 
 # %% ../nbs/90_pipeline.ipynb #4b28bd3d
-def link_upstream(lp: LoadedProject, run_dir: Path, rec: dict, steps: list[str], reuse: Optional[str]) -> None:
-    "Link the outputs of the steps before `steps` from run `reuse` (default: the latest that has them); mark them `reused`."
-    upstream = [s["name"] for s in rec["steps"] if s["name"] not in steps]
+def link_upstream(lp: LoadedProject, run_dir: Path, rec: dict, upstream: list[str], start: str, reuse: Optional[str]) -> None:
+    "`--from start`: link the outputs of the `upstream` steps from run `reuse` (default: the latest that has them); mark them `reused`."
     if not upstream: return
     src = lp.runs_dir / reuse if reuse else latest_run_with(lp.runs_dir, upstream, lp.name)
     if src is None or not (src / "run.json").exists():
-        raise ProjectError(f"--from {steps[0]} needs the outputs of {', '.join(upstream)}: no successful run of "
+        raise ProjectError(f"--from {start} needs the outputs of {', '.join(upstream)}: no successful run of "
                            f"project {lp.name!r} has them{f' (looked for run {reuse})' if reuse else ''}; run without --from first")
-    reuse_steps(src, run_dir, upstream)
+    for name in upstream: link_tree(src / "artifacts" / name, run_dir / "artifacts" / name)
     for s in rec["steps"]:
         if s["name"] in upstream:
             s.update(status="reused", reused_from=src.name, outputs=step_outputs(run_dir, s["name"]))
 
-
 # %% ../nbs/90_pipeline.ipynb #8c9d1651
-def prepare_run(lp: LoadedProject, run_id: str, steps: list[str], command: str, reuse: Optional[str]) -> tuple[Path, dict]:
+def prepare_run(lp: LoadedProject, run_id: str, planned: list[PipelineStep], command: str, reuse: Optional[str]) -> tuple[Path, dict]:
     "The run folder with its reserve of disk space, the effective project and a fresh record; nothing at all if that fails."
     run_dir = lp.runs_dir / run_id
     (run_dir / "artifacts").mkdir(parents=True)
     try:
         reserve_space(run_dir)
         (run_dir / "project.yaml").write_text(lp.dump())
-        rec = new_record(run_id, lp, list(STEPS)[:list(STEPS).index(steps[0])] + steps, command)
-        link_upstream(lp, run_dir, rec, steps, reuse)
+        upstream, declared = upstream_of(lp, planned), {s.name: s for s in lp.steps}
+        rec = new_record(run_id, lp, [declared[n] for n in upstream] + planned, command)
+        link_upstream(lp, run_dir, rec, upstream, planned[0].name, reuse)
         save_record(run_dir, rec)
     except BaseException as exc:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -225,46 +365,79 @@ def prepare_run(lp: LoadedProject, run_id: str, steps: list[str], command: str, 
         raise
     return run_dir, rec
 
-
 # %% ../nbs/90_pipeline.ipynb #0dbea12f
-def run_steps(lp: LoadedProject, run_dir: Path, rec: dict, progress: bool, examples: bool = False) -> Optional[dict]:
-    "Execute the pending steps in order; return the error of the first failure, or None. `Interrupted` is recorded, then raised."
+def decide(lp: LoadedProject, s: PipelineStep, run_dir: Path, examples: bool, forced: bool, records: list[dict], client, memo: dict) -> tuple:
+    "(reuse key, registry state or None, (run record, step record) to reuse or None, why it runs) for step `s`."
+    if s.reads is None or "sources" in s.reads:
+        if "sources" not in memo: memo["sources"] = sources_digest(lp)
+        sources, volatile = memo["sources"]
+    else: sources, volatile = None, None
+    key = reuse_key(lp, s, run_dir, examples, sources)
+    registry = registry_state(client) if s.reads is None or "tracking" in s.reads else None
+    why = "forced (--force or --from)" if forced else never_reused(lp, s) or volatile
+    if why: return key, registry, None, why
+    match = find_reuse(records, lp.runs_dir, s.name, key["digest"], registry)
+    return key, registry, match, None if match else explain_change(records, s.name, key, registry)
+
+def reuse_step(lp: LoadedProject, run_dir: Path, s: PipelineStep, st: dict, match: tuple, client) -> None:
+    "Give run `run_dir` the outputs and executed notebook of a matching step; record it `reused`, in run.json and MLflow."
+    rec, old = match
+    src = lp.runs_dir / rec["run_id"]
+    link_tree(src / "artifacts" / s.name, run_dir / "artifacts" / s.name)
+    if executed_path(src, s).exists(): link_file(executed_path(src, s), executed_path(run_dir, s))
+    st.update(status="reused", reused_from=old.get("reused_from") or rec["run_id"], registry_after=old.get("registry_after"),
+              executed_notebook=str(executed_path(run_dir, s).relative_to(run_dir)) if executed_path(run_dir, s).exists() else None)
+    client.set_tag(st["mlflow_run_id"], "mlops_nb.reused_from", st["reused_from"])
+    if old.get("mlflow_run_id"): client.set_tag(st["mlflow_run_id"], "mlops_nb.reused_mlflow_run_id", old["mlflow_run_id"])
+
+# %% ../nbs/90_pipeline.ipynb #7433d592
+def run_steps(lp: LoadedProject, run_dir: Path, rec: dict, progress: bool, examples: bool = False, force: frozenset = frozenset()) -> Optional[dict]:
+    "Reuse or execute the pending steps in order; return the error of the first failure, or None. `Interrupted` is recorded, then raised."
     client, exp_id = tracking_client(lp)
     end_tracking_runs(client, exp_id, lp.runs_dir)
     parent = start_parent_run(client, exp_id, rec, lp, run_dir)
     rec["mlflow"].update(experiment_id=exp_id, parent_run_id=parent)
-    pending = [s for s in rec["steps"] if s["status"] == "pending"]
+    declared = {s.name: s for s in lp.steps + [MONITOR]}
+    records = [r for r in list_run_records(lp.runs_dir) if r["run_id"] != rec["run_id"] and r.get("project", {}).get("name") == lp.name]
+    pending, memo = [s for s in rec["steps"] if s["status"] == "pending"], {}
     error, interrupted = None, None
-    for i, s in enumerate(pending, 1):
+    for i, st in enumerate(pending, 1):
         if error:
-            s["status"] = "skipped"; continue
-        say(f"[{i}/{len(pending)}] {s['name']:<10} running ({s['notebook']})")
-        s.update(status="running", started=now_iso(), mlflow_run_id=start_step_run(client, exp_id, parent, s["name"], rec))
+            st["status"] = "skipped"; continue
+        s, where = declared[st["name"]], f"[{i}/{len(pending)}] {st['name']:<10}"
+        st.update(status="running", started=now_iso(), mlflow_run_id=start_step_run(client, exp_id, parent, st["name"], rec))
         save_record(run_dir, rec)
-        t0 = time.monotonic()
+        t0, nb = time.monotonic(), executed_path(run_dir, s)
         try:
-            nb = execute_step(s["name"], run_dir, s["mlflow_run_id"], progress, examples=examples)
-            s["status"] = "succeeded"
+            st["reuse_key"], registry, match, why = decide(lp, s, run_dir, examples, s.name in force, records, client, memo)
+            if match: reuse_step(lp, run_dir, s, st, match, client)
+            else:
+                say(f"{where} running ({st['notebook']}): {why}")
+                st["executed_because"] = why
+                nb = execute_step(lp, s, run_dir, st["mlflow_run_id"], progress, examples=examples)
+                if not (run_dir / "artifacts" / s.name / "outputs.json").exists():
+                    raise RuntimeError(f"{st['notebook']} ran to its end without `step.finish()`: it published nothing")
+                st["status"] = "succeeded"
+                if registry is not None: st["registry_after"] = registry_state(client)
         except (Exception, Interrupted) as exc:  # a step failure of any kind ends the run, with its reason recorded
             if isinstance(exc, Interrupted): exc.handled(); interrupted = exc; stop_kernels()
-            s.update(status="interrupted" if interrupted else "failed", error=step_error(run_dir, s["name"], exc))
-            nb = run_dir / "notebooks" / STEPS[s["name"]]
-            error = {"step": s["name"], **s["error"]}
-        s.update(ended=now_iso(), duration_s=round(time.monotonic() - t0, 2), outputs=step_outputs(run_dir, s["name"]),
-                 executed_notebook=str(nb.relative_to(run_dir)) if nb.exists() else None)
-        if nb.exists(): client.log_artifact(s["mlflow_run_id"], str(nb), "notebook")
-        log_step(client, s["mlflow_run_id"], run_dir, s["name"])
-        client.set_terminated(s["mlflow_run_id"], {"succeeded": "FINISHED", "failed": "FAILED"}.get(s["status"], "KILLED"))
+            st.update(status="interrupted" if interrupted else "failed", error=step_error(run_dir, s.name, exc, nb))
+            error = {"step": s.name, **st["error"]}
+        st.update(ended=now_iso(), duration_s=round(time.monotonic() - t0, 2), outputs=step_outputs(run_dir, s.name))
+        if st["status"] != "reused":
+            st["executed_notebook"] = str(nb.relative_to(run_dir)) if nb.exists() else None
+            if nb.exists(): client.log_artifact(st["mlflow_run_id"], str(nb), "notebook")
+        log_step(client, st["mlflow_run_id"], run_dir, s.name, artifacts=st["status"] != "reused")
+        client.set_terminated(st["mlflow_run_id"], {"succeeded": "FINISHED", "reused": "FINISHED", "failed": "FAILED"}.get(st["status"], "KILLED"))
         save_record(run_dir, rec)
-        say(f"[{i}/{len(pending)}] {s['name']:<10} {s['status']} in {s['duration_s']:.1f}s"
-             + (f": {one_line(s['name'], s['error'])}" if s["error"] else ""))
+        say(f"{where} {st['status']} in {st['duration_s']:.1f}s" + (f" (from run {st['reused_from']})" if st["status"] == "reused" else "")
+             + (f": {one_line(s.name, st['error'])}" if st["error"] else ""))
     client.log_artifact(parent, str(run_dir / "run.json"))
     if interrupted:
         end_tracking_runs(client, exp_id, lp.runs_dir, {rec["run_id"]})  # the parent, and what the step left running (trials)
         raise interrupted
     client.set_terminated(parent, "FAILED" if error else "FINISHED")
     return error
-
 
 # %% ../nbs/90_pipeline.ipynb #44c567f8
 def render_run_reports(run_dir: Path, rec: dict) -> Optional[dict]:
@@ -297,21 +470,33 @@ def record_interruption(run_dir: Path, rec: Optional[dict], stop: Interrupted, t
     say(f"run {rec['run_id']} interrupted by {stop.signal} in {rec['duration_s']:.1f}s; record: {run_dir / 'run.json'}")
 
 
+# %% ../nbs/90_pipeline.ipynb #8abc1443
+def forced_steps(lp: LoadedProject, force, started: list[str]) -> frozenset:
+    "The steps `--force` names (`all`: every one), plus those `--from` starts; `ProjectError` for a name that is no step."
+    names = [s.name for s in lp.steps] + ["monitor"]
+    for f in force:
+        if f != "all" and f not in names: raise ProjectError(f"--force {f!r}: no such step; steps are: {', '.join(names)}, or all")
+    return frozenset(names if "all" in force else force) | frozenset(started)
+
 # %% ../nbs/90_pipeline.ipynb #8a5b58df
 def run_pipeline(lp: LoadedProject, start: Optional[str] = None, until: Optional[str] = None,
                  progress: bool = False, wait: float = 0, reuse: Optional[str] = None,
                  command: str = "mlops-nb run", reports: bool = True, examples: bool = False,
                  preflight: Optional[Callable] = None,  # `preflight(lp, steps)` raises before a run folder exists (the CLI's checks)
+                 force: tuple = (),  # steps executed even when they could be reused; `all`: every one
                 ) -> tuple[int, Path]:
     "Run the project's steps; return the exit code (0 ok, 1 a step failed) and the run folder. SIGTERM or SIGINT: `Interrupted`."
-    steps = select_steps(start, until)
+    planned = plan_steps(lp, start, until)
+    steps = [s.name for s in planned]
+    forced = forced_steps(lp, force, steps if start and start != "monitor" else [])
+    check_notebooks(lp, planned)
     if preflight is not None: preflight(lp, steps)
     t0, run_id, rec = time.monotonic(), new_run_id(), None
     with stop_on_signals(), run_lock(lp.runs_dir, lp.name, run_id, wait):
         try:
-            run_dir, rec = prepare_run(lp, run_id, steps, command, reuse)
+            run_dir, rec = prepare_run(lp, run_id, planned, command, reuse)
             say(f"run {rec['run_id']} of project {lp.name!r}: {', '.join(steps)} -> {run_dir}")
-            error = run_steps(lp, run_dir, rec, progress, examples)
+            error = run_steps(lp, run_dir, rec, progress, examples, forced)
             finish_record(run_dir, rec, error, t0)  # the reports show the run's final status
             if reports and not (error and error["ename"] == "DiskFull") and (report_error := render_run_reports(run_dir, rec)):
                 error = error or report_error

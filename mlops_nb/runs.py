@@ -16,7 +16,7 @@ from .config import ProjectError, now_iso, write_json
 # %% auto #0
 __all__ = ['RESERVE', 'RESERVE_BYTES', 'DISK_FULL', 'KERNEL', 'PR_SET_PDEATHSIG', 'STOP_SIGNALS', 'new_run_id', 'LockBusy',
            'run_lock', 'git_commit', 'save_record', 'reserve_space', 'release_space', 'disk_full', 'process_start',
-           'run_owner', 'abandoned', 'settle', 'read_record', 'list_run_records', 'latest_run_with', 'die_with_parent',
+           'run_owner', 'abandoned', 'settle', 'read_record', 'list_run_records', 'die_with_parent',
            'ipc_kernel_manager', 'ProgressLines', 'execute_notebook', 'error_of', 'one_line', 'Interrupted',
            'stop_on_signals', 'stop_kernels']
 
@@ -156,17 +156,6 @@ def list_run_records(runs_dir: Path) -> list[dict]:
         try: out.append(settle(f.parent, json.loads(f.read_text())))
         except (OSError, ValueError): continue
     return out
-
-
-# %% ../nbs/80_runs.ipynb #df96025d
-def latest_run_with(runs_dir: Path, steps: list[str], project: str) -> Optional[Path]:
-    "The newest run folder of `project` in which all `steps` succeeded."
-    for d in sorted((p for p in runs_dir.glob("*/run.json")), reverse=True):
-        try: rec = json.loads(d.read_text())
-        except (OSError, ValueError): continue
-        done = {s["name"] for s in rec.get("steps", []) if s["status"] in ("succeeded", "reused")}
-        if rec.get("project", {}).get("name") == project and set(steps) <= done: return d.parent
-    return None
 
 
 # %% ../nbs/80_runs.ipynb #a5246530
