@@ -11,7 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional
 
-from .config import LoadedProject, ProjectError, atomic_write, demo_project_file, load_project
+from .config import (PHASE_STEPS, RESERVED_STEP_NAMES, LIFECYCLE, LoadedProject, ProjectError, ancestors, atomic_write,
+                             demo_project_file, load_project, run_order)
 from .pipeline import monitor_project, plan_steps, run_pipeline
 from .predictions import PredictionLog
 from .registry import approve, rollback
@@ -19,12 +20,14 @@ from .runs import Interrupted, LockBusy, list_run_records, one_line
 
 # %% auto #0
 __all__ = ['MIN_CLASS_ROWS', 'SCHEDULE_MARK', 'CRON_FIELDS', 'EXIT_OK', 'EXIT_STEP_FAILED', 'EXIT_BAD_INPUT', 'EXIT_BUSY',
-           'EPILOG', 'COMMANDS', 'input_errors', 'preflight', 'next_steps', 'check_target', 'infer_project',
-           'runs_table', 'show_run', 'schedule_block', 'check_cron', 'merge_schedule', 'install_schedule', 'Command',
-           'command', 'parser', 'main', 'demo_arguments', 'cmd_demo', 'run_arguments', 'cmd_run', 'runs_arguments',
-           'cmd_runs', 'reports_arguments', 'cmd_reports', 'serve_arguments', 'cmd_serve', 'score_arguments',
-           'cmd_score', 'feedback_arguments', 'cmd_feedback', 'rollback_arguments', 'cmd_rollback', 'approve_arguments',
-           'cmd_approve', 'monitor_arguments', 'cmd_monitor', 'schedule_arguments', 'cmd_schedule']
+           'EPILOG', 'COMMANDS', 'STEP_NAME', 'input_errors', 'preflight', 'next_steps', 'check_target',
+           'infer_project', 'runs_table', 'show_run', 'schedule_block', 'check_cron', 'merge_schedule',
+           'install_schedule', 'Command', 'command', 'parser', 'main', 'demo_arguments', 'cmd_demo', 'run_arguments',
+           'cmd_run', 'runs_arguments', 'cmd_runs', 'reports_arguments', 'cmd_reports', 'serve_arguments', 'cmd_serve',
+           'score_arguments', 'cmd_score', 'feedback_arguments', 'cmd_feedback', 'rollback_arguments', 'cmd_rollback',
+           'approve_arguments', 'cmd_approve', 'monitor_arguments', 'cmd_monitor', 'schedule_arguments', 'cmd_schedule',
+           'check_new_step', 'phase_table', 'upstream_table', 'example_reading', 'starter_notebook', 'insert_lines',
+           'declare_step', 'new_step', 'new_step_arguments', 'cmd_new_step']
 
 # %% ../nbs/92_cli.ipynb #3004f18b
 @contextmanager
@@ -228,9 +231,9 @@ class Command(NamedTuple):
 COMMANDS: dict[str, Command] = {}  # in the order `--help` lists them
 
 def command(help: str, arguments: Callable):
-    "Register the decorated `cmd_NAME(args) -> int` as `mlops-nb NAME`, with the options `arguments(parser)` adds."
+    "Register the decorated `cmd_NAME(args) -> int` as `mlops-nb NAME` (`cmd_new_step`: `new-step`), with the options `arguments(parser)` adds."
     def register(handler):
-        COMMANDS[handler.__name__.removeprefix("cmd_")] = Command(help, arguments, handler)
+        COMMANDS[handler.__name__.removeprefix("cmd_").replace("_", "-")] = Command(help, arguments, handler)
         return handler
     return register
 
@@ -509,3 +512,208 @@ def cmd_schedule(args) -> int:
     print(f"installed into {where}:\n{block}", end="")
     return EXIT_OK
 
+
+# %% ../nbs/92_cli.ipynb #3a2e98d0
+STEP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # as `PipelineStep.name`: a folder, an MLflow run, a command-line argument
+
+def check_new_step(lp: LoadedProject,  # the project the step joins
+                   name: str,  # the new step's name
+                   needs: list[str],  # the declared steps whose outputs it reads
+                  ) -> None:
+    "`ProjectError` naming what to fix unless `name` is a free step name and every need a declared step."
+    names = [s.name for s in lp.steps]
+    if not STEP_NAME.fullmatch(name):
+        raise ProjectError(f"new-step {name!r}: a step name is lower-case letters, digits and underscores, starting with a letter "
+                           "(it names a folder, an MLflow run and a command-line argument), e.g. delays_by_hour")
+    if name in names: raise ProjectError(f"{lp.file}: step {name!r} is already declared in `pipeline`: choose another name")
+    if name in RESERVED_STEP_NAMES or name in PHASE_STEPS:
+        raise ProjectError(f"new-step {name!r}: the runner keeps this name for itself or a phase "
+                           f"({', '.join(sorted(RESERVED_STEP_NAMES | set(PHASE_STEPS)))}): choose another name")
+    if name in COMMANDS or name.replace("_", "-") in COMMANDS:
+        raise ProjectError(f"new-step {name!r}: `mlops-nb {name.replace('_', '-')}` is a command, which a step of that name "
+                           "would be mistaken for: choose another name")
+    for n in needs:
+        if n not in names:
+            close = __import__("difflib").get_close_matches(n, names, n=1)
+            raise ProjectError(f"new-step --needs {n!r}: not a step of {lp.file}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                               + f"; steps: {', '.join(names)}")
+
+# %% ../nbs/92_cli.ipynb #66322f9a
+def phase_table(lp: LoadedProject, step: str) -> Optional[str]:
+    "The table (a `.parquet` output) phase `step` publishes, if any: ingest's first table, features' training set."
+    return {"ingest": f"{next(iter(lp.ingest.tables))}.parquet", "features": "training_set.parquet"}.get(step)
+
+def upstream_table(lp: LoadedProject,  # the project
+                   needs: list[str],  # the new step's needs
+                  ) -> Optional[tuple[str, str]]:  # (step, output), or None
+    "The nearest table upstream of the first need, as (step, `.parquet` output), or None."
+    if not needs: return None
+    steps, behind = {s.name: s for s in lp.steps}, ancestors(lp.steps, needs[0])
+    for n in [needs[0]] + [n for n in reversed(run_order(lp.steps)) if n in behind]:
+        s = steps[n]
+        table = phase_table(lp, n) if s.is_phase else next((o for o in s.outputs if o.endswith(".parquet")), None)
+        if table: return n, table
+    return None
+
+# %% ../nbs/92_cli.ipynb #ceb06722
+def example_reading(needs: list[str], table: Optional[tuple[str, str]]) -> tuple[str, str, str]:
+    "(markdown, code, frame name) of the starter's reading cell."
+    if table:
+        step, output = table
+        frame = re.sub(r"\W", "_", output.removesuffix(".parquet"))
+        gate = f'step.require("{needs[0]}")  # its record: this step runs only once {needs[0]!r} has succeeded\n' if needs[0] != step else ""
+        return (f"`step.artifact(STEP, FILE)` is the path of an output of a step this one needs, directly or through others: "
+                f"here the table `{output}` that `{step}` published.",
+                f'{gate}{frame} = pd.read_parquet(step.artifact("{step}", "{output}"))\n{frame}.head()', frame)
+    if needs:
+        return (f"`step.require(STEP)` is the record of a step this one needs (its `outputs.json`): here `{needs[0]}`'s outputs, "
+                "with their digests and sizes.",
+                f'record = step.require("{needs[0]}")\n'
+                'outputs = pd.DataFrame([{"output": k, "bytes": v["bytes"], "digest": v["digest"][:12]} for k, v in record["outputs"].items()])\n'
+                "outputs", "outputs")
+    return ("This step needs no other: it reads the project file (`step.project`).",
+            'tables = pd.DataFrame({"table": list(step.project.ingest.tables)})\ntables', "tables")
+
+# %% ../nbs/92_cli.ipynb #fd69eeac
+def starter_notebook(name: str,  # the step's name
+                     needs: list[str],  # the steps it needs
+                     project_file: str,  # the project file, relative to the notebook's folder
+                     table: Optional[tuple[str, str]] = None,  # what the example reads (`upstream_table`)
+                    ):
+    "A notebook that keeps the contract of a step: parameters, `open_step`, an example reading and publishing, `finish`."
+    import nbformat.v4 as v4
+    about, read, frame = example_reading(needs, table)
+    out = f"{name}_summary.parquet"
+    work = (f'summary = pd.DataFrame({{"column": {frame}.columns, "dtype": {frame}.dtypes.astype(str).values,\n'
+            f'                        "missing": {frame}.isna().sum().values, "distinct": {frame}.nunique().values}})'
+            if table else f"summary = {frame}")
+    step_cell = lambda src: v4.new_code_cell(src, metadata={"tags": ["step"]})
+    title = name.replace("_", " ").capitalize()
+    cells = [
+        v4.new_markdown_cell(f"# {title}\n\n> A step of the project's own, after {', '.join(needs) or 'nothing'}: say here what it answers."),
+        v4.new_markdown_cell("**Why.** Say who reads this step's result and what they decide with it.\n\n"
+                             "**How it runs.** `mlops-nb run` executes the parameters cell and the cells tagged `step`, with papermill, "
+                             "in this folder, once the steps it needs have succeeded; it reuses the step's last result when nothing it "
+                             "depends on changed. Opened in JupyterLab (no `run_dir`), it runs top to bottom on the outputs of the "
+                             "project's latest successful run, into `runs/_dev`. Cells without the tag are for you: a run skips them. "
+                             "What it publishes must match its `outputs` in the project file's `pipeline`."),
+        v4.new_code_cell(f'project_file = "{project_file}"  # the project file, relative to this folder (a run passes its own copy)\n'
+                         "run_dir = None  # None: on its own, on the latest successful run's outputs; a run passes its folder\n"
+                         "mlflow_run_id = None  # the step's MLflow run, which a run passes",
+                         metadata={"tags": ["parameters"]}),
+        v4.new_markdown_cell("`open_step` is the step's run context: the project, the run folder, the outputs of the steps it needs."),
+        step_cell(f'import pandas as pd\nfrom mlops_nb.config import open_step\n\nstep = open_step("{name}", project_file, run_dir, mlflow_run_id)'),
+        v4.new_markdown_cell(f"## What it reads\n\n{about}"),
+        step_cell(read),
+        v4.new_markdown_cell(f"## What it publishes\n\nThe example's work, to replace with the real one: a summary of what it read, "
+                             f"published as `{out}`. `step.save_parquet`, `save_json`, `save_text` and `save` write into the step's own "
+                             "folder of the run, atomically, and record each output's digest."),
+        step_cell(f'{work}\nstep.save_parquet("{out}", summary)\nsummary.head()'),
+        v4.new_markdown_cell("`step.finish()` checks the outputs against the declared ones and publishes them all at once: "
+                             "a step that fails before it publishes nothing."),
+        step_cell("step.finish()"),
+    ]
+    return v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+
+# %% ../nbs/92_cli.ipynb #6092d89b
+def _yaml(text: str):
+    "A round-trip ruamel `YAML` with the indentation of `text`'s block sequences (else the demo's), and no line wrapping."
+    from ruamel.yaml import YAML
+    from ruamel.yaml.util import load_yaml_guess_indent
+    _, indent, offset = load_yaml_guess_indent(text)
+    y = YAML()
+    y.preserve_quotes, y.width = True, 4096
+    if offset is None: indent, offset = 4, 2  # no block sequence to learn from: `  - item`, as conf/project.yaml
+    y.indent(mapping=2, sequence=indent, offset=offset)
+    return y
+
+def _dump(y, data) -> str:
+    import io
+    buf = io.StringIO(); y.dump(data, buf); return buf.getvalue()
+
+def insert_lines(original: str, before: str, after: str) -> Optional[str]:
+    "`original` plus the lines `after` adds to `before` (`original` as ruamel renders it), where they go; None if `after` also changes lines."
+    import difflib
+    o, b, a = original.splitlines(True), before.splitlines(True), after.splitlines(True)
+    if o and not o[-1].endswith("\n"): o[-1] += "\n"
+    where = {}  # line of `before` -> line of `original`
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, b, o, autojunk=False).get_opcodes():
+        for k in range(i1, i2 + 1): where.setdefault(k, j1 + (k - i1) if tag == "equal" else j1 if k == i1 else j2)
+    ops = difflib.SequenceMatcher(None, b, a, autojunk=False).get_opcodes()
+    if any(tag not in ("equal", "insert") for tag, *_ in ops): return None
+    for tag, i1, _, j1, j2 in reversed(ops):
+        if tag == "insert": o[where[i1]:where[i1]] = a[j1:j2]
+    return "".join(o)
+
+# %% ../nbs/92_cli.ipynb #fdab58b2
+def declare_step(text: str,  # the project file's text
+                 entry: dict,  # the step: name, notebook, needs, outputs
+                ) -> str:  # the new text
+    "The project file's text with `entry` declared in `pipeline` after the last of its needs; comments and layout kept."
+    import yaml
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    def flow(node):
+        node.fa.set_flow_style(); return node
+    y = _yaml(text)
+    data = y.load(text)
+    before = _dump(y, data)
+    if data.get("pipeline") is None:
+        data["pipeline"] = CommentedSeq(flow(CommentedMap(name=n)) for n in LIFECYCLE)
+    names = [s["name"] for s in data["pipeline"]]
+    at = max((names.index(n) + 1 for n in entry["needs"]), default=len(names))
+    data["pipeline"].insert(at, CommentedMap({k: flow(CommentedSeq(v)) if isinstance(v, list) else v for k, v in entry.items()}))
+    after = _dump(y, data)
+    new = insert_lines(text, before, after)
+    return new if new is not None and yaml.safe_load(new) == yaml.safe_load(after) else after
+
+# %% ../nbs/92_cli.ipynb #2f37b7df
+def new_step(project_file,  # the project file to declare the step in
+             name: str,  # the step's name
+             needs: list[str] = (),  # the steps whose outputs it reads
+             folder=None,  # where the notebook goes (default: `steps/` beside the project file)
+             force: bool = False,  # replace an existing notebook
+            ) -> tuple[Path, dict]:  # the notebook written, and the declared entry
+    "Write a starter notebook for step `name` and declare it in the project's `pipeline`; nothing changes if either fails."
+    import nbformat
+    lp = load_project(project_file)
+    needs = list(dict.fromkeys(needs))
+    check_new_step(lp, name, needs)
+    nb_path = (Path(folder).resolve() if folder else lp.file.parent / "steps") / f"{name}.ipynb"
+    if nb_path.exists() and not force: raise ProjectError(f"{nb_path} exists: choose another name or --folder, or replace it with --force")
+    declared = nb_path.relative_to(lp.root).as_posix() if nb_path.is_relative_to(lp.root) else str(nb_path)
+    entry = {"name": name, "notebook": declared, "needs": needs, "outputs": [f"{name}_summary.parquet"]}
+    text = declare_step(lp.file.read_text(), entry)
+    nb = starter_notebook(name, needs, os.path.relpath(lp.file, nb_path.parent), upstream_table(lp, needs))
+    old = nb_path.read_bytes() if nb_path.exists() else None
+    atomic_write(nb_path, lambda p: nbformat.write(nb, str(p)))
+    def write_project(p: Path):
+        p.write_text(text)
+        try: load_project(p)  # valid, or the old file stays
+        except ProjectError as e: raise ProjectError(str(e).replace(str(p), str(lp.file))) from None
+    try: atomic_write(lp.file, write_project)
+    except BaseException:
+        if old is None: nb_path.unlink(missing_ok=True)
+        else: atomic_write(nb_path, lambda p: p.write_bytes(old))
+        raise
+    return nb_path, entry
+
+# %% ../nbs/92_cli.ipynb #95638466
+def new_step_arguments(p: argparse.ArgumentParser):
+    p.add_argument("name", metavar="NAME", help="the step's name: lower-case letters, digits, underscores (e.g. delays_by_hour)")
+    p.add_argument("--needs", nargs="+", default=[], metavar="STEP", help="the declared steps whose outputs it reads (e.g. quality)")
+    p.add_argument("--project", metavar="FILE", help="project file to declare it in (default: the demo, conf/project.yaml)")
+    p.add_argument("--folder", metavar="DIR", help="where the notebook goes (default: steps/ beside the project file)")
+    p.add_argument("--force", action="store_true", help="replace the notebook if it exists")
+
+@command("write a notebook for a step of the project's own, and declare it in the project file's pipeline", new_step_arguments)
+def cmd_new_step(args) -> int:
+    project = Path(args.project or demo_project_file()).resolve()
+    nb_path, entry = new_step(project, args.name, args.needs, args.folder, args.force)
+    shown = lambda p: os.path.relpath(p) if Path(p).resolve().is_relative_to(Path.cwd()) else str(p)
+    print(f"wrote {shown(nb_path)}: a step that runs as written (a parameters cell, cells tagged `step`, an example to replace)\n"
+          f"declared it in {shown(project)}: needs [{', '.join(entry['needs'])}], outputs [{', '.join(entry['outputs'])}]\n"
+          "next:\n"
+          f"  open it in JupyterLab, where it runs alone on the latest run's outputs: "
+          f"{shown(Path(sys.executable).parent / 'jupyter')} lab --ip=127.0.0.1 {shown(nb_path)}\n"
+          f"  run it in the pipeline: mlops-nb run --project {shown(project)}")
+    return EXIT_OK
