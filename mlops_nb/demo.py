@@ -20,12 +20,14 @@ __all__ = ['REPLAY_MARK', 'replay_project', 'fresh_folder', 'yaml_dump', 'send_m
 
 # %% ../nbs/93_demo.ipynb #d5307c99
 def replay_project(lp: LoadedProject, folder: Path, train_end: str) -> LoadedProject:
-    "The project in `folder` (its own registry, runs, log), reading the same sources, with data up to `train_end`."
+    "The project in `folder` (its own registry, runs, log), reading the same sources and notebooks, with data up to `train_end`."
     data = json.loads(json.dumps(lp.data, default=str))
     data["root"] = str(folder)
     for src in data["sources"].values():
         if src.get("url"): src["url"] = lp.url(src["url"])
         if src.get("path"): src["path"] = str(lp.path(src["path"]))
+    for step in data.get("pipeline") or []:  # the project's own notebooks stay where they are
+        if step.get("notebook"): step["notebook"] = str(lp.path(step["notebook"]))
     data["ingest"].setdefault("window", {})["end"] = train_end
     data.setdefault("deploy", {})["refresh_seconds"] = 1  # the next month's traffic meets a new champion at once
     folder.mkdir(parents=True, exist_ok=True)

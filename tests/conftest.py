@@ -103,11 +103,20 @@ def warehouse():
     return WAREHOUSE
 
 
-def write_demo_project(root: Path, warehouse: Path) -> Path:
-    "The demo project on its first week, rooted in `root` (its own runs and tracking store); the project file."
+def demo_data(root: Path, warehouse: Path) -> dict:
+    """The demo project as a mapping, rooted in `root` and reading `warehouse`; the notebooks of its own steps
+    (`pipeline[*].notebook`, relative to the checkout) stay the checkout's, as absolute paths."""
     data = yaml.safe_load((ROOT / "conf" / "project.yaml").read_text())
     data["root"] = str(root)
     data["sources"]["warehouse"]["url"] = f"sqlite:///{warehouse}"
+    for s in data.get("pipeline") or []:
+        if s.get("notebook"): s["notebook"] = str(ROOT / s["notebook"])
+    return data
+
+
+def write_demo_project(root: Path, warehouse: Path) -> Path:
+    "The demo project on its first week, rooted in `root` (its own runs and tracking store); the project file."
+    data = demo_data(root, warehouse)
     data["ingest"]["window"] = {"start": "2013-01-01", "end": "2013-01-08"}
     data["quality"]["profile"]["max_rows"] = 2000
     data["train"]["parallel"] = 1  # worker processes take longer to start than a week of flights takes to train
@@ -163,9 +172,7 @@ def week_champion(tmp_path_factory, warehouse):
     "The demo's first week run to a registered model (one HGB experiment), made champion by hand; (project file, tracking uri, run folder)."
     from mlflow import MlflowClient
     root = tmp_path_factory.mktemp("week-champion")
-    data = yaml.safe_load((ROOT / "conf" / "project.yaml").read_text())
-    data["root"] = str(root)
-    data["sources"]["warehouse"]["url"] = f"sqlite:///{warehouse}"
+    data = demo_data(root, warehouse)
     data["ingest"]["window"] = {"start": "2013-01-01", "end": "2013-01-08"}
     data["quality"]["profile"]["enabled"] = False
     data["train"] = {"parallel": 1, "experiments": [{"name": "trees", "family": "hist_gradient_boosting",

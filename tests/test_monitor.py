@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, mlops_nb
+from conftest import ROOT, demo_data, mlops_nb
 
 WEEK2 = ("2013-01-08", "2013-01-15")
 
@@ -23,9 +23,7 @@ def served(tmp_path_factory, warehouse):
     from mlops_nb.deploy import Scorer
     from mlops_nb.features import label_of
     root = tmp_path_factory.mktemp("monitor")
-    data = yaml.safe_load((ROOT / "conf" / "project.yaml").read_text())
-    data["root"] = str(root)
-    data["sources"]["warehouse"]["url"] = f"sqlite:///{warehouse}"
+    data = demo_data(root, warehouse)
     data["ingest"]["window"] = {"start": "2013-01-01", "end": WEEK2[0]}
     data["quality"]["profile"]["enabled"] = False
     # gates a fortnight of flights can pass, so that promotion is decided by the champion comparison alone
