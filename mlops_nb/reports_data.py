@@ -5,10 +5,13 @@
 # %% ../nbs/94_reports_data.ipynb #62a1a5c5
 from __future__ import annotations
 
-import html, math
+import base64, html, math
 from pathlib import Path
 from typing import Optional
 
+import yaml
+
+from .config import PHASE_STEPS
 from .design import CARD_KEYS
 from .reports import (DIMENSIONS, Raw, SEVERITY, badge, box, card, design_card, esc, figure_html, fmt_bytes,
                               fmt_duration, fmt_num, fmt_pct, fmt_time, from_run, gate_needs, given, html_table,
@@ -16,7 +19,8 @@ from .reports import (DIMENSIONS, Raw, SEVERITY, badge, box, card, design_card, 
                               run_error, run_key, run_status, step_error)
 
 # %% auto #0
-__all__ = ['DIMENSION_MEANS', 'MAX_EMBED_BYTES', 'run_summary', 'steps_table', 'inferred_box', 'design_section',
+__all__ = ['OWN_TABLE_ROWS', 'MAX_SHOWN_BYTES', 'SHOWN_FIRST', 'DIMENSION_MEANS', 'MAX_EMBED_BYTES', 'run_summary', 'steps_table',
+           'own_step_names', 'output_html', 'own_steps_section', 'inferred_box', 'design_section',
            'key_metrics_section', 'value_model_section', 'gates_section', 'load_quality', 'with_quality', 'verdict',
            'scores_chart', 'quality_scores_section', 'quality_history', 'history_chart', 'quality_history_section',
            'failed_checks_section', 'warnings_section', 'profile_section']
@@ -66,6 +70,74 @@ def steps_table(ctx: dict) -> Raw:
     note = Raw('<p class="muted">Executed notebooks are kept in the run folder; '
                "each one shows every output of its step, and the failing cell when it failed.</p>")
     return card(html_table(rows, cols, numeric=["took"]), note)
+
+# %% ../nbs/94_reports_data.ipynb #e307905e
+def own_step_names(run: dict) -> set[str]:
+    "Names of the run's steps that are the project's own (a notebook in the run's project file, or not a phase)."
+    try: declared = (yaml.safe_load((Path(run["run_dir"]) / "project.yaml").read_text()) or {}).get("pipeline") or []
+    except (OSError, ValueError, yaml.YAMLError, AttributeError): declared = []
+    with_notebook = {s.get("name") for s in declared if isinstance(s, dict) and s.get("notebook")}
+    return {s.get("name") for s in run["steps"] if s.get("name") in with_notebook or s.get("name") not in PHASE_STEPS}
+
+# %% ../nbs/94_reports_data.ipynb #bbc4a5dc
+OWN_TABLE_ROWS = 10  # the rows of a table output a page shows
+MAX_SHOWN_BYTES = 5_000_000  # a bigger output is listed, not shown
+
+def _table_html(path: Path) -> Raw:
+    import pandas as pd, pyarrow.parquet as pq
+    f = pq.ParquetFile(path)
+    df = next(f.iter_batches(batch_size=OWN_TABLE_ROWS)).to_pandas() if f.metadata.num_rows else pd.DataFrame(columns=f.schema_arrow.names)
+    numeric = [str(c) for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
+    rows = [{str(c): fmt_num(v) if str(c) in numeric else v for c, v in r.items()} for r in df.head(OWN_TABLE_ROWS).to_dict("records")]
+    shown = f"first {len(rows)} of {f.metadata.num_rows:,} rows" if f.metadata.num_rows > len(rows) else f"{len(rows)} rows"
+    return Raw(html_table(rows, {str(c): str(c) for c in df.columns}, numeric=numeric) + f'<p class="muted">{shown}</p>')
+
+def output_html(run_dir: Path,  # the run folder
+                name: str,  # the output's name
+                out: dict,  # its record: path (relative to the run folder), digest, bytes
+                live: bool = True,  # a live page (no links to the run's files)
+               ) -> Raw:
+    "One output of a step: a figure shown, Markdown rendered, a table's first rows, or its name and size."
+    path = run_dir / out["path"]
+    title = link(f"../{out['path']}", name) if not live else Raw(f"<code>{esc(name)}</code>")
+    head = Raw(f'<p><b>{title}</b> <span class="muted">{esc(fmt_bytes(out.get("bytes")))}, sha256 {esc(str(out.get("digest", ""))[:12])}</span></p>')
+    if not path.is_file(): return Raw(head + box("The file is missing from the run folder.", "warn"))
+    if path.stat().st_size > MAX_SHOWN_BYTES: return head
+    try:
+        if name.endswith(".png"):
+            return Raw(head + f'<img class="chart" alt="{html.escape(name, quote=True)}" '
+                              f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}">')
+        if name.endswith(".md"):
+            import mistune
+            return Raw(head + '<div class="md">' + mistune.create_markdown(escape=True, plugins=["table"])(path.read_text()) + "</div>")
+        if name.endswith(".parquet"): return Raw(head + _table_html(path))
+    except Exception as e:  # a damaged file: say so, and show the rest of the page
+        return Raw(head + box(f"Could not show it: {type(e).__name__}: {e}", "warn"))
+    return head
+
+# %% ../nbs/94_reports_data.ipynb #8e8453ae
+SHOWN_FIRST = (".md", ".png", ".parquet")  # the summary, then the figures, then the tables, then the other files
+
+def own_steps_section(ctx: dict) -> Raw:
+    "Each step of the project's own in the run: its status, its error, and its outputs shown."
+    run = ctx["run"]
+    if run is None: return Raw("")
+    names, run_dir = own_step_names(run), Path(run["run_dir"])
+    steps = [s for s in run["steps"] if s.get("name") in names]
+    if not steps:
+        return card(Raw('<p class="muted">This run has no step of the project\'s own: its pipeline is the lifecycle. '
+                        "<code>mlops-nb new-step NAME --needs STEP</code> writes one.</p>"))
+    parts = []
+    for s in steps:
+        status = s.get("status", "unknown")
+        note = f"reused from run {s['reused_from']}" if s.get("reused_from") else f"notebook {s.get('notebook') or '?'}"
+        parts.append(Raw(f'<h3>{esc(humanize(s.get("name", "")))} {badge(status)} <span class="muted">{esc(note)}</span></h3>'))
+        if s.get("error"): parts.append(box(f"It failed: {step_error(s['error'])}", "bad"))
+        outputs = s.get("outputs") or {}
+        if not outputs and not s.get("error"): parts.append(Raw(f'<p class="muted">It published nothing ({esc(status)}).</p>'))
+        order = lambda kv: next((i for i, x in enumerate(SHOWN_FIRST) if kv[0].endswith(x)), len(SHOWN_FIRST))
+        parts += [output_html(run_dir, name, o, ctx["live"]) for name, o in sorted(outputs.items(), key=order)]
+    return card(*parts)
 
 # %% ../nbs/94_reports_data.ipynb #002a116b
 def inferred_box(c: dict) -> Raw:
