@@ -22,14 +22,15 @@ def test_demo_run_contract(demo_week_run):
     The run is shared with test_reports (conftest's `demo_week_run`); the registry's aliases are checked as the run left them."""
     demo_project, code, out = demo_week_run.project, demo_week_run.code, demo_week_run.out
     assert code == 0, out
-    assert "[1/6] design" in out and "succeeded" in out
+    assert "[1/7] design" in out and "succeeded" in out
     assert "[train] trial 1/" in out and "best so far" in out  # the train step's progress reaches the terminal
     root = demo_project.parent
     run_dir = only_run(root)
     rec = json.loads((run_dir / "run.json").read_text())
     assert rec["status"] == "succeeded" and rec["error"] is None and rec["ended"]
     assert rec["project"]["digest"] and rec["project"]["file"] == str(demo_project)
-    assert [s["name"] for s in rec["steps"]] == ["design", "ingest", "quality", "features", "train", "deploy"]
+    assert [s["name"] for s in rec["steps"]] == ["design", "ingest", "quality", "delays_by_hour", "features", "train", "deploy"]
+    step = {s["name"]: s for s in rec["steps"]}
     for s in rec["steps"]:
         assert s["status"] == "succeeded" and s["duration_s"] > 0
         assert (run_dir / s["executed_notebook"]).exists()
@@ -39,7 +40,7 @@ def test_demo_run_contract(demo_week_run):
             assert path.exists(), path
             if name.endswith(".parquet"): assert o["digest"] == frame_digest(pd.read_parquet(path))
             else: assert o["digest"] == file_digest(path)
-    flights = pd.read_parquet(run_dir / rec["steps"][1]["outputs"]["flights.parquet"]["path"])
+    flights = pd.read_parquet(run_dir / step["ingest"]["outputs"]["flights.parquet"]["path"])
     assert flights.time_hour.min() >= pd.Timestamp("2013-01-01", tz="UTC")
     assert flights.time_hour.max() < pd.Timestamp("2013-01-08", tz="UTC")
     assert not list((run_dir / "artifacts").glob(".*partial"))
@@ -51,14 +52,14 @@ def test_demo_run_contract(demo_week_run):
         r = client.get_run(s["mlflow_run_id"])
         assert r.data.tags["mlflow.parentRunId"] == parent.info.run_id and r.info.status == "FINISHED"
         assert [a.path for a in client.list_artifacts(r.info.run_id, "notebook")]
-    ingest = client.get_run(rec["steps"][1]["mlflow_run_id"])
+    ingest = client.get_run(step["ingest"]["mlflow_run_id"])
     assert {d.dataset.name for d in ingest.inputs.dataset_inputs} >= {"flights", "weather"}
-    assert "quality_accuracy" in client.get_run(rec["steps"][2]["mlflow_run_id"]).data.metrics
-    train = pd.read_parquet(run_dir / rec["steps"][3]["outputs"]["training_set.parquet"]["path"])
+    assert "quality_accuracy" in client.get_run(step["quality"]["mlflow_run_id"]).data.metrics
+    train = pd.read_parquet(run_dir / step["features"]["outputs"]["training_set.parquet"]["path"])
     assert {"late", "event_timestamp", "carrier", "temp"} <= set(train.columns) and "dep_delay" not in train.columns
     # training: trials nested under the train step's run, the selected one with hold-out metrics, a registered challenger
     card = json.loads((run_dir / "artifacts/train/model_card.json").read_text())
-    trials = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{rec['steps'][4]['mlflow_run_id']}'")
+    trials = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{step['train']['mlflow_run_id']}'")
     assert len(trials) == len(json.loads((run_dir / "artifacts/train/trials.json").read_text())) >= 5
     copies = card["split"]["identical_rows"]  # the demo's copies (ids aside) are reported; a time split keeps them together
     assert copies["rows"] >= 0 and len(copies["examples"]) == min(copies["groups"], 3)

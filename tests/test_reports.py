@@ -401,7 +401,9 @@ def test_real_run_reports_frozen_and_live(demo_week_run, browser, tmp_path):
             assert "No monitoring run yet" in text and "mlops-nb monitor" in text, text[:2000]
             continue
         assert f"Run {rec['run_id']}" in text and "succeeded" in text and "took —" not in text
-        if page == "overview": assert all(s in text for s in STEPS + metric_names), text[:2000]
+        if page == "overview":
+            assert all(s in text for s in STEPS + metric_names), text[:2000]
+            assert "The project's own steps" in text and "Delays by hour" in text and "arrive late" in text, text[:3000]
         elif page == "quality": assert all(d in text for d in DIMENSIONS) and "Open the profile of flights" in text
         elif page == "features":
             assert all(s in text for s in ("temp", "route_late_rate", "sched_hour", "delay_model", "6h", "at request")), text[:2000]
