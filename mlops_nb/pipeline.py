@@ -46,8 +46,10 @@ def plan_steps(lp: LoadedProject, start: Optional[str] = None, until: Optional[s
     return [steps[n] for n in names]
 
 def upstream_of(lp: LoadedProject, planned: list[PipelineStep]) -> list[str]:
-    "The steps the planned ones need that the run does not execute (`--from`), in run order."
-    need = set().union(*(ancestors(lp.steps, s.name) for s in planned)) - {s.name for s in planned}
+    "The steps the planned ones need that the run does not execute (`--from`, monitoring: every step), in run order."
+    need = set().union(*(ancestors(lp.steps, s.name) for s in planned))
+    if MONITOR in planned: need |= {s.name for s in lp.steps}  # monitoring reads the model and training set of the latest run
+    need -= {s.name for s in planned}
     return [n for n in run_order(lp.steps) if n in need]
 
 # %% ../nbs/90_pipeline.ipynb #b3087842
