@@ -868,9 +868,14 @@ def latest_run_with(runs_dir: Path, steps: list[str], project: str) -> Optional[
     return None
 
 def link_tree(src: Path, dst: Path) -> None:
-    "Copy folder `src` to `dst` (replaced) as hard links, or copies across file systems."
+    "Copy folder `src` to `dst` (replaced) as hard links, or copies across file systems; `dst` appears whole or not at all."
+    staging = dst.with_name(f".{dst.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try: shutil.copytree(src, staging, copy_function=link_file)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True); raise
     if dst.exists(): shutil.rmtree(dst)
-    shutil.copytree(src, dst, copy_function=link_file)
+    os.replace(staging, dst)
 
 def link_file(a, b):
     "Hard-link file `a` as `b`, or copy it across file systems."

@@ -46,8 +46,10 @@ def plan_steps(lp: LoadedProject, start: Optional[str] = None, until: Optional[s
     return [steps[n] for n in names]
 
 def upstream_of(lp: LoadedProject, planned: list[PipelineStep]) -> list[str]:
-    "The steps the planned ones need that the run does not execute (`--from`), in run order."
-    need = set().union(*(ancestors(lp.steps, s.name) for s in planned)) - {s.name for s in planned}
+    "The steps the planned ones need that the run does not execute (`--from`, monitoring: every step), in run order."
+    need = set().union(*(ancestors(lp.steps, s.name) for s in planned))
+    if MONITOR in planned: need |= {s.name for s in lp.steps}  # monitoring reads the model and training set of the latest run
+    need -= {s.name for s in planned}
     return [n for n in run_order(lp.steps) if n in need]
 
 # %% ../nbs/90_pipeline.ipynb #b3087842
@@ -550,7 +552,10 @@ def retrain_outcome(run_dir: Path, code: int) -> dict:
     "What a retrain run did: its id, status, and the registered version with its decision."
     card = run_dir / "artifacts" / "train" / "model_card.json"
     reg = json.loads(card.read_text())["registered"] if card.exists() else None
+    train = next((s for s in json.loads((run_dir / "run.json").read_text())["steps"] if s["name"] == "train"), {})
     summary = (f"version {reg['version']} registered, {reg['decision']}" + (f": {'; '.join(reg['reasons'])}" if reg.get("reasons") else "")
                if reg else "no model registered; the champion is unchanged")
+    if reg and train.get("status") == "reused":  # the same window, code and registry as an earlier retrain: nothing new to train
+        summary = f"train reused from run {train['reused_from']} (nothing changed since), no new version: {summary}"
     return {"run_id": run_dir.name, "status": "succeeded" if code == 0 else "failed", "registered": reg, "summary": summary}
 

@@ -81,7 +81,8 @@ def test_monitor_reports_and_decides_without_retraining(served):
     assert {c["rule"] for c in rep["decision"]["checked"]} >= {"drift of important features", "roc_auc floor"}
     assert "[monitor]" in out and ("retrain asked for" in out or "no retrain" in out)
     rec = json.loads((run_dir / "run.json").read_text())
-    assert [s["status"] for s in rec["steps"]] == ["reused"] * 6 + ["succeeded"] and "retrain" not in rec
+    statuses = [s["status"] for s in rec["steps"]]  # the latest run's steps, linked for monitoring to read, then monitoring
+    assert statuses[-1] == "succeeded" and set(statuses[:-1]) == {"reused"} and len(statuses) > 6 and "retrain" not in rec
 
 
 def test_a_failed_retrain_leaves_the_champion_and_the_service(served):
