@@ -6,6 +6,7 @@ import yaml
 from mlflow import MlflowClient
 
 from conftest import mlops_nb, write_demo_project
+from mlops_nb.runs import run_lock
 
 PIPELINE = [{"name": "design", "sign_off": "design"}, {"name": "ingest"}]
 
@@ -13,9 +14,14 @@ PIPELINE = [{"name": "design", "sign_off": "design"}, {"name": "ingest"}]
 @pytest.fixture
 def gated(tmp_path, warehouse):
     "The demo's first week as a pipeline of design (signed off: design) and ingest; the project file."
-    f = write_demo_project(tmp_path, warehouse)
+    return gated_project(tmp_path, warehouse, PIPELINE)
+
+
+def gated_project(root, warehouse, pipeline):
+    "The demo's first week with `pipeline` and no data profile; the project file."
+    f = write_demo_project(root, warehouse)
     data = yaml.safe_load(f.read_text())
-    data["pipeline"] = PIPELINE
+    data["pipeline"] = pipeline
     data["quality"]["profile"]["enabled"] = False
     f.write_text(yaml.safe_dump(data, sort_keys=False))
     return f
@@ -41,7 +47,7 @@ def test_waits_refuses_then_resumes_and_carries(gated):
     assert {s["name"] for s in w["stakeholders"]} == {"Head of Operations Control", "Senior dispatcher"}
     assert f"mlops-nb approve {rec['run_id']} --phase design --by" in out, out
     assert (run_dir / rec["reports"]["overview"]).exists()  # the reports are what the signers read
-    assert "waiting" in (run_dir / rec["reports"]["overview"]).read_text()
+    assert "The run waits for the sign-off of the design phase" in (run_dir / rec["reports"]["overview"]).read_text()
     parent = parent_run(root, rec)
     assert parent.info.status == "SCHEDULED" and parent.data.tags["mlops_nb.status"] == "waiting"
     assert not (root / "runs" / ".space-reserve").exists() and not (run_dir / ".space-reserve").exists()
@@ -62,6 +68,10 @@ def test_waits_refuses_then_resumes_and_carries(gated):
     assert (run_dir / "run.json").read_text() == before  # a refusal writes nothing
     assert not any(k.startswith("mlops_nb.sign_off") for k in parent_run(root, rec).data.tags)
 
+    with run_lock(root / "runs", "flights", "a run in progress"):  # an approval resumes a run: it waits for the lock like one
+        code, out = mlops_nb("approve", rec["run_id"], "--phase", "design", "--by", "Senior dispatcher", "--project", gated)
+    assert code == 3 and "already running" in out and (run_dir / "run.json").read_text() == before, out
+
     code, out = mlops_nb("approve", "latest", "--phase", "design", "--by", "senior dispatcher", "--comment", "the card is agreed",
                          "--project", gated)
     assert code == 0, out
@@ -70,6 +80,7 @@ def test_waits_refuses_then_resumes_and_carries(gated):
     so = rec["sign_offs"]
     assert len(so) == 1 and (so[0]["by"], so[0]["role"], so[0]["step"], so[0]["comment"]) == (
         "Senior dispatcher", "subject_matter_expert", "design", "the card is agreed"), so
+    assert "the card is agreed" in (run_dir / rec["reports"]["overview"]).read_text()  # rendered again, with the sign-off
     parent = parent_run(root, rec)
     assert parent.info.status == "FINISHED" and parent.data.tags["mlops_nb.sign_off.design.by"] == "Senior dispatcher", parent.data.tags
     assert parent.data.tags["mlops_nb.status"] == "succeeded"
@@ -85,3 +96,20 @@ def test_waits_refuses_then_resumes_and_carries(gated):
     assert again["sign_offs"] == [{**so[0], "carried_from": rec["run_id"]}]
     code, out = mlops_nb("runs", "show", again["run_id"], "--project", gated)
     assert f"(given in run {rec['run_id']})" in out, out
+
+
+def test_a_later_phase_waits_again_and_the_last_step_waits_too(tmp_path, warehouse):
+    f = gated_project(tmp_path, warehouse, PIPELINE + [{"name": "quality", "sign_off": "development"}])
+    code, out = mlops_nb("run", "--project", f)
+    assert code == 4, out
+    code, out = mlops_nb("approve", "latest", "--phase", "design", "--by", "Head of Operations Control", "--project", f)
+    assert code == 4 and "for the sign-off of phase development (after step quality)" in out, out  # the next phase waits in turn
+    rec = record(next((tmp_path / "runs").glob("2*")))
+    assert rec["status"] == "waiting" and [s["status"] for s in rec["steps"]] == ["succeeded"] * 3, rec
+    assert rec["waiting"]["stakeholders"] == [{"name": "Senior dispatcher", "role": "subject_matter_expert"}]
+    code, out = mlops_nb("approve", rec["run_id"], "--phase", "development", "--by", "Head of Operations Control", "--project", f)
+    assert code == 2 and "is a business_stakeholder; phase development is signed off by: subject_matter_expert (Senior dispatcher)" in out, out
+    code, out = mlops_nb("approve", rec["run_id"], "--phase", "development", "--by", "Senior dispatcher", "--project", f)
+    assert code == 0 and "no step left" in out, out
+    rec = record(next((tmp_path / "runs").glob("2*")))
+    assert rec["status"] == "succeeded" and [so["phase"] for so in rec["sign_offs"]] == ["design", "development"], rec
