@@ -476,8 +476,8 @@ APPROVE_USAGE = """mlops-nb approve MODEL VERSION --by NAME [--project FILE]
        mlops-nb approve RUN_ID --phase PHASE --by NAME [--comment TEXT] [--project FILE]"""
 
 def approve_arguments(p: argparse.ArgumentParser):
-    p.usage, p.description = APPROVE_USAGE, ("Approve a registered model version (MODEL VERSION), or sign off a lifecycle phase "
-                                             "of a run that waits for it (RUN_ID --phase PHASE), which then resumes.")
+    p.usage, p.description = APPROVE_USAGE, ("Approve a registered model version (MODEL VERSION), or sign off a lifecycle\n"
+                                             "phase of a run that waits for it (RUN_ID --phase PHASE): the run then resumes.")
     p.add_argument("subject", metavar="MODEL|RUN_ID", help="a registered model name (e.g. delay_model), or with --phase a run id (or `latest`)")
     p.add_argument("version", nargs="?", metavar="VERSION", help="the model's version number (not with --phase)")
     p.add_argument("--phase", choices=get_args(Phase), help="sign off this phase of run RUN_ID (who may: the design card's phases.PHASE.sign_off)")

@@ -22,11 +22,11 @@ __all__ = ['MONITOR', 'LOGGED_SUFFIXES', 'MAX_LOGGED_BYTES', 'STEP_TAG', 'PARAME
            'start_parent_run', 'start_step_run', 'end_tracking_runs', 'log_step', 'runs_in_a_run', 'step_notebook',
            'check_notebook', 'check_notebooks', 'execute_step', 'step_outputs', 'discard_partial', 'error_in',
            'step_error', 'imported_files', 'digest', 'digest_file', 'environment_digest', 'sources_digest',
-           'never_reused', 'registry_state', 'reuse_key', 'find_reuse', 'explain_change', 'say', 'link_upstream',
-           'prepare_run', 'decide', 'reuse_step', 'sign_off_roles', 'waiting_for', 'who_signs', 'carried_sign_off',
-           'sign_off_due', 'check_signer', 'log_sign_offs', 'waiting_lines', 'run_steps', 'render_run_reports',
-           'finish_record', 'record_interruption', 'forced_steps', 'complete_run', 'end_of_run', 'run_pipeline',
-           'run_folder', 'resume_run', 'sign_off_run', 'monitor_project', 'retrain_outcome']
+           'never_reused', 'registry_state', 'reuse_key', 'find_reuse', 'explain_change', 'sign_off_roles',
+           'waiting_for', 'who_signs', 'carried_sign_off', 'sign_off_due', 'check_signer', 'log_sign_offs',
+           'waiting_lines', 'say', 'link_upstream', 'prepare_run', 'decide', 'reuse_step', 'run_steps',
+           'render_run_reports', 'finish_record', 'record_interruption', 'forced_steps', 'complete_run', 'end_of_run',
+           'run_pipeline', 'run_folder', 'resume_run', 'sign_off_run', 'monitor_project', 'retrain_outcome']
 
 # %% ../nbs/90_pipeline.ipynb #8b9fbfa3
 MONITOR = PipelineStep(name="monitor")  # a phase, run on its own
@@ -328,71 +328,6 @@ def explain_change(records: list[dict], name: str, key: dict, registry: Optional
         return f"changed since run {rec['run_id']}: {', '.join(changed)}" if changed else f"run {rec['run_id']}'s outputs are gone"
     return "no earlier success"
 
-# %% ../nbs/90_pipeline.ipynb #b465a6d3
-def say(msg: str) -> None:
-    "A progress line on the terminal, at once."
-    print(msg, flush=True)
-
-
-# %% ../nbs/90_pipeline.ipynb #4b28bd3d
-def link_upstream(lp: LoadedProject, run_dir: Path, rec: dict, upstream: list[str], start: str, reuse: Optional[str]) -> None:
-    "`--from start`: link the outputs of the `upstream` steps from run `reuse` (default: the latest that has them); mark them `reused`."
-    if not upstream: return
-    src = lp.runs_dir / reuse if reuse else latest_run_with(lp.runs_dir, upstream, lp.name)
-    if src is None or not (src / "run.json").exists():
-        raise ProjectError(f"--from {start} needs the outputs of {', '.join(upstream)}: no successful run of "
-                           f"project {lp.name!r} has them{f' (looked for run {reuse})' if reuse else ''}; run without --from first")
-    for name in upstream: link_tree(src / "artifacts" / name, run_dir / "artifacts" / name)
-    keys = {s["name"]: s.get("reuse_key") for s in read_record(src)["steps"]}  # what a sign-off of the result is carried by
-    for s in rec["steps"]:
-        if s["name"] in upstream:
-            s.update(status="reused", reused_from=src.name, outputs=step_outputs(run_dir, s["name"]), reuse_key=keys.get(s["name"]))
-
-# %% ../nbs/90_pipeline.ipynb #8c9d1651
-def prepare_run(lp: LoadedProject, run_id: str, planned: list[PipelineStep], command: str, reuse: Optional[str]) -> tuple[Path, dict]:
-    "The run folder with its reserve of disk space, the effective project and a fresh record; nothing at all if that fails."
-    run_dir = lp.runs_dir / run_id
-    (run_dir / "artifacts").mkdir(parents=True)
-    try:
-        reserve_space(run_dir)
-        (run_dir / "project.yaml").write_text(lp.dump())
-        upstream, declared = upstream_of(lp, planned), {s.name: s for s in lp.steps}
-        rec = new_record(run_id, lp, [declared[n] for n in upstream] + planned, command)
-        link_upstream(lp, run_dir, rec, upstream, planned[0].name, reuse)
-        save_record(run_dir, rec)
-    except BaseException as exc:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        if disk_full(exc):
-            raise ProjectError(f"{lp.runs_dir}: no space left on its device ({shutil.disk_usage(lp.runs_dir).free:,} bytes free); "
-                               "a run needs room for its outputs: free some there and run again") from None
-        raise
-    return run_dir, rec
-
-# %% ../nbs/90_pipeline.ipynb #0dbea12f
-def decide(lp: LoadedProject, s: PipelineStep, run_dir: Path, examples: bool, forced: bool, records: list[dict], client, memo: dict) -> tuple:
-    "(reuse key, registry state or None, (run record, step record) to reuse or None, why it runs) for step `s`."
-    if s.reads is None or "sources" in s.reads:
-        if "sources" not in memo: memo["sources"] = sources_digest(lp)
-        sources, volatile = memo["sources"]
-    else: sources, volatile = None, None
-    key = reuse_key(lp, s, run_dir, examples, sources)
-    registry = registry_state(client) if s.reads is None or "tracking" in s.reads else None
-    why = "forced (--force or --from)" if forced else never_reused(lp, s) or volatile
-    if why: return key, registry, None, why
-    match = find_reuse(records, lp.runs_dir, s.name, key["digest"], registry)
-    return key, registry, match, None if match else explain_change(records, s.name, key, registry)
-
-def reuse_step(lp: LoadedProject, run_dir: Path, s: PipelineStep, st: dict, match: tuple, client) -> None:
-    "Give run `run_dir` the outputs and executed notebook of a matching step; record it `reused`, in run.json and MLflow."
-    rec, old = match
-    src = lp.runs_dir / rec["run_id"]
-    link_tree(src / "artifacts" / s.name, run_dir / "artifacts" / s.name)
-    if executed_path(src, s).exists(): link_file(executed_path(src, s), executed_path(run_dir, s))
-    st.update(status="reused", reused_from=old.get("reused_from") or rec["run_id"], registry_after=old.get("registry_after"),
-              executed_notebook=str(executed_path(run_dir, s).relative_to(run_dir)) if executed_path(run_dir, s).exists() else None)
-    client.set_tag(st["mlflow_run_id"], "mlops_nb.reused_from", st["reused_from"])
-    if old.get("mlflow_run_id"): client.set_tag(st["mlflow_run_id"], "mlops_nb.reused_mlflow_run_id", old["mlflow_run_id"])
-
 # %% ../nbs/90_pipeline.ipynb #3fb3ab97
 def sign_off_roles(lp: LoadedProject, phase: str) -> list[str]:
     "The roles that may sign off `phase`: the design card's `phases.<phase>.sign_off`."
@@ -470,6 +405,71 @@ def waiting_lines(rec: dict, run_dir: Path) -> list[str]:
             f"{who_signs(w['roles'], w['stakeholders'])}",
             f"  to sign it off and resume the run: mlops-nb approve {rec['run_id']} --phase {w['phase']} --by {by} "
             f"[--comment TEXT] --project {project}"]
+
+# %% ../nbs/90_pipeline.ipynb #b465a6d3
+def say(msg: str) -> None:
+    "A progress line on the terminal, at once."
+    print(msg, flush=True)
+
+
+# %% ../nbs/90_pipeline.ipynb #4b28bd3d
+def link_upstream(lp: LoadedProject, run_dir: Path, rec: dict, upstream: list[str], start: str, reuse: Optional[str]) -> None:
+    "`--from start`: link the outputs of the `upstream` steps from run `reuse` (default: the latest that has them); mark them `reused`."
+    if not upstream: return
+    src = lp.runs_dir / reuse if reuse else latest_run_with(lp.runs_dir, upstream, lp.name)
+    if src is None or not (src / "run.json").exists():
+        raise ProjectError(f"--from {start} needs the outputs of {', '.join(upstream)}: no successful run of "
+                           f"project {lp.name!r} has them{f' (looked for run {reuse})' if reuse else ''}; run without --from first")
+    for name in upstream: link_tree(src / "artifacts" / name, run_dir / "artifacts" / name)
+    keys = {s["name"]: s.get("reuse_key") for s in read_record(src)["steps"]}  # what a sign-off of the result is carried by
+    for s in rec["steps"]:
+        if s["name"] in upstream:
+            s.update(status="reused", reused_from=src.name, outputs=step_outputs(run_dir, s["name"]), reuse_key=keys.get(s["name"]))
+
+# %% ../nbs/90_pipeline.ipynb #8c9d1651
+def prepare_run(lp: LoadedProject, run_id: str, planned: list[PipelineStep], command: str, reuse: Optional[str]) -> tuple[Path, dict]:
+    "The run folder with its reserve of disk space, the effective project and a fresh record; nothing at all if that fails."
+    run_dir = lp.runs_dir / run_id
+    (run_dir / "artifacts").mkdir(parents=True)
+    try:
+        reserve_space(run_dir)
+        (run_dir / "project.yaml").write_text(lp.dump())
+        upstream, declared = upstream_of(lp, planned), {s.name: s for s in lp.steps}
+        rec = new_record(run_id, lp, [declared[n] for n in upstream] + planned, command)
+        link_upstream(lp, run_dir, rec, upstream, planned[0].name, reuse)
+        save_record(run_dir, rec)
+    except BaseException as exc:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if disk_full(exc):
+            raise ProjectError(f"{lp.runs_dir}: no space left on its device ({shutil.disk_usage(lp.runs_dir).free:,} bytes free); "
+                               "a run needs room for its outputs: free some there and run again") from None
+        raise
+    return run_dir, rec
+
+# %% ../nbs/90_pipeline.ipynb #0dbea12f
+def decide(lp: LoadedProject, s: PipelineStep, run_dir: Path, examples: bool, forced: bool, records: list[dict], client, memo: dict) -> tuple:
+    "(reuse key, registry state or None, (run record, step record) to reuse or None, why it runs) for step `s`."
+    if s.reads is None or "sources" in s.reads:
+        if "sources" not in memo: memo["sources"] = sources_digest(lp)
+        sources, volatile = memo["sources"]
+    else: sources, volatile = None, None
+    key = reuse_key(lp, s, run_dir, examples, sources)
+    registry = registry_state(client) if s.reads is None or "tracking" in s.reads else None
+    why = "forced (--force or --from)" if forced else never_reused(lp, s) or volatile
+    if why: return key, registry, None, why
+    match = find_reuse(records, lp.runs_dir, s.name, key["digest"], registry)
+    return key, registry, match, None if match else explain_change(records, s.name, key, registry)
+
+def reuse_step(lp: LoadedProject, run_dir: Path, s: PipelineStep, st: dict, match: tuple, client) -> None:
+    "Give run `run_dir` the outputs and executed notebook of a matching step; record it `reused`, in run.json and MLflow."
+    rec, old = match
+    src = lp.runs_dir / rec["run_id"]
+    link_tree(src / "artifacts" / s.name, run_dir / "artifacts" / s.name)
+    if executed_path(src, s).exists(): link_file(executed_path(src, s), executed_path(run_dir, s))
+    st.update(status="reused", reused_from=old.get("reused_from") or rec["run_id"], registry_after=old.get("registry_after"),
+              executed_notebook=str(executed_path(run_dir, s).relative_to(run_dir)) if executed_path(run_dir, s).exists() else None)
+    client.set_tag(st["mlflow_run_id"], "mlops_nb.reused_from", st["reused_from"])
+    if old.get("mlflow_run_id"): client.set_tag(st["mlflow_run_id"], "mlops_nb.reused_mlflow_run_id", old["mlflow_run_id"])
 
 # %% ../nbs/90_pipeline.ipynb #7433d592
 def run_steps(lp: LoadedProject, run_dir: Path, rec: dict, progress: bool, examples: bool = False, force: frozenset = frozenset()) -> Optional[dict]:
