@@ -473,7 +473,7 @@ def cmd_rollback(args) -> int:
 
 # %% ../nbs/92_cli.ipynb #8daf7651
 APPROVE_USAGE = """mlops-nb approve MODEL VERSION --by NAME [--project FILE]
-       mlops-nb approve RUN_ID --phase PHASE --by NAME [--comment TEXT] [--project FILE]"""
+       mlops-nb approve RUN_ID --phase PHASE --by NAME [--comment TEXT] [--no-reports] [--project FILE]"""
 
 def approve_arguments(p: argparse.ArgumentParser):
     p.usage, p.description = APPROVE_USAGE, ("Approve a registered model version (MODEL VERSION), or sign off a lifecycle\n"
@@ -483,6 +483,7 @@ def approve_arguments(p: argparse.ArgumentParser):
     p.add_argument("--phase", choices=get_args(Phase), help="sign off this phase of run RUN_ID (who may: the design card's phases.PHASE.sign_off)")
     p.add_argument("--by", required=True, metavar="NAME", help="who approves: recorded on the version; for --phase, a stakeholder of the design card")
     p.add_argument("--comment", metavar="TEXT", help="with --phase: recorded with the sign-off")
+    p.add_argument("--no-reports", action="store_true", help="with --phase: the resumed run skips the static HTML reports")
     p.add_argument("--project", metavar="FILE", help="project file whose registry or runs to use (default: the demo)")
 
 @command("approve a registered model version, or sign off a phase of a waiting run (which resumes)", approve_arguments)
@@ -490,7 +491,7 @@ def cmd_approve(args) -> int:
     if not args.by.strip(): raise ProjectError("--by needs a name: who approves")
     if args.phase:
         if args.version: raise ProjectError(f"--phase signs off a run: give RUN_ID alone, not {args.subject} {args.version}")
-        return sign_off_run(_project_for(args), args.subject, args.phase, args.by.strip(), args.comment)[0]
+        return sign_off_run(_project_for(args), args.subject, args.phase, args.by.strip(), args.comment, reports=not args.no_reports)[0]
     if args.version is None: raise ProjectError("give MODEL VERSION (a model's approval), or RUN_ID --phase PHASE (a run's sign-off)")
     if args.comment: raise ProjectError("--comment goes with --phase (a run's sign-off); a model's approval records who, not a comment")
     print(approve(_project_for(args).tracking_uri, args.subject, args.version, args.by.strip()))

@@ -89,7 +89,7 @@ def test_waits_refuses_then_resumes_and_carries(gated):
     code, out = mlops_nb("approve", rec["run_id"], "--phase", "design", "--by", "Senior dispatcher", "--project", gated)
     assert code == 2 and "is succeeded, not waiting" in out, out
 
-    code, out = mlops_nb("run", "--project", gated)  # the same result again: the sign-off is carried, nothing waits
+    code, out = mlops_nb("run", "--project", gated, "--no-reports")  # the same result again: the sign-off is carried, nothing waits
     assert code == 0, out
     again = record(max((root / "runs").glob("2*")))
     assert [s["status"] for s in again["steps"]] == ["reused", "reused"], again
@@ -100,16 +100,16 @@ def test_waits_refuses_then_resumes_and_carries(gated):
 
 def test_a_later_phase_waits_again_and_the_last_step_waits_too(tmp_path, warehouse):
     f = gated_project(tmp_path, warehouse, PIPELINE + [{"name": "quality", "sign_off": "development"}])
-    code, out = mlops_nb("run", "--project", f)
+    code, out = mlops_nb("run", "--project", f, "--no-reports")
     assert code == 4, out
-    code, out = mlops_nb("approve", "latest", "--phase", "design", "--by", "Head of Operations Control", "--project", f)
+    code, out = mlops_nb("approve", "latest", "--phase", "design", "--by", "Head of Operations Control", "--project", f, "--no-reports")
     assert code == 4 and "for the sign-off of phase development (after step quality)" in out, out  # the next phase waits in turn
     rec = record(next((tmp_path / "runs").glob("2*")))
     assert rec["status"] == "waiting" and [s["status"] for s in rec["steps"]] == ["succeeded"] * 3, rec
     assert rec["waiting"]["stakeholders"] == [{"name": "Senior dispatcher", "role": "subject_matter_expert"}]
     code, out = mlops_nb("approve", rec["run_id"], "--phase", "development", "--by", "Head of Operations Control", "--project", f)
     assert code == 2 and "is a business_stakeholder; phase development is signed off by: subject_matter_expert (Senior dispatcher)" in out, out
-    code, out = mlops_nb("approve", rec["run_id"], "--phase", "development", "--by", "Senior dispatcher", "--project", f)
+    code, out = mlops_nb("approve", rec["run_id"], "--phase", "development", "--by", "Senior dispatcher", "--project", f, "--no-reports")
     assert code == 0 and "no step left" in out, out
     rec = record(next((tmp_path / "runs").glob("2*")))
     assert rec["status"] == "succeeded" and [so["phase"] for so in rec["sign_offs"]] == ["design", "development"], rec
