@@ -493,7 +493,8 @@ def cmd_approve(args) -> int:
         if args.version: raise ProjectError(f"--phase signs off a run: give RUN_ID alone, not {args.subject} {args.version}")
         return sign_off_run(_project_for(args), args.subject, args.phase, args.by.strip(), args.comment, reports=not args.no_reports)[0]
     if args.version is None: raise ProjectError("give MODEL VERSION (a model's approval), or RUN_ID --phase PHASE (a run's sign-off)")
-    if args.comment: raise ProjectError("--comment goes with --phase (a run's sign-off); a model's approval records who, not a comment")
+    if args.comment or args.no_reports:
+        raise ProjectError("--comment and --no-reports go with --phase (a run's sign-off); a model's approval records who, and runs nothing")
     print(approve(_project_for(args).tracking_uri, args.subject, args.version, args.by.strip()))
     return EXIT_OK
 

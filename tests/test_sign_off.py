@@ -97,6 +97,12 @@ def test_waits_refuses_then_resumes_and_carries(gated):
     code, out = mlops_nb("runs", "show", again["run_id"], "--project", gated)
     assert f"(given in run {rec['run_id']})" in out, out
 
+    code, out = mlops_nb("run", "--project", gated, "--from", "ingest", "--no-reports")  # design linked from that run: carried too
+    assert code == 0, out
+    linked = record(max((root / "runs").glob("2*")))
+    assert [s["status"] for s in linked["steps"]] == ["reused", "succeeded"], linked
+    assert linked["sign_offs"] == [{**so[0], "carried_from": rec["run_id"]}]
+
 
 def test_a_later_phase_waits_again_and_the_last_step_waits_too(tmp_path, warehouse):
     f = gated_project(tmp_path, warehouse, PIPELINE + [{"name": "quality", "sign_off": "development"}])
