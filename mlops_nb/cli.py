@@ -9,25 +9,25 @@ import argparse, json, os, re, shlex, shutil, sys
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional, get_args
 
-from .config import (PHASE_STEPS, RESERVED_STEP_NAMES, LIFECYCLE, LoadedProject, ProjectError, ancestors, atomic_write,
+from .config import (PHASE_STEPS, RESERVED_STEP_NAMES, LIFECYCLE, LoadedProject, Phase, ProjectError, ancestors, atomic_write,
                              demo_project_file, load_project, run_order)
-from .pipeline import monitor_project, plan_steps, run_pipeline
+from .pipeline import WAITING_EXIT, monitor_project, plan_steps, run_pipeline, sign_off_run, waiting_lines
 from .predictions import PredictionLog
 from .registry import approve, rollback
 from .runs import Interrupted, LockBusy, list_run_records, one_line
 
 # %% auto #0
 __all__ = ['MIN_CLASS_ROWS', 'SCHEDULE_MARK', 'CRON_FIELDS', 'EXIT_OK', 'EXIT_STEP_FAILED', 'EXIT_BAD_INPUT', 'EXIT_BUSY',
-           'EPILOG', 'COMMANDS', 'STEP_NAME', 'input_errors', 'preflight', 'next_steps', 'check_target',
-           'infer_project', 'runs_table', 'show_run', 'schedule_block', 'check_cron', 'merge_schedule',
-           'install_schedule', 'Command', 'command', 'parser', 'main', 'demo_arguments', 'cmd_demo', 'run_arguments',
-           'cmd_run', 'runs_arguments', 'cmd_runs', 'reports_arguments', 'cmd_reports', 'serve_arguments', 'cmd_serve',
-           'score_arguments', 'cmd_score', 'feedback_arguments', 'cmd_feedback', 'rollback_arguments', 'cmd_rollback',
-           'approve_arguments', 'cmd_approve', 'monitor_arguments', 'cmd_monitor', 'schedule_arguments', 'cmd_schedule',
-           'check_new_step', 'phase_table', 'upstream_table', 'example_reading', 'starter_notebook', 'insert_lines',
-           'declare_step', 'new_step', 'new_step_arguments', 'cmd_new_step']
+           'EXIT_WAITING', 'EPILOG', 'COMMANDS', 'APPROVE_USAGE', 'STEP_NAME', 'input_errors', 'preflight',
+           'next_steps', 'check_target', 'infer_project', 'runs_table', 'sign_off_lines', 'show_run', 'schedule_block',
+           'check_cron', 'merge_schedule', 'install_schedule', 'Command', 'command', 'parser', 'main', 'demo_arguments',
+           'cmd_demo', 'run_arguments', 'cmd_run', 'runs_arguments', 'cmd_runs', 'reports_arguments', 'cmd_reports',
+           'serve_arguments', 'cmd_serve', 'score_arguments', 'cmd_score', 'feedback_arguments', 'cmd_feedback',
+           'rollback_arguments', 'cmd_rollback', 'approve_arguments', 'cmd_approve', 'monitor_arguments', 'cmd_monitor',
+           'schedule_arguments', 'cmd_schedule', 'check_new_step', 'phase_table', 'upstream_table', 'example_reading',
+           'starter_notebook', 'insert_lines', 'declare_step', 'new_step', 'new_step_arguments', 'cmd_new_step']
 
 # %% ../nbs/92_cli.ipynb #3004f18b
 @contextmanager
@@ -139,13 +139,21 @@ def runs_table(records: list[dict]) -> str:
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) + "  " + row[-1] for row in rows)
 
 
+# %% ../nbs/92_cli.ipynb #bf10c0a7
+def sign_off_lines(rec: dict) -> list[str]:
+    "The run's sign-offs, one line each: phase, step, who with their role, when, the comment, and the run it was given in when carried."
+    return [f"signed off: phase {so['phase']} (after step {so['step']}) by {so['by']} ({so['role']}) at {so['at']}"
+            + (f": {so['comment']}" if so.get("comment") else "") + (f" (given in run {so['carried_from']})" if so.get("carried_from") else "")
+            for so in rec.get("sign_offs") or []]
+
 # %% ../nbs/92_cli.ipynb #78ea2218
-def show_run(rec: dict) -> str:
-    "A run's record for humans: status, error, and per step status, duration, notebook, outputs."
+def show_run(rec: dict, run_dir: Path) -> str:
+    "A run's record for humans: status, error, what it waits for and its sign-offs, and per step status, duration, notebook, outputs."
     lines = [f"run {rec['run_id']}  project {rec['project']['name']}  {rec['status']}  "
              f"started {rec['started']}  duration {rec.get('duration_s')}s",
              f"mlflow {rec['mlflow']['tracking_uri']}  parent run {rec['mlflow']['parent_run_id']}"]
     if rec.get("error"): lines.append(f"error: {one_line(rec['error']['step'], rec['error'])}")
+    lines += waiting_lines(rec, run_dir) + sign_off_lines(rec)
     for s in rec["steps"]:
         dur = f"{s['duration_s']:.1f}s" if s.get("duration_s") is not None else "-"
         extra = f" (from run {s['reused_from']})" if s.get("reused_from") else ""
@@ -215,10 +223,11 @@ def install_schedule(block: str, file: Optional[Path] = None) -> str:
 
 
 # %% ../nbs/92_cli.ipynb #a1ef7da8
-EXIT_OK, EXIT_STEP_FAILED, EXIT_BAD_INPUT, EXIT_BUSY = 0, 1, 2, 3
+EXIT_OK, EXIT_STEP_FAILED, EXIT_BAD_INPUT, EXIT_BUSY, EXIT_WAITING = 0, 1, 2, 3, WAITING_EXIT
 
 EPILOG = """exit codes: 0 success; 1 a step failed; 2 bad usage or bad project file; 3 another run of the
-project is in progress; 128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM), the run recorded as interrupted.
+project is in progress; 4 the run waits for a phase's sign-off (`mlops-nb approve RUN_ID --phase PHASE
+--by NAME` resumes it); 128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM), the run recorded as interrupted.
 Documentation: nbs/92_cli.ipynb."""
 
 
@@ -358,7 +367,7 @@ def cmd_runs(args) -> int:
     records = list_run_records(runs_dir)
     rec = records[0] if args.run_id == "latest" and records else next((r for r in records if r["run_id"] == args.run_id), None)
     if rec is None: raise ProjectError(f"no run {args.run_id!r} in {runs_dir}; `mlops-nb runs list` shows the runs")
-    print(json.dumps(rec, indent=2) if args.json else show_run(rec))
+    print(json.dumps(rec, indent=2) if args.json else show_run(rec, runs_dir / rec["run_id"]))
     return EXIT_OK
 
 
@@ -465,18 +474,31 @@ def cmd_rollback(args) -> int:
 
 
 # %% ../nbs/92_cli.ipynb #8daf7651
-def approve_arguments(p: argparse.ArgumentParser):
-    p.add_argument("model", metavar="MODEL", help="registered model name (e.g. delay_model)")
-    p.add_argument("version", metavar="VERSION", help="its version number")
-    p.add_argument("--by", required=True, metavar="NAME", help="who approves (recorded on the version)")
-    p.add_argument("--project", metavar="FILE", help="project file whose registry to use (default: the demo)")
+APPROVE_USAGE = """mlops-nb approve MODEL VERSION --by NAME [--project FILE]
+       mlops-nb approve RUN_ID --phase PHASE --by NAME [--comment TEXT] [--no-reports] [--project FILE]"""
 
-@command("record a human sign-off of a registered model version (promotes it when it waits for one)", approve_arguments)
+def approve_arguments(p: argparse.ArgumentParser):
+    p.usage, p.description = APPROVE_USAGE, ("Approve a registered model version (MODEL VERSION), or sign off a lifecycle\n"
+                                             "phase of a run that waits for it (RUN_ID --phase PHASE): the run then resumes.")
+    p.add_argument("subject", metavar="MODEL|RUN_ID", help="a registered model name (e.g. delay_model), or with --phase a run id (or `latest`)")
+    p.add_argument("version", nargs="?", metavar="VERSION", help="the model's version number (not with --phase)")
+    p.add_argument("--phase", choices=get_args(Phase), help="sign off this phase of run RUN_ID (who may: the design card's phases.PHASE.sign_off)")
+    p.add_argument("--by", required=True, metavar="NAME", help="who approves: recorded on the version; for --phase, a stakeholder of the design card")
+    p.add_argument("--comment", metavar="TEXT", help="with --phase: recorded with the sign-off")
+    p.add_argument("--no-reports", action="store_true", help="with --phase: the resumed run skips the static HTML reports")
+    p.add_argument("--project", metavar="FILE", help="project file whose registry or runs to use (default: the demo)")
+
+@command("approve a registered model version, or sign off a phase of a waiting run (which resumes)", approve_arguments)
 def cmd_approve(args) -> int:
     if not args.by.strip(): raise ProjectError("--by needs a name: who approves")
-    print(approve(_project_for(args).tracking_uri, args.model, args.version, args.by.strip()))
+    if args.phase:
+        if args.version: raise ProjectError(f"--phase signs off a run: give RUN_ID alone, not {args.subject} {args.version}")
+        return sign_off_run(_project_for(args), args.subject, args.phase, args.by.strip(), args.comment, reports=not args.no_reports)[0]
+    if args.version is None: raise ProjectError("give MODEL VERSION (a model's approval), or RUN_ID --phase PHASE (a run's sign-off)")
+    if args.comment or args.no_reports:
+        raise ProjectError("--comment and --no-reports go with --phase (a run's sign-off); a model's approval records who, and runs nothing")
+    print(approve(_project_for(args).tracking_uri, args.subject, args.version, args.by.strip()))
     return EXIT_OK
-
 
 # %% ../nbs/92_cli.ipynb #18c77e2f
 def monitor_arguments(p: argparse.ArgumentParser):

@@ -5,7 +5,7 @@
 # %% ../nbs/90_pipeline.ipynb #153efb19
 from __future__ import annotations
 
-import functools, hashlib, json, os, re, shutil, sys, time, warnings
+import functools, hashlib, json, os, re, shlex, shutil, sys, time, warnings
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -14,17 +14,19 @@ from .config import (PHASE_STEPS, LoadedProject, PipelineStep, ProjectError, anc
 from .registry import tracking_client
 from .reports import render_reports
 from .runs import (KERNEL, Interrupted, disk_full, error_of, execute_notebook, git_commit, list_run_records, new_run_id, one_line,
-                           release_space, reserve_space, run_lock, run_owner, save_record, stop_kernels, stop_on_signals)
+                           read_record, release_space, reserve_space, run_lock, run_owner, save_record, stop_kernels, stop_on_signals)
 
 # %% auto #0
-__all__ = ['MONITOR', 'LOGGED_SUFFIXES', 'MAX_LOGGED_BYTES', 'STEP_TAG', 'PARAMETERS', 'IMPORT', 'nbs_dir', 'plan_steps',
-           'upstream_of', 'notebook_path', 'executed_path', 'new_record', 'start_parent_run', 'start_step_run',
-           'end_tracking_runs', 'log_step', 'runs_in_a_run', 'step_notebook', 'check_notebook', 'check_notebooks',
-           'execute_step', 'step_outputs', 'discard_partial', 'error_in', 'step_error', 'imported_files', 'digest',
-           'digest_file', 'environment_digest', 'sources_digest', 'never_reused', 'registry_state', 'reuse_key',
-           'find_reuse', 'explain_change', 'say', 'link_upstream', 'prepare_run', 'decide', 'reuse_step', 'run_steps',
-           'render_run_reports', 'finish_record', 'record_interruption', 'forced_steps', 'run_pipeline',
-           'monitor_project', 'retrain_outcome']
+__all__ = ['MONITOR', 'LOGGED_SUFFIXES', 'MAX_LOGGED_BYTES', 'STEP_TAG', 'PARAMETERS', 'IMPORT', 'SIGN_OFF_FIELDS',
+           'WAITING_EXIT', 'nbs_dir', 'plan_steps', 'upstream_of', 'notebook_path', 'executed_path', 'new_record',
+           'start_parent_run', 'start_step_run', 'end_tracking_runs', 'log_step', 'runs_in_a_run', 'step_notebook',
+           'check_notebook', 'check_notebooks', 'execute_step', 'step_outputs', 'discard_partial', 'error_in',
+           'step_error', 'imported_files', 'digest', 'digest_file', 'environment_digest', 'sources_digest',
+           'never_reused', 'registry_state', 'reuse_key', 'find_reuse', 'explain_change', 'sign_off_roles',
+           'waiting_for', 'who_signs', 'carried_sign_off', 'sign_off_due', 'check_signer', 'log_sign_offs',
+           'waiting_lines', 'say', 'link_upstream', 'prepare_run', 'decide', 'reuse_step', 'run_steps',
+           'render_run_reports', 'finish_record', 'record_interruption', 'forced_steps', 'complete_run', 'end_of_run',
+           'run_pipeline', 'run_folder', 'resume_run', 'sign_off_run', 'monitor_project', 'retrain_outcome']
 
 # %% ../nbs/90_pipeline.ipynb #8b9fbfa3
 MONITOR = PipelineStep(name="monitor")  # a phase, run on its own
@@ -75,7 +77,7 @@ def new_record(run_id: str, lp: LoadedProject, steps: list[PipelineStep], comman
         "project": {"name": lp.name, "file": str(lp.file) if lp.file else None, "copy": "project.yaml",
                     "digest": lp.digest, "inferred": lp.file is None},
         "mlflow": {"tracking_uri": lp.tracking_uri, "experiment_id": None, "parent_run_id": None},
-        "error": None,
+        "error": None, "waiting": None, "sign_offs": [],
         "steps": [{"name": s.name, "notebook": _shown(lp, s), "needs": s.needs, "status": "pending", "started": None, "ended": None,
                    "duration_s": None, "executed_notebook": None, "mlflow_run_id": None, "error": None,
                    "outputs": {}, "reuse_key": None} for s in steps],
@@ -328,6 +330,84 @@ def explain_change(records: list[dict], name: str, key: dict, registry: Optional
         return f"changed since run {rec['run_id']}: {', '.join(changed)}" if changed else f"run {rec['run_id']}'s outputs are gone"
     return "no earlier success"
 
+# %% ../nbs/90_pipeline.ipynb #3fb3ab97
+def sign_off_roles(lp: LoadedProject, phase: str) -> list[str]:
+    "The roles that may sign off `phase`: the design card's `phases.<phase>.sign_off`."
+    ph = lp.design.phases.get(phase)
+    return list(ph.sign_off) if ph else []
+
+def waiting_for(lp: LoadedProject, phase: str, step: str) -> dict:
+    "What a run stopped after `step` waits for, from now: the sign-off of `phase`, the roles that give it, the stakeholders holding them."
+    roles = sign_off_roles(lp, phase)
+    return {"phase": phase, "step": step, "roles": roles, "since": now_iso(),
+            "stakeholders": [{"name": s.name, "role": s.role} for s in lp.design.stakeholders if s.role in roles]}
+
+def who_signs(roles: list[str], stakeholders: list[dict]) -> str:
+    "Roles with the stakeholders who hold them, in words: `subject_matter_expert (Senior dispatcher)`."
+    return "; ".join(f"{r} ({', '.join(s['name'] for s in stakeholders if s['role'] == r) or 'no stakeholder holds it'})" for r in roles)
+
+# %% ../nbs/90_pipeline.ipynb #f5bd0f79
+def carried_sign_off(lp: LoadedProject, st: dict, phase: str, records: list[dict]) -> Optional[dict]:
+    "The sign-off of `phase` given in an earlier run to the result reused step `st` has (same reuse key), if its signer may still give it."
+    key = (st.get("reuse_key") or {}).get("digest")
+    if st["status"] != "reused" or key is None: return None
+    for r in records:
+        if not any(x["name"] == st["name"] and (x.get("reuse_key") or {}).get("digest") == key for x in r.get("steps", [])): continue
+        for so in r.get("sign_offs") or []:
+            if so["phase"] == phase and so["step"] == st["name"] and so["role"] in sign_off_roles(lp, phase):
+                return {**so, "carried_from": so.get("carried_from") or r["run_id"]}
+    return None
+
+def sign_off_due(lp: LoadedProject, rec: dict, records: list[dict]) -> Optional[dict]:
+    "What run `rec` waits for before its next step (`waiting_for`), or None; sign-offs of reused results are carried into `rec` first."
+    declared, signed = {s.name: s for s in lp.steps}, rec.setdefault("sign_offs", [])
+    for st in rec["steps"]:
+        phase = getattr(declared.get(st["name"]), "sign_off", None)
+        if not phase or st["status"] not in ("succeeded", "reused") or any(so["phase"] == phase for so in signed): continue
+        if carried := carried_sign_off(lp, st, phase, records): signed.append(carried)
+        else: return waiting_for(lp, phase, st["name"])
+    return None
+
+# %% ../nbs/90_pipeline.ipynb #ce006b8f
+def check_signer(lp: LoadedProject, rec: dict, phase: str, by: str, comment: Optional[str] = None) -> dict:
+    "The sign-off {phase, step, by, role, at, comment} of `by` for waiting run `rec`; `ProjectError` saying who may, when the card does not allow it."
+    rid, w = rec["run_id"], rec.get("waiting")
+    if rec.get("status") != "waiting" or not w:
+        raise ProjectError(f"run {rid} is {rec.get('status')}, not waiting for a sign-off: there is nothing to approve "
+                           "(`mlops-nb runs list` shows which runs wait)")
+    if phase != w["phase"]:
+        raise ProjectError(f"run {rid} waits for the sign-off of phase {w['phase']} (after step {w['step']}), not of phase {phase}: "
+                           f"use --phase {w['phase']}")
+    allowed = f"phase {phase} is signed off by: {who_signs(w['roles'], w['stakeholders'])}"
+    person = next((s for s in lp.design.stakeholders if s.name.casefold() == by.strip().casefold()), None)
+    if person is None:
+        raise ProjectError(f"{by.strip()!r} is not a stakeholder of project {lp.name!r} (`design.stakeholders`); {allowed}")
+    if person.role not in w["roles"]: raise ProjectError(f"{person.name} is a {person.role}; {allowed}")
+    return {"phase": phase, "step": w["step"], "by": person.name, "role": person.role, "at": now_iso(), "comment": comment or None}
+
+# %% ../nbs/90_pipeline.ipynb #8f5f9360
+SIGN_OFF_FIELDS = ("step", "by", "role", "at", "comment", "carried_from")
+
+def log_sign_offs(client, rec: dict) -> None:
+    "The run's sign-offs on its parent MLflow run: a tag per field, `mlops_nb.sign_off.<phase>.<field>`, and the artifact `sign_offs.json`."
+    from mlflow.entities import RunTag
+    parent, given = rec["mlflow"]["parent_run_id"], rec.get("sign_offs") or []
+    if not given: return
+    client.log_batch(parent, tags=[RunTag(f"mlops_nb.sign_off.{so['phase']}.{k}", str(so[k])[:5000])
+                                   for so in given for k in SIGN_OFF_FIELDS if so.get(k)])
+    client.log_dict(parent, given, "sign_offs.json")
+
+def waiting_lines(rec: dict, run_dir: Path) -> list[str]:
+    "What a waiting run waits for and the command that signs it off, as terminal lines; none for a run that does not wait."
+    w = rec.get("waiting")
+    if rec.get("status") != "waiting" or not w: return []
+    by = shlex.quote(w["stakeholders"][0]["name"]) if w["stakeholders"] else "NAME"
+    project = shlex.quote(str(rec["project"].get("file") or Path(run_dir) / "project.yaml"))
+    return [f"WAITING since {w['since']} for the sign-off of phase {w['phase']} (after step {w['step']}) by one of: "
+            f"{who_signs(w['roles'], w['stakeholders'])}",
+            f"  to sign it off and resume the run: mlops-nb approve {rec['run_id']} --phase {w['phase']} --by {by} "
+            f"[--comment TEXT] --project {project}"]
+
 # %% ../nbs/90_pipeline.ipynb #b465a6d3
 def say(msg: str) -> None:
     "A progress line on the terminal, at once."
@@ -343,9 +423,10 @@ def link_upstream(lp: LoadedProject, run_dir: Path, rec: dict, upstream: list[st
         raise ProjectError(f"--from {start} needs the outputs of {', '.join(upstream)}: no successful run of "
                            f"project {lp.name!r} has them{f' (looked for run {reuse})' if reuse else ''}; run without --from first")
     for name in upstream: link_tree(src / "artifacts" / name, run_dir / "artifacts" / name)
+    keys = {s["name"]: s.get("reuse_key") for s in read_record(src)["steps"]}  # what a sign-off of the result is carried by
     for s in rec["steps"]:
         if s["name"] in upstream:
-            s.update(status="reused", reused_from=src.name, outputs=step_outputs(run_dir, s["name"]))
+            s.update(status="reused", reused_from=src.name, outputs=step_outputs(run_dir, s["name"]), reuse_key=keys.get(s["name"]))
 
 # %% ../nbs/90_pipeline.ipynb #8c9d1651
 def prepare_run(lp: LoadedProject, run_id: str, planned: list[PipelineStep], command: str, reuse: Optional[str]) -> tuple[Path, dict]:
@@ -394,10 +475,12 @@ def reuse_step(lp: LoadedProject, run_dir: Path, s: PipelineStep, st: dict, matc
 
 # %% ../nbs/90_pipeline.ipynb #7433d592
 def run_steps(lp: LoadedProject, run_dir: Path, rec: dict, progress: bool, examples: bool = False, force: frozenset = frozenset()) -> Optional[dict]:
-    "Reuse or execute the pending steps in order; return the error of the first failure, or None. `Interrupted` is recorded, then raised."
+    "Reuse or execute the pending steps in order until one fails or a sign-off is due (`rec['waiting']`); the failure's error, or None. `Interrupted` is recorded, then raised."
     client, exp_id = tracking_client(lp)
     end_tracking_runs(client, exp_id, lp.runs_dir)
-    parent = start_parent_run(client, exp_id, rec, lp, run_dir)
+    parent = rec["mlflow"]["parent_run_id"]
+    if parent: client.update_run(parent, "RUNNING")  # a run resumed after its sign-off
+    else: parent = start_parent_run(client, exp_id, rec, lp, run_dir)
     rec["mlflow"].update(experiment_id=exp_id, parent_run_id=parent)
     declared = {s.name: s for s in lp.steps + [MONITOR]}
     records = [r for r in list_run_records(lp.runs_dir) if r["run_id"] != rec["run_id"] and r.get("project", {}).get("name") == lp.name]
@@ -406,6 +489,8 @@ def run_steps(lp: LoadedProject, run_dir: Path, rec: dict, progress: bool, examp
     for i, st in enumerate(pending, 1):
         if error:
             st["status"] = "skipped"; continue
+        rec["waiting"] = sign_off_due(lp, rec, records)
+        if rec["waiting"]: break  # the steps after it stay pending until `approve`
         s, where = declared[st["name"]], f"[{i}/{len(pending)}] {st['name']:<10}"
         st.update(status="running", started=now_iso(), mlflow_run_id=start_step_run(client, exp_id, parent, st["name"], rec))
         save_record(run_dir, rec)
@@ -434,11 +519,15 @@ def run_steps(lp: LoadedProject, run_dir: Path, rec: dict, progress: bool, examp
         save_record(run_dir, rec)
         say(f"{where} {st['status']} in {st['duration_s']:.1f}s" + (f" (from run {st['reused_from']})" if st["status"] == "reused" else "")
              + (f": {one_line(s.name, st['error'])}" if st["error"] else ""))
+    if not error and not interrupted and not rec["waiting"]: rec["waiting"] = sign_off_due(lp, rec, records)
     client.log_artifact(parent, str(run_dir / "run.json"))
+    log_sign_offs(client, rec)
     if interrupted:
         end_tracking_runs(client, exp_id, lp.runs_dir, {rec["run_id"]})  # the parent, and what the step left running (trials)
         raise interrupted
-    client.set_terminated(parent, "FAILED" if error else "FINISHED")
+    client.set_tag(parent, "mlops_nb.status", "failed" if error else "waiting" if rec["waiting"] else "succeeded")
+    if error or not rec["waiting"]: client.set_terminated(parent, "FAILED" if error else "FINISHED")
+    else: client.update_run(parent, "SCHEDULED")  # neither RUNNING for ever nor ended: `approve` resumes it
     return error
 
 # %% ../nbs/90_pipeline.ipynb #44c567f8
@@ -452,8 +541,8 @@ def render_run_reports(run_dir: Path, rec: dict) -> Optional[dict]:
         return {"step": "reports", **error_in(run_dir, exc)}
 
 def finish_record(run_dir: Path, rec: dict, error: Optional[dict], t0: float, interrupted: Optional[Interrupted] = None) -> None:
-    "The run's end in its record: `succeeded`, `failed` (with the error) or `interrupted` (with the signal)."
-    status = "interrupted" if interrupted else "failed" if error else "succeeded"
+    "The run's end in its record: `succeeded`, `failed` (with the error), `interrupted` (with the signal) or `waiting` (for a sign-off)."
+    status = "interrupted" if interrupted else "failed" if error else "waiting" if rec.get("waiting") else "succeeded"
     rec.update(status=status, error=error, ended=now_iso(), duration_s=round(time.monotonic() - t0, 2))
     if interrupted: rec["signal"] = interrupted.signal
     save_record(run_dir, rec)
@@ -480,6 +569,29 @@ def forced_steps(lp: LoadedProject, force, started: list[str]) -> frozenset:
         if f != "all" and f not in names: raise ProjectError(f"--force {f!r}: no such step; steps are: {', '.join(names)}, or all")
     return frozenset(names if "all" in force else force) | frozenset(started)
 
+# %% ../nbs/90_pipeline.ipynb #d4568952
+WAITING_EXIT = 4  # the exit code of a run that stopped to wait for a sign-off (the CLI's `EXIT_WAITING`)
+
+def complete_run(lp: LoadedProject, run_dir: Path, rec: dict, t0: float, progress: bool = False, examples: bool = False,
+                 force: frozenset = frozenset(), reports: bool = True) -> Optional[dict]:
+    "Reuse or execute the pending steps (`run_steps`), record how the run ended and render its reports; the error, or None."
+    error = run_steps(lp, run_dir, rec, progress, examples, force)
+    finish_record(run_dir, rec, error, t0)  # the reports show the run's final status
+    if reports and not (error and error["ename"] == "DiskFull") and (report_error := render_run_reports(run_dir, rec)):
+        error = error or report_error
+    release_space(run_dir)
+    finish_record(run_dir, rec, error, t0)
+    return error
+
+def end_of_run(lp: LoadedProject, run_dir: Path, rec: dict, error: Optional[dict]) -> int:
+    "Say how the run ended, what it waits for, where its record and reports are; its exit code (0, 1, or `WAITING_EXIT`)."
+    say(f"run {rec['run_id']} {rec['status']} in {rec['duration_s']:.1f}s; record: {run_dir / 'run.json'}")
+    if error: say(f"FAILED {one_line(error['step'], error)}")
+    for line in waiting_lines(rec, run_dir): say(line)
+    for page, path in rec["reports"].items(): say(f"  report {page}: {run_dir / path}")
+    say(f"  live reports: mlops-nb reports (http://127.0.0.1:8866); tracking: mlflow ui --backend-store-uri {lp.tracking_uri}")
+    return 1 if error else WAITING_EXIT if rec["status"] == "waiting" else 0
+
 # %% ../nbs/90_pipeline.ipynb #8a5b58df
 def run_pipeline(lp: LoadedProject, start: Optional[str] = None, until: Optional[str] = None,
                  progress: bool = False, wait: float = 0, reuse: Optional[str] = None,
@@ -487,7 +599,7 @@ def run_pipeline(lp: LoadedProject, start: Optional[str] = None, until: Optional
                  preflight: Optional[Callable] = None,  # `preflight(lp, steps)` raises before a run folder exists (the CLI's checks)
                  force: tuple = (),  # steps executed even when they could be reused; `all`: every one
                 ) -> tuple[int, Path]:
-    "Run the project's steps; return the exit code (0 ok, 1 a step failed) and the run folder. SIGTERM or SIGINT: `Interrupted`."
+    "Run the project's steps; return the exit code (0 ok, 1 a step failed, 4 waiting for a sign-off) and the run folder. SIGTERM or SIGINT: `Interrupted`."
     planned = plan_steps(lp, start, until)
     steps = [s.name for s in planned]
     forced = forced_steps(lp, force, steps if start and start != "monitor" else [])
@@ -498,12 +610,7 @@ def run_pipeline(lp: LoadedProject, start: Optional[str] = None, until: Optional
         try:
             run_dir, rec = prepare_run(lp, run_id, planned, command, reuse)
             say(f"run {rec['run_id']} of project {lp.name!r}: {', '.join(steps)} -> {run_dir}")
-            error = run_steps(lp, run_dir, rec, progress, examples, forced)
-            finish_record(run_dir, rec, error, t0)  # the reports show the run's final status
-            if reports and not (error and error["ename"] == "DiskFull") and (report_error := render_run_reports(run_dir, rec)):
-                error = error or report_error
-            release_space(run_dir)
-            finish_record(run_dir, rec, error, t0)
+            error = complete_run(lp, run_dir, rec, t0, progress, examples, forced, reports)
         except Interrupted as stop:
             stop.handled()
             record_interruption(lp.runs_dir / run_id, rec, stop, t0)
@@ -512,12 +619,47 @@ def run_pipeline(lp: LoadedProject, start: Optional[str] = None, until: Optional
             if rec is not None:
                 release_space(run_dir); finish_record(run_dir, rec, {"step": "runner", **error_of(exc)}, t0)
             raise
-    say(f"run {rec['run_id']} {rec['status']} in {rec['duration_s']:.1f}s; record: {run_dir / 'run.json'}")
-    if error: say(f"FAILED {one_line(error['step'], error)}")
-    for page, path in rec["reports"].items(): say(f"  report {page}: {run_dir / path}")
-    say(f"  live reports: mlops-nb reports (http://127.0.0.1:8866); tracking: mlflow ui --backend-store-uri {lp.tracking_uri}")
-    return (1 if error else 0), run_dir
+    return end_of_run(lp, run_dir, rec, error), run_dir
 
+
+# %% ../nbs/90_pipeline.ipynb #c9f53cdc
+def run_folder(lp: LoadedProject, run_id: str) -> Path:
+    "The folder of run `run_id` of project `lp` (`latest`: its newest run); `ProjectError` when it has none such."
+    records = [r for r in list_run_records(lp.runs_dir) if r.get("project", {}).get("name") == lp.name]
+    rec = records[0] if run_id == "latest" and records else next((r for r in records if r["run_id"] == run_id), None)
+    if rec is None: raise ProjectError(f"no run {run_id!r} of project {lp.name!r} in {lp.runs_dir}; `mlops-nb runs list` shows the runs")
+    return lp.runs_dir / rec["run_id"]
+
+def resume_run(lp: LoadedProject, run_dir: Path, rec: dict, reports: bool = True) -> int:
+    "Go on with a run that waited, its sign-off recorded: the pending steps, in its folder, under its parent MLflow run; its exit code."
+    t0 = time.monotonic() - (rec.get("duration_s") or 0)  # the duration counts the work, not the wait
+    rec.update(status="running", waiting=None, ended=None, duration_s=None, owner=run_owner())
+    try:
+        reserve_space(run_dir)
+        save_record(run_dir, rec)
+        say(f"run {rec['run_id']} resumed: {', '.join(s['name'] for s in rec['steps'] if s['status'] == 'pending') or 'no step left'}")
+        error = complete_run(lp, run_dir, rec, t0, reports=reports)
+    except Interrupted as stop:
+        stop.handled()
+        record_interruption(run_dir, rec, stop, t0)
+        raise
+    except BaseException as exc:  # the tracking store failed, or a bug: still leave a true record
+        release_space(run_dir); finish_record(run_dir, rec, {"step": "runner", **error_of(exc)}, t0)
+        raise
+    return end_of_run(lp, run_dir, rec, error)
+
+def sign_off_run(lp: LoadedProject, run_id: str, phase: str, by: str, comment: Optional[str] = None, wait: float = 0,
+                 reports: bool = True) -> tuple[int, Path]:
+    "Record `by`'s sign-off of `phase` on waiting run `run_id`, then resume it; (exit code, run folder). Refused: `ProjectError`, nothing written."
+    run_dir = run_folder(lp, run_id)  # an unknown run is refused before the lock is asked for
+    with stop_on_signals(), run_lock(lp.runs_dir, lp.name, f"{run_dir.name} (sign-off of {phase})", wait):
+        rec, run_lp = read_record(run_dir), load_project(run_dir / "project.yaml")
+        so = check_signer(run_lp, rec, phase, by, comment)
+        rec["sign_offs"].append(so)
+        log_sign_offs(tracking_client(run_lp)[0], rec)  # MLflow first: if it fails, run.json is as it was
+        save_record(run_dir, rec)
+        say(f"run {rec['run_id']}: phase {phase} signed off by {so['by']} ({so['role']})" + (f": {comment}" if comment else ""))
+        return resume_run(run_lp, run_dir, rec, reports), run_dir
 
 # %% ../nbs/90_pipeline.ipynb #dd5db67d
 def monitor_project(lp: LoadedProject, retrain: bool = True, wait: float = 0, reports: bool = True,
@@ -557,5 +699,5 @@ def retrain_outcome(run_dir: Path, code: int) -> dict:
                if reg else "no model registered; the champion is unchanged")
     if reg and train.get("status") == "reused":  # the same window, code and registry as an earlier retrain: nothing new to train
         summary = f"train reused from run {train['reused_from']} (nothing changed since), no new version: {summary}"
-    return {"run_id": run_dir.name, "status": "succeeded" if code == 0 else "failed", "registered": reg, "summary": summary}
+    return {"run_id": run_dir.name, "status": {0: "succeeded", WAITING_EXIT: "waiting"}.get(code, "failed"), "registered": reg, "summary": summary}
 

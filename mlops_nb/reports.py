@@ -286,7 +286,7 @@ STYLE = Raw("""<style>
 
 # %% ../nbs/91_reports.ipynb #215fe711
 STATUS_CLASS = {"succeeded": "s-good", "passed": "s-good", "meets": "s-good", "failed": "s-bad", "below": "s-bad",
-                "interrupted": "s-bad", "running": "s-busy", "pending": "s-idle", "skipped": "s-idle", "reused": "s-idle",
+                "interrupted": "s-bad", "running": "s-busy", "waiting": "s-warn", "pending": "s-idle", "skipped": "s-idle", "reused": "s-idle",
                 "not measured": "s-idle", "warning": "s-warn", "blocking": "s-bad", "held": "s-good", "not held": "s-bad",
                 "untested": "s-idle", "champion": "s-good", "challenger": "s-warn", "awaiting_approval": "s-busy", "weak": "s-warn",
                 "fired": "s-bad", "quiet": "s-good", "drifted": "s-bad", "stable": "s-good"}

@@ -20,7 +20,7 @@ from .reports import (DIMENSIONS, Raw, SEVERITY, badge, box, card, design_card, 
 
 # %% auto #0
 __all__ = ['OWN_TABLE_ROWS', 'MAX_SHOWN_BYTES', 'SHOWN_FIRST', 'DIMENSION_MEANS', 'MAX_EMBED_BYTES', 'run_summary', 'steps_table',
-           'own_step_names', 'output_html', 'own_steps_section', 'inferred_box', 'design_section',
+           'sign_off_section', 'own_step_names', 'output_html', 'own_steps_section', 'inferred_box', 'design_section',
            'key_metrics_section', 'value_model_section', 'gates_section', 'load_quality', 'with_quality', 'verdict',
            'scores_chart', 'quality_scores_section', 'quality_history', 'history_chart', 'quality_history_section',
            'failed_checks_section', 'warnings_section', 'profile_section']
@@ -70,6 +70,29 @@ def steps_table(ctx: dict) -> Raw:
     note = Raw('<p class="muted">Executed notebooks are kept in the run folder; '
                "each one shows every output of its step, and the failing cell when it failed.</p>")
     return card(html_table(rows, cols, numeric=["took"]), note)
+
+# %% ../nbs/94_reports_data.ipynb #d2a7f177
+def sign_off_section(ctx: dict) -> Raw:
+    "What the run waits for (phase, step, who may sign, since when, the command), and the sign-offs it has."
+    run = ctx["run"]
+    if run is None: return Raw("")
+    w, given, parts = run.get("waiting"), run.get("sign_offs") or [], []
+    if w and run_status(run) == "waiting":
+        who = "; ".join(f"{humanize(r)} ({', '.join(s['name'] for s in w.get('stakeholders', []) if s['role'] == r) or 'nobody holds this role'})"
+                        for r in w.get("roles", []))
+        parts.append(box(Raw(f"<b>The run waits for the sign-off of the {esc(w['phase'])} phase</b> (after step <b>{esc(w['step'])}</b>), "
+                             f"since {esc(fmt_time(w.get('since')))}. Who may sign it off: {esc(who)}. The steps after it run once it is "
+                             f"signed off: <code>mlops-nb approve {esc(run['run_id'])} --phase {esc(w['phase'])} --by NAME "
+                             "[--comment TEXT]</code>"), "warn"))
+    if given:
+        parts.append(html_table([{"phase": humanize(so.get("phase")), "step": so.get("step"), "by": so.get("by"),
+                                  "role": humanize(so.get("role")), "at": fmt_time(so.get("at")), "comment": so.get("comment"),
+                                  "carried": f"given in run {so['carried_from']} (same result reused)" if so.get("carried_from") else "given in this run"}
+                                 for so in given],
+                                {"phase": "Phase", "step": "After step", "by": "Signed off by", "role": "Role", "at": "When",
+                                 "comment": "Comment", "carried": "Where"}))
+    if not parts: parts.append(Raw('<p class="muted">No step of this run asks for a sign-off (<code>sign_off:</code> in the project\'s pipeline).</p>'))
+    return card(*parts)
 
 # %% ../nbs/94_reports_data.ipynb #e307905e
 def own_step_names(run: dict) -> set[str]:
