@@ -156,7 +156,8 @@ def show_run(rec: dict, run_dir: Path) -> str:
     lines += waiting_lines(rec, run_dir) + sign_off_lines(rec)
     for s in rec["steps"]:
         dur = f"{s['duration_s']:.1f}s" if s.get("duration_s") is not None else "-"
-        extra = f" (from run {s['reused_from']})" if s.get("reused_from") else ""
+        extra = (f" (from run {s['reused_from']})" if s.get("reused_from")
+                 else f" ({s['executed_because']})" if s.get("executed_because") else "")  # why it ran: what changed in its reuse key
         lines.append(f"  {s['name']:<10} {s['status']:<9} {dur:>8}  {s.get('executed_notebook') or ''}{extra}")
         for name, o in s.get("outputs", {}).items(): lines.append(f"      {o['path']}  sha256:{o['digest'][:12]}")
     for page, path in rec.get("reports", {}).items(): lines.append(f"  report {page}: {path}")
