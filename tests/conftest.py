@@ -192,17 +192,9 @@ def postgres():
 
 @pytest.fixture(scope="session")
 def mlflow_server(postgres, tmp_path_factory):
-    "`mlflow server` on PostgreSQL, proxying the artifacts it stores, on a free loopback port; shared by the session."
+    """`mlflow server` on PostgreSQL with MLflow's basic auth, proxying the artifacts it stores, on a free loopback port;
+    shared by the session (tests/servers.py). Its admin is `admin`, with the password `server.admin_password`."""
     from servers import MlflowServer
-    server = MlflowServer(postgres, "mlflow", tmp_path_factory.mktemp("mlflow-server"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def mlflow_auth_server(postgres, tmp_path_factory):
-    "The same with MLflow's basic auth on: its admin's password is `server.admin_password`; users are made by the tests."
-    from servers import MlflowServer
-    server = MlflowServer(postgres, "mlflow_auth", tmp_path_factory.mktemp("mlflow-auth-server"), admin_password=secrets.token_hex(8))
+    server = MlflowServer(postgres, "mlflow", tmp_path_factory.mktemp("mlflow-server"), admin_password=secrets.token_hex(8))
     yield server
     server.stop()

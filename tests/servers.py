@@ -1,7 +1,9 @@
 """The team's servers, started for real on 127.0.0.1 and stopped by the tests: a PostgreSQL cluster from Debian's
 package, and `mlflow server` on it (its artifacts stored and proxied by itself), with or without basic auth."""
 import glob, os, pwd, secrets, shutil, subprocess, tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from unittest.mock import patch
 
 from conftest import BIN, free_port, start_server, stop, wait_ready
 
@@ -77,3 +79,20 @@ class MlflowServer:
         stop(self.proc); self.start()
 
     def stop(self): stop(self.proc)
+
+    def user_env(self, user: str, password: str) -> dict:
+        "The environment a client of the server runs with as `user` (MLflow reads credentials there, nowhere else)."
+        return {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password}
+
+    @property
+    def admin_env(self) -> dict: return self.user_env("admin", self.admin_password)
+
+    @contextmanager
+    def as_admin(self):
+        "This process's MLflow calls made as the server's admin, inside the block."
+        with patch.dict(os.environ, self.admin_env): yield
+
+    def add_user(self, user: str, password: str):
+        "A new user of the server, who may only read (the server's `default_permission`)."
+        from mlflow.server import get_app_client
+        with self.as_admin(): get_app_client("basic-auth", tracking_uri=self.uri).create_user(user, password)
