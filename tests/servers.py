@@ -65,7 +65,10 @@ class MlflowServer:
         if admin_password:
             ini = self.folder / "basic_auth.ini"
             ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = {pg.create_database(name + '_users')}\n"
-                           "admin_username = admin\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+                           "admin_username = admin\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                           # a credential checked once a minute, not on every request (a PBKDF2 hash each time): a run
+                           # makes hundreds of requests
+                           "auth_cache_ttl_seconds = 60\n")
             self.cmd += ["--app-name", "basic-auth"]
             self.env.update(MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_AUTH_ADMIN_PASSWORD=admin_password,
                             MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16))
