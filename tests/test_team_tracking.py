@@ -78,6 +78,8 @@ def test_the_week_is_tracked_and_registered_on_the_server(team_week, mlflow_serv
     assert json.loads((deploy / "smoke.json").read_text())["deployed"]
     assert json.loads((deploy / "bundle" / "model.json").read_text())["tracking_uri"] == mlflow_server.uri
     assert yaml.safe_load((deploy / "bundle" / "project.yaml").read_text())["tracking"]["uri"] == mlflow_server.uri
+    docker = (deploy / "bundle" / "Dockerfile").read_text()  # the image is told the server, and takes a user at run time
+    assert f"tracking server {mlflow_server.uri}" in docker and "-e MLFLOW_TRACKING_USERNAME -e MLFLOW_TRACKING_PASSWORD" in docker
 
 
 def test_another_process_loads_the_champion_from_the_server_alone(team_week, mlflow_server, tmp_path):
