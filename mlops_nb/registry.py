@@ -79,9 +79,11 @@ def tracking_client(lp: LoadedProject):
     client = registry_client(lp.tracking_uri)
     exp = client.get_experiment_by_name(lp.experiment)
     if exp is not None: return client, exp.experiment_id
-    try: return client, client.create_experiment(lp.experiment, artifact_location=artifact_location(lp.tracking_uri, lp.root / "mlartifacts"))
-    except Exception:  # created meanwhile by a concurrent run of another project sharing the store
-        return client, client.get_experiment_by_name(lp.experiment).experiment_id
+    with on_server(lp.tracking_uri, f"create the experiment {lp.experiment!r}"):
+        try: return client, client.create_experiment(lp.experiment, artifact_location=artifact_location(lp.tracking_uri, lp.root / "mlartifacts"))
+        except Exception:  # created meanwhile by a concurrent run of another project sharing the store, or refused
+            if (exp := client.get_experiment_by_name(lp.experiment)) is None: raise
+            return client, exp.experiment_id
 
 # %% ../nbs/81_registry.ipynb #586a9338
 def alias_version(client, name: str, alias: str = "champion") -> Optional[str]:
