@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 AS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 PORT ?= 8866
 
-.PHONY: pipeline test lab reports docs bench data install install-dev chromium redis clean help
+.PHONY: pipeline test lab reports docs bench data install install-dev chromium redis postgresql clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -40,6 +40,9 @@ chromium:  ## Debian's chromium, for the browser tests
 redis:  ## Debian's redis-server, for the test that serves features from Redis
 	@if ! command -v redis-server >/dev/null; then $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null; fi
 
+postgresql:  ## Debian's PostgreSQL server, for the tests of a team's tracking server (tests/servers.py starts its own)
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null; fi
+
 data: install  ## the demo warehouse, data/warehouse.db
 	$(BIN)/mlops-nb demo init
 
@@ -47,7 +50,7 @@ pipeline: data  ## run the whole lifecycle on the demo, then replay July-Decembe
 	$(BIN)/mlops-nb run
 	$(BIN)/mlops-nb demo replay --from 2013-07 --to 2013-12
 
-test: install-dev chromium redis data  ## notebooks (nbdev-test) and pytest
+test: install-dev chromium redis postgresql data  ## notebooks (nbdev-test) and pytest
 	$(BIN)/python -m pytest
 
 lab: install  ## JupyterLab on nbs/, on 127.0.0.1 with a token

@@ -15,7 +15,7 @@ from .config import (PHASE_STEPS, RESERVED_STEP_NAMES, LIFECYCLE, LoadedProject,
                              demo_project_file, load_project, run_order)
 from .pipeline import WAITING_EXIT, monitor_project, plan_steps, run_pipeline, sign_off_run, waiting_lines
 from .predictions import PredictionLog
-from .registry import approve, rollback
+from .registry import approve, is_server, refusal, registry_client, rollback
 from .runs import Interrupted, LockBusy, list_run_records, one_line
 
 # %% auto #0
@@ -38,11 +38,12 @@ def input_errors():
     except TableError as e: raise ProjectError(str(e)) from None
 
 def preflight(lp: LoadedProject, steps: list[str]) -> None:
-    "Fail before any run folder exists: no step named like a command, every source reachable."
+    "Fail before any run folder exists: no step named like a command, a tracking server that lets us in, every source reachable."
     for i, s in enumerate(lp.project.pipeline or []):
         if s.name in COMMANDS or s.name.replace("_", "-") in COMMANDS:
             raise ProjectError(f"{lp.file or 'project'}: `pipeline[{i}].name` is {s.name!r}, the name of a command (mlops-nb {s.name.replace('_', '-')}): "
                                "rename the step")
+    if is_server(lp.tracking_uri): registry_client(lp.tracking_uri)  # its 401 is refused here, not as a failed run
     if "ingest" in steps:
         from mlops_nb.ingest import check_sources
         with input_errors(): check_sources(lp)
@@ -270,6 +271,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"mlops-nb: busy: {e}", file=sys.stderr); code = EXIT_BUSY
     except Interrupted as e:
         print(f"mlops-nb: {e}", file=sys.stderr); code = e.exit_code
+    except Exception as e:  # a tracking server's 401 or 403 that no registry call has named yet (`registry.on_server`)
+        if (why := refusal(e, None)) is None: raise
+        print(f"mlops-nb: error: {why}", file=sys.stderr); code = EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("mlops-nb: interrupted", file=sys.stderr); code = 130
     if argv is None: sys.exit(code)

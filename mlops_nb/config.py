@@ -21,8 +21,8 @@ __all__ = ['Severity', 'Dimension', 'Role', 'Phase', 'FeatureType', 'Family', 'P
            'ProfileSpec', 'QualitySpec', 'FeatureField', 'EntitySpec', 'RollingRate', 'FeatureViewSpec',
            'RequestFeature', 'FeatureSpec', 'Expectation', 'Experiment', 'Split', 'Promotion', 'TrainSpec',
            'DeploySpec', 'DriftThresholds', 'RetrainSpec', 'ScheduleSpec', 'MonitorSpec', 'PhaseStep', 'PipelineStep',
-           'pipeline_steps', 'run_order', 'ancestors', 'check_pipeline', 'Tracking', 'DevMode', 'Project',
-           'describe_errors', 'parse_override', 'set_dotted', 'file_digest', 'read_yaml', 'validate_project',
+           'pipeline_steps', 'run_order', 'ancestors', 'check_pipeline', 'Tracking', 'refuse_credentials', 'DevMode',
+           'Project', 'describe_errors', 'parse_override', 'set_dotted', 'file_digest', 'read_yaml', 'validate_project',
            'LoadedProject', 'load_project', 'package_root', 'demo_project_file', 'frame_digest', 'utc_time',
            'free_port', 'wait_for_server', 'atomic_write', 'write_json', 'latest_run_with', 'link_tree', 'link_file',
            'in_test', 'Step', 'check_outputs', 'now_iso', 'open_step']
@@ -560,9 +560,20 @@ def check_pipeline(project) -> None:
 
 # %% ../nbs/00_config.ipynb #e07853cb
 class Tracking(Model):
-    uri: Optional[str] = None  # default: sqlite:///<root>/mlflow.db
+    uri: Optional[str] = None  # default: sqlite:///<root>/mlflow.db; a team's: http://host:port (`mlflow server`)
     experiment: Optional[str] = None  # default: the project's name
 
+# %% ../nbs/00_config.ipynb #ab8b9b24
+def refuse_credentials(uri: Optional[str],  # a tracking URI
+                       where: str,  # what names it in the error: the project file and key, or the option
+                      ) -> Optional[str]:
+    "`uri` unchanged, unless credentials are in it: then a `ProjectError` (with them hidden) saying where they go."
+    from urllib.parse import urlsplit
+    parts = urlsplit(uri or "")
+    if parts.username is None and parts.password is None: return uri
+    hidden = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+    raise ProjectError(f"{where}: {hidden} has credentials in it, and this file is shared and copied into every run: remove "
+                       "them, and set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD in the environment instead")
 
 # %% ../nbs/00_config.ipynb #c12ce9b8
 class DevMode(Model):
@@ -786,6 +797,8 @@ def load_project(file=None, overrides: list[str] = (), data: Optional[dict] = No
         key, value = parse_override(item) if isinstance(item, str) else item
         set_dotted(data, key, value)
     where = str(file) if file else "project"
+    if isinstance(data, dict) and isinstance(data.get("tracking"), dict):  # before `where` names the overrides: they may hold it
+        refuse_credentials(data["tracking"].get("uri"), f"{where}: key `tracking.uri`")
     if overrides: where += " with --set " + " ".join(o if isinstance(o, str) else f"{o[0]}={o[1]}" for o in overrides)
     return LoadedProject(validate_project(data, where), file, data)
 

@@ -20,7 +20,7 @@ from .config import LoadedProject, ProjectError, atomic_write, free_port, now_is
 from .feature_store import (EPOCH, bucket_key, expression_columns, feast_name, join_keys, open_store,
                                     request_feature_values, td, training_frame, view_fields)
 from .predictions import PredictionLog
-from .registry import alias_version, load_model, model_name, registry_client, requirements
+from .registry import alias_version, is_server, load_model, model_name, registry_client, requirements
 from .runs import die_with_parent
 from .tables import read_table_file
 
@@ -33,7 +33,7 @@ __all__ = ['TREELITE_ROWS', 'SCALAR_VALUES', 'MAX_RECORDS', 'PASS_RECORDS', 'GAT
            'RequestError', 'shown', 'is_text', 'parse_body', 'parse_records', 'check_records', 'records_columns',
            'validate_records', 'unseen_values', 'request_schema', 'check_labels', 'labels_schema', 'read_labels',
            'canary_mask', 'Scorer', 'score_file', 'ServiceMetrics', 'score_passes', 'follow_alias', 'service_openapi',
-           'prediction_routes', 'status_routes', 'Drain', 'DrainMiddleware', 'make_app', 'serve',
+           'prediction_routes', 'status_routes', 'Drain', 'DrainMiddleware', 'make_app', 'serve', 'run_with',
            'serving_requirements', 'dockerfile', 'smoke_test', 'write_bundle', 'smoke_test_bundle', 'run_step']
 
 # %% ../nbs/06_deploy.ipynb #4f639048
@@ -1044,9 +1044,7 @@ def serve(lp: LoadedProject, host: str = "127.0.0.1", port: Optional[int] = None
 DOCKERFILE = """# The mlops-nb service for {model}, smoke-tested with version {version} in run {run}.
 # Build from the mlops-nb source tree (only the package is copied into the image):
 #   docker build -f {bundle}/Dockerfile -t {image} {source}
-# Run it with the project's folder mounted at the same path: the registry records its artifacts by absolute
-# path, and the project file below names its registry, runs and prediction log under that folder.
-#   docker run -p 127.0.0.1:8000:8000 -v {root}:{root} {image}
+{run_with}
 FROM python:3.11-slim
 WORKDIR /srv
 COPY {package_files} ./
@@ -1059,21 +1057,31 @@ CMD {command}
 """
 PACKAGE_FILES = ["pyproject.toml", "setup.py", "README.md", "LICENSE"]  # what `pip install .` reads besides the package
 
+def run_with(image: str, root: Path, tracking_uri: str) -> str:
+    "The Dockerfile's lines on how to run the image: what it needs from the host, for a registry on this machine or a server."
+    if not is_server(tracking_uri):
+        return ("# Run it with the project's folder mounted at the same path: the registry records its artifacts by absolute\n"
+                "# path, and the project file below names its registry, runs and prediction log under that folder.\n"
+                f"#   docker run -p 127.0.0.1:8000:8000 -v {root}:{root} {image}")
+    return (f"# The registry is the tracking server {tracking_uri}: the model is read from it, as the user given in the\n"
+            "# environment at run time (never in the image). The project file below still names its runs (snapshot, feature\n"
+            "# store) and prediction log under the project's folder: mount it at the same path.\n"
+            f"#   docker run -p 127.0.0.1:8000:8000 -e MLFLOW_TRACKING_USERNAME -e MLFLOW_TRACKING_PASSWORD -v {root}:{root} {image}")
+
 def serving_requirements() -> list[str]:
     "The pinned packages the image installs: the model's own (as registered) and the service's, as smoke-tested here."
     from importlib.metadata import version as package_version
     return requirements() + [f"{p}=={package_version(p.split('[')[0])}" for p in ("fastapi", "uvicorn", "feast[duckdb]", "mlflow", "treelite", "pyarrow")]
 
-
 # %% ../nbs/06_deploy.ipynb #e4b7ebe0
-def dockerfile(name: str, version: str, run_dir: Path, bundle: Path, project: Path, root: Path) -> str:
+def dockerfile(name: str, version: str, run_dir: Path, bundle: Path, project: Path, root: Path, tracking_uri: str = "") -> str:
     "The bundle's Dockerfile: the package and its pinned requirements; the service of the project file `project` as its command."
     import shlex
     command = ["mlops-nb", "serve", "--project", str(project), "--host", "0.0.0.0", "--port", "8000"]
-    return DOCKERFILE.format(model=name, version=version, run=run_dir.name, bundle=bundle, image=f"mlops-nb-{name}:{version}",
-                             source=package_root(), root=root, package_files=" ".join(PACKAGE_FILES),
+    image = f"mlops-nb-{name}:{version}"
+    return DOCKERFILE.format(model=name, version=version, run=run_dir.name, bundle=bundle, image=image,
+                             source=package_root(), run_with=run_with(image, root, tracking_uri), package_files=" ".join(PACKAGE_FILES),
                              requirements=" ".join(map(shlex.quote, serving_requirements())), command=json.dumps(command))
-
 
 # %% ../nbs/06_deploy.ipynb #6859ff58
 def smoke_test(url: str, timeout: float = 120) -> dict:
@@ -1112,9 +1120,8 @@ def write_bundle(step, name: str, version: str) -> dict:
     # the effective project (a step running alone has overrides), with its root resolved: the image serves it as it is
     step.save_text("bundle/project.yaml", lp.dump())
     final = step.artifacts_dir(step.name) / "bundle"  # where the step's outputs land when it finishes
-    step.save_text("bundle/Dockerfile", dockerfile(name, version, step.run_dir, final, final / "project.yaml", lp.root))
+    step.save_text("bundle/Dockerfile", dockerfile(name, version, step.run_dir, final, final / "project.yaml", lp.root, step.tracking_uri))
     return bundle
-
 
 # %% ../nbs/06_deploy.ipynb #d6170dcf
 def smoke_test_bundle(step) -> tuple:

@@ -5,15 +5,17 @@
 # %% ../nbs/81_registry.ipynb #499d9e42
 from __future__ import annotations
 
-import logging
+import logging, os
+from contextlib import contextmanager
 from importlib.metadata import version as package_version
 from typing import Optional
+from urllib.parse import urlsplit
 
-from .config import LoadedProject, Project, ProjectError, now_iso
+from .config import LoadedProject, Project, ProjectError, now_iso, refuse_credentials
 
 # %% auto #0
-__all__ = ['model_name', 'registry_client', 'tracking_client', 'alias_version', 'load_model', 'requirements', 'approve',
-           'rollback']
+__all__ = ['model_name', 'is_server', 'artifact_location', 'refusal', 'on_server', 'registry_client', 'tracking_client',
+           'alias_version', 'load_model', 'requirements', 'approve', 'rollback']
 
 # %% ../nbs/81_registry.ipynb #730458f0
 def model_name(project: Project) -> str:
@@ -21,37 +23,86 @@ def model_name(project: Project) -> str:
     spec = project.features
     return project.train.model_name or (next(iter(spec.services)) if spec and spec.services else project.name)
 
+# %% ../nbs/81_registry.ipynb #9abc9424
+def is_server(tracking_uri: str) -> bool:
+    "Whether the store is a tracking server (`http(s)://`), not a file on this machine."
+    return urlsplit(tracking_uri).scheme in ("http", "https")
+
+def artifact_location(tracking_uri: str,  # the store
+                      folder,  # where a store on this machine keeps artifacts (a `Path`)
+                     ) -> Optional[str]:
+    "Where a new experiment keeps its artifacts: `folder` on this machine; for a server, its own choice (None)."
+    return None if is_server(tracking_uri) else folder.resolve().as_uri()
+
+# %% ../nbs/81_registry.ipynb #692b3ae2
+def refusal(e: Exception,  # what an MLflow call raised
+            tracking_uri: Optional[str],  # the server it called (None: unknown)
+            doing: str = "do that",  # what was refused, after "may not" (a 403)
+           ) -> Optional[str]:
+    "What to tell the user when `e` is the server's 401 or 403; None for any other error."
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    code, server = getattr(e, "error_code", None), " ".join(["the tracking server", tracking_uri or ""]).strip()
+    if code == "UNAUTHENTICATED":
+        return (f"{server} answered 401 (not authenticated"
+                f"{f' as user {user!r}: wrong password or unknown user' if user else ': no user given'}): set "
+                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD in the environment to a user of that server")
+    if code == "PERMISSION_DENIED":
+        return (f"{server} answered 403 (permission denied): user {user!r} may not {doing}; "
+                "ask an admin of the server for the permission (EDIT or MANAGE), or run it as a user who has it")
+    return None
+
+@contextmanager
+def on_server(tracking_uri: str, doing: str = "do that"):
+    "Run the block; the server's 401 or 403 becomes a `ProjectError` saying so (`refusal`)."
+    try: yield
+    except Exception as e:
+        why = refusal(e, tracking_uri, doing)
+        if why is None: raise
+        raise ProjectError(why) from None
+
 # %% ../nbs/81_registry.ipynb #32250dff
 def registry_client(tracking_uri: str):
-    "An MLflow client on the project's tracking store and registry."
+    "An MLflow client on the project's tracking store and registry; a server that refuses us says so now."
     from mlflow import MlflowClient
     for n in ("alembic", "mlflow"): logging.getLogger(n).setLevel(logging.WARNING)
+    refuse_credentials(tracking_uri, "the tracking URI")
     # explicit URIs, never MLflow's process-wide defaults: a process may serve one store and test another
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    if is_server(tracking_uri):
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # no "View run at <url>" line per ended run
+        # credentials checked up front, so that a 401 never reads as "no such model"
+        with on_server(tracking_uri, "read it"): client.search_experiments(max_results=1)
+    return client
 
 def tracking_client(lp: LoadedProject):
     "An MLflow client on the project's store, and the id of its experiment (created when missing)."
     client = registry_client(lp.tracking_uri)
     exp = client.get_experiment_by_name(lp.experiment)
     if exp is not None: return client, exp.experiment_id
-    try: return client, client.create_experiment(lp.experiment, artifact_location=(lp.root / "mlartifacts").as_uri())
-    except Exception:  # created meanwhile by a concurrent run of another project sharing the store
-        return client, client.get_experiment_by_name(lp.experiment).experiment_id
+    with on_server(lp.tracking_uri, f"create the experiment {lp.experiment!r}"):
+        try: return client, client.create_experiment(lp.experiment, artifact_location=artifact_location(lp.tracking_uri, lp.root / "mlartifacts"))
+        except Exception:  # created meanwhile by a concurrent run of another project sharing the store, or refused
+            if (exp := client.get_experiment_by_name(lp.experiment)) is None: raise
+            return client, exp.experiment_id
 
 # %% ../nbs/81_registry.ipynb #586a9338
 def alias_version(client, name: str, alias: str = "champion") -> Optional[str]:
-    "The version the alias points at, or None when it points nowhere."
+    "The version the alias points at, or None when it (or the model) does not exist; other errors are raised."
     from mlflow.exceptions import MlflowException
     try: return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException: return None
+    except MlflowException as e:
+        if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"): return None  # no model, no such alias
+        raise  # a server down or refusing us is not "no champion"
 
 # %% ../nbs/81_registry.ipynb #785e06ec
 def load_model(client, name: str, version: str) -> tuple:
     "(the fitted pipeline, the MLflow ModelVersion) of version `version` of model `name`."
-    import mlflow.sklearn
+    import mlflow.artifacts, mlflow.sklearn, tempfile
     mv = client.get_model_version(name, str(version))
-    return mlflow.sklearn.load_model(client.get_model_version_download_uri(name, mv.version)), mv
-
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=client.get_model_version_download_uri(name, mv.version),
+                                                    dst_path=tmp, tracking_uri=client.tracking_uri)
+        return mlflow.sklearn.load_model(local), mv
 
 # %% ../nbs/81_registry.ipynb #63f7b708
 def requirements() -> list[str]:
@@ -63,35 +114,37 @@ def approve(tracking_uri: str, name: str, version: str, by: str) -> str:
     "Record `by`'s approval of model `name` version `version`; promote it when it was waiting for it. Return what happened."
     from mlflow.exceptions import MlflowException
     client = registry_client(tracking_uri)
-    try: mv = client.get_model_version(name, str(version))
-    except MlflowException: raise ProjectError(f"no version {version} of model {name!r} in {tracking_uri}")
-    client.set_model_version_tag(name, mv.version, "approved_by", by)
-    client.set_model_version_tag(name, mv.version, "approved_at", now_iso())
-    if mv.tags.get("decision") != "awaiting_approval":
-        return f"approval of {name} version {mv.version} by {by} recorded; it was not waiting for one (decision: {mv.tags.get('decision')})"
-    try: current = client.get_model_version_by_alias(name, "champion").version
-    except MlflowException: current = None
-    if str(current) != str(mv.tags.get("compared_with", "None")):
-        return (f"approval recorded, but the champion moved (now version {current}) since version {mv.version} was compared "
-                f"with version {mv.tags.get('compared_with')}: train again to compare them on one hold-out")
-    client.set_registered_model_alias(name, "champion", mv.version)
-    client.set_model_version_tag(name, mv.version, "decision", "champion")
-    client.set_model_version_tag(name, mv.version, "reason", f"approved by {by}; {mv.tags.get('reason', '')}"[:5000])
-    return f"{name} version {mv.version} approved by {by} and promoted to champion"
+    with on_server(tracking_uri, f"approve version {version} of model {name!r} (tag it and move its `champion` alias)"):
+        try: mv = client.get_model_version(name, str(version))
+        except MlflowException: raise ProjectError(f"no version {version} of model {name!r} in {tracking_uri}")
+        client.set_model_version_tag(name, mv.version, "approved_by", by)
+        client.set_model_version_tag(name, mv.version, "approved_at", now_iso())
+        if mv.tags.get("decision") != "awaiting_approval":
+            return f"approval of {name} version {mv.version} by {by} recorded; it was not waiting for one (decision: {mv.tags.get('decision')})"
+        try: current = client.get_model_version_by_alias(name, "champion").version
+        except MlflowException: current = None
+        if str(current) != str(mv.tags.get("compared_with", "None")):
+            return (f"approval recorded, but the champion moved (now version {current}) since version {mv.version} was compared "
+                    f"with version {mv.tags.get('compared_with')}: train again to compare them on one hold-out")
+        client.set_registered_model_alias(name, "champion", mv.version)
+        client.set_model_version_tag(name, mv.version, "decision", "champion")
+        client.set_model_version_tag(name, mv.version, "reason", f"approved by {by}; {mv.tags.get('reason', '')}"[:5000])
+        return f"{name} version {mv.version} approved by {by} and promoted to champion"
 
 # %% ../nbs/81_registry.ipynb #47331e12
 def rollback(tracking_uri: str, name: str, to: Optional[str] = None) -> str:
     "Point `champion` back at version `to`, or at the newest older version that was promoted; return what happened."
     client = registry_client(tracking_uri)
-    current = alias_version(client, name, "champion")
-    if current is None: raise ProjectError(f"model {name!r} has no champion to roll back")
-    if to is None:
-        older = [v for v in client.search_model_versions(f"name='{name}'")
-                 if int(v.version) < int(current) and v.tags.get("decision") == "champion"]
-        if not older: raise ProjectError(f"model {name!r}: no version before {current} was ever champion; name one with --to")
-        to = str(max(int(v.version) for v in older))
-    try: client.get_model_version(name, str(to))
-    except Exception: raise ProjectError(f"model {name!r} has no version {to}") from None
-    client.set_registered_model_alias(name, "champion", str(to))
-    client.set_model_version_tag(name, str(current), "rolled_back_at", now_iso())
-    return f"{name}: champion moved back from version {current} to version {to}"
+    with on_server(tracking_uri, f"move the `champion` alias of model {name!r}"):
+        current = alias_version(client, name, "champion")
+        if current is None: raise ProjectError(f"model {name!r} has no champion to roll back")
+        if to is None:
+            older = [v for v in client.search_model_versions(f"name='{name}'")
+                     if int(v.version) < int(current) and v.tags.get("decision") == "champion"]
+            if not older: raise ProjectError(f"model {name!r}: no version before {current} was ever champion; name one with --to")
+            to = str(max(int(v.version) for v in older))
+        try: client.get_model_version(name, str(to))
+        except Exception: raise ProjectError(f"model {name!r} has no version {to}") from None
+        client.set_registered_model_alias(name, "champion", str(to))
+        client.set_model_version_tag(name, str(current), "rolled_back_at", now_iso())
+        return f"{name}: champion moved back from version {current} to version {to}"

@@ -16,7 +16,7 @@ import pandas as pd
 from .config import (DesignCard, Experiment, Split, Step, TrainSpec, ValueModel, frame_digest, open_step,
                              package_root, utc_time)
 from .design import evaluate_gates, score, trivial_values
-from .registry import model_name, registry_client, requirements
+from .registry import artifact_location, model_name, registry_client, requirements
 from .runs import git_commit
 
 # %% auto #0
@@ -413,9 +413,8 @@ def tracking(step: Step):
         return client, client.get_run(step.mlflow_run_id).info.experiment_id, step.mlflow_run_id
     name = f"{step.lp.experiment}-dev"
     exp = client.get_experiment_by_name(name)
-    exp_id = exp.experiment_id if exp else client.create_experiment(name, artifact_location=(step.run_dir / "mlartifacts").resolve().as_uri())
+    exp_id = exp.experiment_id if exp else client.create_experiment(name, artifact_location=artifact_location(step.tracking_uri, step.run_dir / "mlartifacts"))
     return client, exp_id, client.create_run(exp_id, run_name="train (development)").info.run_id
-
 
 # %% ../nbs/05_train.ipynb #a8f4b45c
 def log_trial(client, exp_id: str, parent: str, result: dict, inputs: list, tags: dict, vm) -> str:

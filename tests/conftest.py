@@ -1,5 +1,5 @@
 "Shared fixtures: the repository, the venv's command, the demo warehouse, scratch projects, servers started and stopped."
-import http.client, os, shutil, signal, socket, subprocess, sys, time
+import http.client, os, secrets, shutil, signal, socket, subprocess, sys, time
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -186,3 +186,22 @@ def week_champion(tmp_path_factory, warehouse):
     client.set_registered_model_alias("delay_model", "champion", "1")  # a week rarely passes the gates: promote by hand
     run_dir = next(p for p in (root / "runs").iterdir() if (p / "run.json").exists())
     return f, uri, run_dir
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    "A PostgreSQL cluster of Debian's package on a free loopback port, shared by the session (tests/servers.py)."
+    from servers import Postgres
+    pg = Postgres()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(postgres, tmp_path_factory):
+    """`mlflow server` on PostgreSQL with MLflow's basic auth, proxying the artifacts it stores, on a free loopback port;
+    shared by the session (tests/servers.py). Its admin is `admin`, with the password `server.admin_password`."""
+    from servers import MlflowServer
+    server = MlflowServer(postgres, "mlflow", tmp_path_factory.mktemp("mlflow-server"), admin_password=secrets.token_hex(8))
+    yield server
+    server.stop()
