@@ -589,7 +589,8 @@ def end_of_run(lp: LoadedProject, run_dir: Path, rec: dict, error: Optional[dict
     if error: say(f"FAILED {one_line(error['step'], error)}")
     for line in waiting_lines(rec, run_dir): say(line)
     for page, path in rec["reports"].items(): say(f"  report {page}: {run_dir / path}")
-    say(f"  live reports: mlops-nb reports (http://127.0.0.1:8866); tracking: mlflow ui --backend-store-uri {lp.tracking_uri}")
+    tracking = lp.tracking_uri if lp.tracking_uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {lp.tracking_uri}"
+    say(f"  live reports: mlops-nb reports (http://127.0.0.1:8866); tracking: {tracking}")
     return 1 if error else WAITING_EXIT if rec["status"] == "waiting" else 0
 
 # %% ../nbs/90_pipeline.ipynb #8a5b58df
