@@ -176,11 +176,10 @@ def test_mlflow_records_dataset_inputs(tmp_path, wh):
     assert logged.data.metrics["rows.flights"] == out["flights.parquet"]["rows"]
 
 
-def test_real_timestamp_columns_on_postgresql():
-    "Windows pushed down on TIMESTAMP, TIMESTAMPTZ, DATE and text columns of a real server (opt-in)."
+def test_real_timestamp_columns_on_postgresql(postgres):
+    "Windows pushed down on TIMESTAMP, TIMESTAMPTZ, DATE and text columns of a real server (the session's PostgreSQL)."
     import os
-    url = os.environ.get("MLOPS_NB_TEST_PG_URL")  # e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres
-    if not url: pytest.skip("set MLOPS_NB_TEST_PG_URL to a PostgreSQL database to run this test")
+    url = postgres.url("postgres")
     import sqlalchemy as sa
     schema = f"mlops_nb_test_{os.getpid()}"
     eng = sa.create_engine(url)
