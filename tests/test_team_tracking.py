@@ -141,7 +141,8 @@ def test_a_restarted_server_serves_the_next_run(team_week, mlflow_server):
     assert code == 0, out
     (new,) = run_dirs(team_week.root) - before
     rec = json.loads((team_week.root / "runs" / new / "run.json").read_text())
-    assert [s["status"] for s in rec["steps"]] == ["reused"] * 5 + ["succeeded"], rec["steps"]
+    status = {s["name"]: s["status"] for s in rec["steps"]}
+    assert status.pop("deploy") == "succeeded" and set(status.values()) == {"reused"}, rec["steps"]
     smoke = json.loads((team_week.root / "runs" / new / "artifacts" / "deploy" / "smoke.json").read_text())
     assert smoke["deployed"] and smoke["version"] == "1", smoke
     assert not list(team_week.root.rglob("mlartifacts"))
