@@ -213,9 +213,10 @@ SCHEMA_LOCK = 820_001  # the advisory lock under which a replica creates the tab
 # %% ../nbs/82_predictions.ipynb #986a665d
 @functools.lru_cache(maxsize=None)
 def log_engine(url: str):
-    "This process's pool of connections to the log at `url` (SQLAlchemy on psycopg2): shared by its threads, each connection checked before use."
+    "This process's pool of connections to the log at `url` (SQLAlchemy on psycopg2), shared by its threads."
     from sqlalchemy import create_engine
-    return create_engine(url, pool_size=4, max_overflow=8, pool_pre_ping=True,
+    # no ping before each use (a round trip per pass): `PostgresLog._transaction` replaces a connection the server dropped
+    return create_engine(url, pool_size=4, max_overflow=8,
                          connect_args={"connect_timeout": 10, "application_name": "mlops-nb prediction log"})
 
 def server_error(url: str, error: Exception) -> ProjectError:
@@ -253,15 +254,26 @@ class PostgresLog(PredictionLog):
 
 # %% ../nbs/82_predictions.ipynb #017a01b0
 @patch
+def _transaction(self: PostgresLog, work):
+    "`work(cursor)` in one transaction, committed when this returns; a pooled connection the server dropped (a restart) is replaced, and `work` done again, once."
+    import psycopg2
+    for attempt in (1, 2):
+        db = log_engine(self.where).raw_connection()  # a pooled connection, this thread's alone until closed
+        try:
+            with db.cursor() as cursor: done = work(cursor)
+            db.commit()
+            return done
+        except psycopg2.Error:
+            if attempt == 2 or not db.dbapi_connection.closed: raise  # the server refused the work itself: no second try
+            db.invalidate()  # the writes are upserts and inserts of fresh rows: doing them again is safe
+        finally: db.close()  # back to the pool, rolled back if it did not commit
+
+@patch
 def _write(self: PostgresLog, sql: str, rows: list[tuple]):
     "Insert `rows` with `sql` in one statement (psycopg2's `execute_values`) and one transaction, committed when this returns."
     from psycopg2.extras import execute_values
     if self.closing.is_set(): raise RuntimeError(f"{self.where}: the prediction log is closed")
-    db = log_engine(self.where).raw_connection()  # a pooled connection, this thread's alone until closed
-    try:
-        with db.cursor() as cursor: execute_values(cursor, sql, rows)
-        db.commit()
-    finally: db.close()  # back to the pool, rolled back if it did not commit
+    self._transaction(lambda cursor: execute_values(cursor, sql, rows))
 
 @patch
 def close(self: PostgresLog):
@@ -274,18 +286,17 @@ def feedback(self: PostgresLog, labels: list[tuple], require_match: bool = False
     "Record checked labels (request id, record, label) in one transaction: counts of new, already known and unmatched labels."
     from psycopg2.extras import execute_values
     keys, now = sorted({(rid, record) for rid, record, _ in labels}), now_iso()
-    db = log_engine(self.where).raw_connection()
-    try:
-        with db.cursor() as cursor:
-            new = len(execute_values(cursor, "insert into feedback values %s on conflict do nothing returning 1",
-                                     [(rid, record, label, now) for rid, record, label in labels], fetch=True))
-            # one count per page of keys (execute_values sends them a page at a time): their sum
-            unmatched = sum(n for (n,) in execute_values(
-                cursor, "select count(*) from (values %s) k (request_id, record) where not exists "
-                        "(select 1 from predictions p where p.request_id = k.request_id and p.record = k.record)", keys, fetch=True))
-        if require_match and unmatched == len(keys): raise no_match(self.where, len(labels))  # rolled back by the pool
-        db.commit()
-    finally: db.close()
+
+    def record(cursor) -> tuple:
+        new = len(execute_values(cursor, "insert into feedback values %s on conflict do nothing returning 1",
+                                 [(rid, record, label, now) for rid, record, label in labels], fetch=True))
+        # one count per page of keys (execute_values sends them a page at a time): their sum
+        unmatched = sum(n for (n,) in execute_values(
+            cursor, "select count(*) from (values %s) k (request_id, record) where not exists "
+                    "(select 1 from predictions p where p.request_id = k.request_id and p.record = k.record)", keys, fetch=True))
+        if require_match and unmatched == len(keys): raise no_match(self.where, len(labels))  # before the commit: nothing recorded
+        return new, unmatched
+    new, unmatched = self._transaction(record)
     return {"received": len(labels), "new": new, "duplicates": len(labels) - new, "unmatched": unmatched}
 
 # %% ../nbs/82_predictions.ipynb #d40fe9b5

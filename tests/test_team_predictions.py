@@ -117,6 +117,25 @@ def test_replicas_starting_together_create_the_tables_once(postgres, pg_env):
     for log in opened: log.close()
 
 
+def test_a_connection_the_server_dropped_is_replaced_without_losing_a_write(postgres, pg_env):
+    "A server restart ends the pool's connections: the next write gets a new one, and is not lost."
+    from sqlalchemy import create_engine, text
+    from mlops_nb.predictions import PostgresLog
+    server = bare(postgres.create_database("dropped"), postgres)
+    log = PostgresLog(server)
+    meta = lambda rid: [(rid, 0, "2026-12-07T10:00:00+00:00", "delay_model", "1", "champion", 0.5, 1, 2.0, None)]
+    log.append([{}], {"temp": [1.0]}, meta("before"))
+    admin = create_engine(postgres.url("postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as db:
+        ended = db.execute(text("select count(pg_terminate_backend(pid)) from pg_stat_activity where datname = 'dropped'")).scalar()
+    admin.dispose()
+    assert ended >= 1  # the log's pooled connection among them
+    log.append([{}], {"temp": [1.0]}, meta("after"))
+    assert log.feedback([("after", 0, 1)])["new"] == 1
+    assert sorted(log.read().request_id) == ["after", "before"]
+    log.close()
+
+
 # --- refusals -----------------------------------------------------------------------------------------------------
 
 def test_credentials_in_the_log_url_are_refused(week_champion, postgres, cli, tmp_path):
