@@ -15,21 +15,27 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 # %% auto #0
 __all__ = ['Severity', 'Dimension', 'Role', 'Phase', 'FeatureType', 'Family', 'PHASE_STEPS', 'LIFECYCLE', 'RESERVED_STEP_NAMES',
-           'ProjectError', 'Model', 'Stakeholder', 'PhaseOwnership', 'EndUser', 'Compliance', 'Budget', 'Requirements',
-           'KeyMetric', 'ValueModel', 'Target', 'DesignCard', 'Source', 'Join', 'TableSpec', 'Window', 'IngestSpec',
-           'ColumnRule', 'RowCheck', 'ReferenceCheck', 'DuplicateCheck', 'FreshnessCheck', 'GapCheck', 'TableQuality',
-           'ProfileSpec', 'QualitySpec', 'FeatureField', 'EntitySpec', 'RollingRate', 'FeatureViewSpec',
-           'RequestFeature', 'FeatureSpec', 'Expectation', 'Experiment', 'Split', 'Promotion', 'TrainSpec',
-           'DeploySpec', 'DriftThresholds', 'RetrainSpec', 'ScheduleSpec', 'MonitorSpec', 'PhaseStep', 'PipelineStep',
-           'pipeline_steps', 'run_order', 'ancestors', 'check_pipeline', 'Tracking', 'refuse_credentials', 'DevMode',
-           'Project', 'describe_errors', 'parse_override', 'set_dotted', 'file_digest', 'read_yaml', 'validate_project',
-           'LoadedProject', 'load_project', 'package_root', 'demo_project_file', 'frame_digest', 'utc_time',
-           'free_port', 'wait_for_server', 'atomic_write', 'write_json', 'latest_run_with', 'link_tree', 'link_file',
-           'in_test', 'Step', 'check_outputs', 'now_iso', 'open_step']
+           'STEP_NAME', 'ProjectError', 'did_you_mean', 'Model', 'Stakeholder', 'PhaseOwnership', 'EndUser',
+           'Compliance', 'Budget', 'Requirements', 'KeyMetric', 'ValueModel', 'Target', 'DesignCard', 'Source', 'Join',
+           'TableSpec', 'Window', 'IngestSpec', 'ColumnRule', 'RowCheck', 'ReferenceCheck', 'DuplicateCheck',
+           'FreshnessCheck', 'GapCheck', 'TableQuality', 'ProfileSpec', 'QualitySpec', 'FeatureField', 'EntitySpec',
+           'RollingRate', 'FeatureViewSpec', 'RequestFeature', 'FeatureSpec', 'Expectation', 'Experiment', 'Split',
+           'Promotion', 'TrainSpec', 'DeploySpec', 'DriftThresholds', 'RetrainSpec', 'ScheduleSpec', 'MonitorSpec',
+           'PhaseStep', 'PipelineStep', 'pipeline_steps', 'run_order', 'ancestors', 'check_pipeline', 'Tracking',
+           'refuse_credentials', 'DevMode', 'Project', 'describe_errors', 'parse_override', 'set_dotted', 'file_digest',
+           'read_yaml', 'validate_project', 'LoadedProject', 'load_project', 'package_root', 'demo_project_file',
+           'frame_digest', 'utc_time', 'free_port', 'wait_for_server', 'atomic_write', 'write_json', 'latest_run_with',
+           'link_tree', 'link_file', 'in_test', 'Step', 'check_outputs', 'now_iso', 'open_step']
 
 # %% ../nbs/00_config.ipynb #5e165b95
 class ProjectError(ValueError):
     "An error in a project file or an override, phrased as what to fix."
+
+# %% ../nbs/00_config.ipynb #82ed29b2
+def did_you_mean(name, names) -> str:
+    "' (did you mean 'x'?)' when `name` looks like a typo of one of `names`, else ''."
+    close = difflib.get_close_matches(str(name), [str(n) for n in names], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 # %% ../nbs/00_config.ipynb #d466a245
 class Model(BaseModel):
@@ -476,8 +482,10 @@ LIFECYCLE = ["design", "ingest", "quality", "features", "train", "deploy"]  # th
 RESERVED_STEP_NAMES = {"all", "runner", "reports", "monitor"}  # `--force all`, the runner's and the reports' errors, `mlops-nb monitor`
 
 # %% ../nbs/00_config.ipynb #0c08bec0
+STEP_NAME = r"^[a-z][a-z0-9_]*$"  # a step's name: lower-case letters, digits, underscores
+
 class PipelineStep(Model):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")  # lower-case letters, digits, underscores: a folder, an MLflow run, a CLI argument
+    name: str = Field(pattern=STEP_NAME)  # lower-case letters, digits, underscores: a folder, an MLflow run, a CLI argument
     notebook: Optional[str] = None  # a notebook of the project's own, relative to the root (default for a phase: its notebook)
     needs: Optional[list[str]] = None  # the steps whose outputs it reads (default for a phase: the phase before it; else none)
     outputs: list[str] = []  # the artifacts it publishes (a step of the project's own): checked when it finishes
@@ -546,8 +554,7 @@ def check_pipeline(project) -> None:
             raise ValueError(f"`{at}.notebook` is missing: {s.name!r} is not a phase ({', '.join(LIFECYCLE)}), so it names its own notebook")
         for n in s.needs or []:
             if n not in names:
-                close = difflib.get_close_matches(n, names, n=1)
-                raise ValueError(f"`{at}.needs` names {n!r}, not a declared step{f' (did you mean {close[0]!r}?)' if close else ''}; steps: {', '.join(names)}")
+                raise ValueError(f"`{at}.needs` names {n!r}, not a declared step{did_you_mean(n, names)}; steps: {', '.join(names)}")
         for r in s.reads or []:
             if r not in sections: raise ValueError(f"`{at}.reads` names {r!r}, not a section of the project; sections: {', '.join(sections)}")
         for o in s.outputs:
