@@ -27,7 +27,8 @@ __all__ = ['MIN_CLASS_ROWS', 'SCHEDULE_MARK', 'CRON_FIELDS', 'EXIT_OK', 'EXIT_ST
            'serve_arguments', 'cmd_serve', 'score_arguments', 'cmd_score', 'feedback_arguments', 'cmd_feedback',
            'rollback_arguments', 'cmd_rollback', 'approve_arguments', 'cmd_approve', 'monitor_arguments', 'cmd_monitor',
            'schedule_arguments', 'cmd_schedule', 'check_new_step', 'phase_table', 'upstream_table', 'example_reading',
-           'starter_notebook', 'insert_lines', 'declare_step', 'new_step', 'new_step_arguments', 'cmd_new_step']
+           'starter_notebook', 'insert_lines', 'declare_step', 'new_step', 'new_step_arguments', 'cmd_new_step',
+           'team_arguments', 'cmd_team']
 
 # %% ../nbs/92_cli.ipynb #3004f18b
 @contextmanager
@@ -741,4 +742,27 @@ def cmd_new_step(args) -> int:
           f"  open it in JupyterLab, where it runs alone on the latest run's outputs: "
           f"{shown(Path(sys.executable).parent / 'jupyter')} lab --ip=127.0.0.1 {shown(nb_path)}\n"
           f"  run it in the pipeline: mlops-nb run --project {shown(project)}")
+    return EXIT_OK
+
+# %% ../nbs/92_cli.ipynb #f2e5daee
+def team_arguments(p: argparse.ArgumentParser):
+    p.add_argument("action", choices=["up", "down", "status"], help="start the servers (and write the project file on them), stop them, or list them")
+    p.add_argument("--project", metavar="FILE", help="the project to put on the servers (default: the demo, conf/project.yaml)")
+    p.add_argument("--dir", metavar="DIR", help="the stack's folder: its data, logs, credentials (env) and project file (default: .team at the project's root)")
+    p.add_argument("--workers", type=int, default=2, metavar="N", help="Dask workers (default 2, one thread each)")
+
+@command("start, stop or list the team's servers on 127.0.0.1 (PostgreSQL, mlflow server, Redis, Dask)", team_arguments)
+def cmd_team(args) -> int:
+    from mlops_nb.team import ServerError, team_down, team_status, team_up
+    project = Path(args.project or demo_project_file()).resolve()
+    folder = Path(args.dir).resolve() if args.dir else load_project(project).root / ".team"
+    try:
+        if args.action == "up":
+            team_up(folder, project, args.workers)
+            print(f"next: set -a; . {os.path.relpath(folder / 'env')}; set +a\n"
+                  f"      mlops-nb run --project {os.path.relpath(folder / 'project.yaml')}")
+        elif args.action == "down": team_down(folder)
+        else: print("\n".join(f"{n:<16}{state:<9}{where}" for n, state, where in team_status(folder)))
+    except ServerError as e:
+        print(f"mlops-nb: team {args.action}: {e}", file=sys.stderr); return EXIT_STEP_FAILED
     return EXIT_OK

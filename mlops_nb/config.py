@@ -23,9 +23,10 @@ __all__ = ['Severity', 'Dimension', 'Role', 'Phase', 'FeatureType', 'Family', 'P
            'Promotion', 'TrainSpec', 'DeploySpec', 'DriftThresholds', 'RetrainSpec', 'ScheduleSpec', 'MonitorSpec',
            'PhaseStep', 'PipelineStep', 'pipeline_steps', 'run_order', 'ancestors', 'check_pipeline', 'Tracking',
            'refuse_credentials', 'DevMode', 'Project', 'describe_errors', 'parse_override', 'set_dotted', 'file_digest',
-           'read_yaml', 'validate_project', 'LoadedProject', 'load_project', 'package_root', 'demo_project_file',
-           'frame_digest', 'utc_time', 'free_port', 'wait_for_server', 'atomic_write', 'write_json', 'latest_run_with',
-           'link_tree', 'link_file', 'in_test', 'Step', 'check_outputs', 'now_iso', 'open_step']
+           'read_yaml', 'merged', 'read_project', 'validate_project', 'LoadedProject', 'load_project', 'package_root',
+           'demo_project_file', 'frame_digest', 'utc_time', 'free_port', 'wait_for_server', 'atomic_write',
+           'write_json', 'latest_run_with', 'link_tree', 'link_file', 'in_test', 'Step', 'check_outputs', 'now_iso',
+           'open_step']
 
 # %% ../nbs/00_config.ipynb #5e165b95
 class ProjectError(ValueError):
@@ -741,6 +742,28 @@ def read_yaml(path) -> dict:
     return data
 
 
+# %% ../nbs/00_config.ipynb #ddd1ba20
+def merged(base: dict, overlay: dict) -> dict:
+    "`base` with `overlay` laid over it: mappings merge key by key, anything else is replaced."
+    out = dict(base)
+    for k, v in overlay.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+def read_project(path, seen: tuple = ()) -> dict:
+    "The settings of project file `path`, with the file it `extends` (relative to it) merged under them."
+    path = Path(path).resolve()
+    data = read_yaml(path)
+    if "extends" not in data: return data
+    if path in seen: raise ProjectError(f"{path}: `extends` goes round in a circle: {' -> '.join(map(str, seen + (path,)))}")
+    extends = data.pop("extends")
+    if not isinstance(extends, str): raise ProjectError(f"{path}: key `extends` is {extends!r}: give the path of the project file it extends")
+    base_file = (path.parent / os.path.expanduser(extends)).resolve()
+    if not base_file.exists(): raise ProjectError(f"{path}: key `extends` is {extends!r}, but {base_file} does not exist")
+    base = read_project(base_file, seen + (path,))
+    base["root"] = str((base_file.parent / str(base.get("root", "."))).resolve())  # where the base put it
+    return merged(base, data)
+
 # %% ../nbs/00_config.ipynb #3a21a781
 def validate_project(data: dict, where: str) -> Project:
     "A `Project` from a mapping, or one `ProjectError` listing every problem."
@@ -799,7 +822,7 @@ class LoadedProject:
 def load_project(file=None, overrides: list[str] = (), data: Optional[dict] = None) -> LoadedProject:
     "Read, override and validate a project file; errors name the file, key and value."
     file = Path(file).resolve() if file else None
-    data = json.loads(json.dumps(data, default=str)) if data is not None else read_yaml(file)
+    data = json.loads(json.dumps(data, default=str)) if data is not None else read_project(file)
     for item in overrides:
         key, value = parse_override(item) if isinstance(item, str) else item
         set_dotted(data, key, value)
