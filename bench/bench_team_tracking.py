@@ -98,7 +98,7 @@ def main():
     base = next(iter(rows.values()))["median_ms"]
     lines = [f"# `log_trial`: the embedded store against a team's MLflow server ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)", "",
              f"`.venv/bin/python bench/bench_team_tracking.py` on {platform.machine()}, Python {platform.python_version()}, "
-             f"{os.cpu_count()} cores; {args.trials} trials per store and round, {args.rounds} round(s) alternated, after one warm-up trial each.", "",
+             f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end; {args.trials} trials per store and round, {args.rounds} round(s) alternated, after one warm-up trial each.", "",
              "| store | trials | median ms | p90 ms | trials/s | median vs embedded |", "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {k} | {r['trials']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | {r['trials_per_second']:.1f} | {r['median_ms'] / base:.2f}x |"
               for k, r in rows.items()]
