@@ -14,21 +14,21 @@ from typing import Callable, NamedTuple, Optional, get_args
 from .config import (PHASE_STEPS, RESERVED_STEP_NAMES, LIFECYCLE, STEP_NAME, LoadedProject, Phase, ProjectError, ancestors,
                              atomic_write, demo_project_file, did_you_mean, load_project, run_order)
 from .pipeline import WAITING_EXIT, monitor_project, plan_steps, run_pipeline, sign_off_run, waiting_lines
-from .predictions import PredictionLog
+from .predictions import log_exists, log_location, open_log
 from .registry import approve, is_server, refusal, registry_client, rollback
 from .runs import Interrupted, LockBusy, list_run_records, one_line
 
 # %% auto #0
 __all__ = ['MIN_CLASS_ROWS', 'SCHEDULE_MARK', 'CRON_FIELDS', 'EXIT_OK', 'EXIT_STEP_FAILED', 'EXIT_BAD_INPUT', 'EXIT_BUSY',
-           'EXIT_WAITING', 'EPILOG', 'COMMANDS', 'APPROVE_USAGE', 'input_errors', 'preflight', 'next_steps',
-           'check_target', 'infer_project', 'runs_table', 'sign_off_lines', 'show_run', 'schedule_block', 'check_cron',
-           'merge_schedule', 'install_schedule', 'Command', 'command', 'is_command', 'parser', 'main', 'demo_arguments',
-           'cmd_demo', 'run_arguments', 'cmd_run', 'runs_arguments', 'cmd_runs', 'reports_arguments', 'cmd_reports',
-           'serve_arguments', 'cmd_serve', 'score_arguments', 'cmd_score', 'feedback_arguments', 'cmd_feedback',
-           'rollback_arguments', 'cmd_rollback', 'approve_arguments', 'cmd_approve', 'monitor_arguments', 'cmd_monitor',
-           'schedule_arguments', 'cmd_schedule', 'check_new_step', 'phase_table', 'upstream_table', 'example_reading',
-           'starter_notebook', 'insert_lines', 'declare_step', 'new_step', 'new_step_arguments', 'cmd_new_step',
-           'team_arguments', 'cmd_team']
+           'EXIT_WAITING', 'EPILOG', 'COMMANDS', 'PREDICTION_LOG_HELP', 'APPROVE_USAGE', 'input_errors', 'preflight',
+           'next_steps', 'check_target', 'infer_project', 'runs_table', 'sign_off_lines', 'show_run', 'schedule_block',
+           'check_cron', 'merge_schedule', 'install_schedule', 'Command', 'command', 'is_command', 'parser', 'main',
+           'demo_arguments', 'cmd_demo', 'run_arguments', 'cmd_run', 'runs_arguments', 'cmd_runs', 'reports_arguments',
+           'cmd_reports', 'prediction_log_of', 'serve_arguments', 'cmd_serve', 'score_arguments', 'cmd_score',
+           'feedback_arguments', 'cmd_feedback', 'rollback_arguments', 'cmd_rollback', 'approve_arguments',
+           'cmd_approve', 'monitor_arguments', 'cmd_monitor', 'schedule_arguments', 'cmd_schedule', 'check_new_step',
+           'phase_table', 'upstream_table', 'example_reading', 'starter_notebook', 'insert_lines', 'declare_step',
+           'new_step', 'new_step_arguments', 'cmd_new_step', 'team_arguments', 'cmd_team']
 
 # %% ../nbs/92_cli.ipynb #3004f18b
 @contextmanager
@@ -398,6 +398,14 @@ def cmd_reports(args) -> int:
 
 
 # %% ../nbs/92_cli.ipynb #04445329
+PREDICTION_LOG_HELP = ("the prediction log: a SQLite file, or the PostgreSQL database replicas share (postgresql+psycopg2://host:port/db, "
+                       "credentials in PGUSER and PGPASSWORD); default: the project's deploy.prediction_log")
+
+def prediction_log_of(args, lp: LoadedProject):
+    "The prediction log `--prediction-log` names (a path from the working folder, or a URL), else the project's."
+    if args.prediction_log: return log_location(args.prediction_log, named="--prediction-log")
+    return log_location(lp.deploy.prediction_log, lp)
+
 def serve_arguments(p: argparse.ArgumentParser):
     p.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -406,7 +414,7 @@ def serve_arguments(p: argparse.ArgumentParser):
     p.add_argument("--refresh", type=float, metavar="SECONDS",
                     help="how often to check whether an alias moved (default: deploy.refresh_seconds, 5; 0: never)")
     p.add_argument("--run-dir", metavar="DIR", help="serve this run's snapshot and feature store (default: the newest successful run)")
-    p.add_argument("--prediction-log", metavar="FILE", help="SQLite prediction log (default: the project's deploy.prediction_log)")
+    p.add_argument("--prediction-log", metavar="FILE|URL", help=PREDICTION_LOG_HELP)
     p.add_argument("--tracking-uri", metavar="URI", help="read the registry from this store (default: the project's)")
     p.add_argument("--point-in-time", action="store_true",
                     help="look features up as of each request's decision time in the offline store: for replaying history (live traffic: the online store)")
@@ -417,8 +425,9 @@ def serve_arguments(p: argparse.ArgumentParser):
 def cmd_serve(args) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # before scikit-learn loads: one-row predictions need no threads
     from mlops_nb.deploy import ServingError, serve
-    try: serve(_project_for(args), host=args.host, port=args.port, model_name=args.model, refresh_seconds=args.refresh, run_dir=args.run_dir,
-               log_path=args.prediction_log, tracking_uri=args.tracking_uri, point_in_time=args.point_in_time)
+    lp = _project_for(args)
+    try: serve(lp, host=args.host, port=args.port, model_name=args.model, refresh_seconds=args.refresh, run_dir=args.run_dir,
+               log_path=prediction_log_of(args, lp), tracking_uri=args.tracking_uri, point_in_time=args.point_in_time)
     except ServingError as e: raise ProjectError(str(e)) from None
     return EXIT_OK
 
@@ -453,20 +462,20 @@ def feedback_arguments(p: argparse.ArgumentParser):
     p.add_argument("--file", required=True, metavar="FILE",
                     help="CSV or Parquet with the columns request_id, label (true/false or 1/0) and optionally record (default 0)")
     p.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
-    p.add_argument("--prediction-log", metavar="FILE", help="SQLite prediction log (default: the project's deploy.prediction_log)")
+    p.add_argument("--prediction-log", metavar="FILE|URL", help=PREDICTION_LOG_HELP)
 
 @command("record labels from a file in the prediction log (the batch side of POST /feedback)", feedback_arguments)
 def cmd_feedback(args) -> int:
     from mlops_nb.deploy import read_labels
     lp = _project_for(args)
-    path = Path(args.prediction_log) if args.prediction_log else lp.path(lp.deploy.prediction_log)
-    if not path.is_file(): raise ProjectError(f"{path}: no prediction log there; labels join the predictions `mlops-nb serve` or `mlops-nb score` logged")
+    where = prediction_log_of(args, lp)
+    if not log_exists(where): raise ProjectError(f"{where}: no prediction log there; labels join the predictions `mlops-nb serve` or `mlops-nb score` logged")
     with input_errors(): labels = read_labels(args.file)
-    log = PredictionLog(path)
+    log = open_log(where)
     try: got = log.feedback(labels, require_match=True)
     finally: log.close()
     print(f"{got['received']:,} labels from {args.file}: {got['new']:,} new, {got['duplicates']:,} already recorded, "
-          f"{got['unmatched']:,} matching no logged prediction -> {path}")
+          f"{got['unmatched']:,} matching no logged prediction -> {where}")
     return EXIT_OK
 
 

@@ -411,7 +411,7 @@ class DeploySpec(Model):
     sticky_key: list[str] = []  # request fields whose hash picks the variant (default: the request id: not sticky)
     port: int = Field(default=8000, ge=1, le=65535)  # `mlops-nb serve`'s default port
     refresh_seconds: float = Field(default=5.0, ge=0)  # how often the service checks whether an alias moved
-    prediction_log: str = "serving/predictions.db"  # the service's prediction log (SQLite), relative to the root; monitoring reads it
+    prediction_log: str = "serving/predictions.db"  # the service's prediction log: a SQLite file (relative to the root) or a PostgreSQL URL that replicas share; monitoring reads it
     unseen_categories: Literal["score", "refuse"] = "score"  # a category the model never saw: scored as training scores it, with a warning; or refused (422)
 
 # %% ../nbs/00_config.ipynb #9d85c4d4
@@ -572,8 +572,9 @@ class Tracking(Model):
     experiment: Optional[str] = None  # default: the project's name
 
 # %% ../nbs/00_config.ipynb #ab8b9b24
-def refuse_credentials(uri: Optional[str],  # a tracking URI
+def refuse_credentials(uri: Optional[str],  # a tracking URI, a database URL
                        where: str,  # what names it in the error: the project file and key, or the option
+                       env: tuple = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"),  # where its client reads them instead
                       ) -> Optional[str]:
     "`uri` unchanged, unless credentials are in it: then a `ProjectError` (with them hidden) saying where they go."
     from urllib.parse import urlsplit
@@ -581,7 +582,7 @@ def refuse_credentials(uri: Optional[str],  # a tracking URI
     if parts.username is None and parts.password is None: return uri
     hidden = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
     raise ProjectError(f"{where}: {hidden} has credentials in it, and this file is shared and copied into every run: remove "
-                       "them, and set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD in the environment instead")
+                       f"them, and set {' and '.join(env)} in the environment instead")
 
 # %% ../nbs/00_config.ipynb #c12ce9b8
 class DevMode(Model):
@@ -829,6 +830,8 @@ def load_project(file=None, overrides: list[str] = (), data: Optional[dict] = No
     where = str(file) if file else "project"
     if isinstance(data, dict) and isinstance(data.get("tracking"), dict):  # before `where` names the overrides: they may hold it
         refuse_credentials(data["tracking"].get("uri"), f"{where}: key `tracking.uri`")
+    if isinstance(data, dict) and isinstance(data.get("deploy"), dict):
+        refuse_credentials(str(data["deploy"].get("prediction_log") or ""), f"{where}: key `deploy.prediction_log`", env=("PGUSER", "PGPASSWORD"))
     if overrides: where += " with --set " + " ".join(o if isinstance(o, str) else f"{o[0]}={o[1]}" for o in overrides)
     return LoadedProject(validate_project(data, where), file, data)
 

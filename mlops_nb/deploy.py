@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from .config import LoadedProject, ProjectError, atomic_write, free_port, now_iso, package_root, wait_for_server
 from .feature_store import (EPOCH, bucket_key, expression_columns, feast_name, join_keys, open_store,
                                     request_feature_values, td, training_frame, view_fields)
-from .predictions import PredictionLog
+from .predictions import PredictionLog, open_log
 from .registry import alias_version, is_server, load_model, model_name, registry_client, requirements
 from .runs import die_with_parent
 from .tables import read_table_file
@@ -33,8 +33,9 @@ __all__ = ['TREELITE_ROWS', 'SCALAR_VALUES', 'MAX_RECORDS', 'PASS_RECORDS', 'GAT
            'RequestError', 'shown', 'is_text', 'parse_body', 'parse_records', 'check_records', 'records_columns',
            'validate_records', 'unseen_values', 'request_schema', 'check_labels', 'labels_schema', 'read_labels',
            'canary_mask', 'Scorer', 'score_file', 'ServiceMetrics', 'score_passes', 'follow_alias', 'service_openapi',
-           'prediction_routes', 'status_routes', 'Drain', 'DrainMiddleware', 'make_app', 'serve', 'run_with',
-           'serving_requirements', 'dockerfile', 'smoke_test', 'write_bundle', 'smoke_test_bundle', 'run_step']
+           'log_refusal', 'prediction_routes', 'status_routes', 'Drain', 'DrainMiddleware', 'make_app', 'serve',
+           'run_with', 'serving_requirements', 'dockerfile', 'smoke_test', 'write_bundle', 'smoke_test_bundle',
+           'run_step']
 
 # %% ../nbs/06_deploy.ipynb #4f639048
 class ServingError(ValueError):
@@ -596,7 +597,7 @@ class Scorer:
                  tracking_uri: Optional[str] = None,  # default: the project's store
                  run_dir: Optional[Path] = None,  # run whose snapshot and feature store serve (default: `serving_run`)
                  point_in_time: bool = False,  # features as of each decision from the offline store (replays of history)
-                 log_path: Optional[Path] = None,  # default: the project's `deploy.prediction_log`
+                 log_path: Optional[Path] = None,  # a SQLite file or a PostgreSQL URL (`predictions.log_location`); default: the project's `deploy.prediction_log`
                 ):
         self.lp, self.alias = lp, alias
         self.name = name or model_name(lp.project)
@@ -616,7 +617,7 @@ class Scorer:
         self.snapshot = self.run_dir / "artifacts" / "ingest" / f"{snapshot_table(lp)}.parquet"
         self.columns = request_columns(lp, self.model)
         self.types = column_types(self.snapshot, self.columns)
-        self.log = PredictionLog(log_path or lp.path(lp.deploy.prediction_log))
+        self.log = open_log(log_path or lp.deploy.prediction_log, lp)
         self.example = self._example()
 
 
@@ -898,6 +899,11 @@ RESPONSE_SCHEMAS = {  # what the routes answer, written as they write it
 
 
 # %% ../nbs/06_deploy.ipynb #cb8bbcbf
+def log_refusal(log: PredictionLog, status: int, where: str, message: str):
+    "Log a refused or failed request; when the log itself fails (its disk, its server), say so on the service's output and answer all the same."
+    try: log.refuse(status, where, message)
+    except Exception as e: print(f"[serve] the prediction log could not record a {status} ({where}): {type(e).__name__}: {e}", flush=True)
+
 def prediction_routes(app: FastAPI, scorer: Scorer, waiting: asyncio.Queue, metrics: ServiceMetrics):
     "`POST /predict` and `POST /feedback` on `app`."
     # the body is read and checked by hand (see `check_records`); its schema is only published (`service_openapi`)
@@ -910,10 +916,10 @@ def prediction_routes(app: FastAPI, scorer: Scorer, waiting: asyncio.Queue, metr
             await waiting.put((scorer.check(records), records, done))
             body = await done
         except RequestError as e:
-            metrics.requests.labels(str(e.status)).inc(); scorer.log.refuse(e.status, e.where, e.message)
+            metrics.requests.labels(str(e.status)).inc(); log_refusal(scorer.log, e.status, e.where, e.message)
             return JSONResponse({"detail": [{"loc": e.where, "msg": e.message}]}, status_code=e.status)
-        except Exception as e:  # the service's own failure: counted, logged, answered, and the service goes on
-            metrics.requests.labels("500").inc(); scorer.log.refuse(500, "service", f"{type(e).__name__}: {e}")
+        except Exception as e:  # the service's own failure (a log that cannot write too): counted, logged, answered, and the service goes on
+            metrics.requests.labels("500").inc(); log_refusal(scorer.log, 500, "service", f"{type(e).__name__}: {e}")
             return JSONResponse({"detail": [{"loc": "service", "msg": f"scoring failed: {type(e).__name__}"}]}, status_code=500)
         metrics.requests.labels("200").inc(); metrics.records.inc(len(records))
         metrics.latency.observe(time.perf_counter() - t0)
@@ -925,6 +931,9 @@ def prediction_routes(app: FastAPI, scorer: Scorer, waiting: asyncio.Queue, metr
             items = parse_body(await request.body())
             return scorer.log.feedback(check_labels(items.get("labels", items) if isinstance(items, dict) else items))
         except RequestError as e: return JSONResponse({"detail": [{"loc": e.where, "msg": e.message}]}, status_code=e.status)
+        except Exception as e:  # the log could not record them: answered, not a traceback
+            print(f"[serve] the prediction log could not record labels: {type(e).__name__}: {e}", flush=True)
+            return JSONResponse({"detail": [{"loc": "service", "msg": f"recording the labels failed: {type(e).__name__}"}]}, status_code=500)
 
 
 # %% ../nbs/06_deploy.ipynb #e92cca99

@@ -16,7 +16,7 @@ from .checks import dimension_scores, evaluate_table
 from .config import LoadedProject, MonitorSpec, TableQuality, utc_time
 from .design import evaluate_gates, score
 from .feature_store import expression_columns
-from .predictions import newest_decision, read_window, refused_between
+from .predictions import log_exists, log_location, newest_decision, read_window, refused_between
 from .registry import alias_version, load_model, model_name, registry_client
 
 
@@ -291,21 +291,21 @@ class MonitorError(RuntimeError):
 
 
 # %% ../nbs/07_monitor.ipynb #94e8393f
-def window_bounds(log_path: Path, spec: MonitorSpec) -> tuple:
-    "(start, end) of the window to monitor, UTC, end exclusive."
+def window_bounds(log, spec: MonitorSpec) -> tuple:
+    "(start, end) of the window to monitor in the prediction log at `log` (a file or a URL), UTC, end exclusive."
     end, start = utc_time(spec.end), utc_time(spec.start)
     if end is None:
-        newest = newest_decision(log_path)
-        if newest is None: raise MonitorError(f"{log_path}: the prediction log holds no prediction yet; serve some traffic first")
+        newest = newest_decision(log)
+        if newest is None: raise MonitorError(f"{log}: the prediction log holds no prediction yet; serve some traffic first")
         end = utc_time(newest) + pd.Timedelta("1us")
     return (start if start is not None else end - pd.Timedelta(spec.window)), end
 
 
 # %% ../nbs/07_monitor.ipynb #9eed4311
-def logged_window(log_path: Path, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    "The window's decisions with their labels (`predictions.read_window`), or `MonitorError` when there is no log."
-    if not Path(log_path).exists(): raise MonitorError(f"{log_path}: no prediction log; start the service (`mlops-nb serve`) and send it traffic")
-    return read_window(log_path, start, end)
+def logged_window(log, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    "The window's decisions with their labels (`predictions.read_window`), or `MonitorError` when there is no log at `log`."
+    if not log_exists(log): raise MonitorError(f"{log}: no prediction log; start the service (`mlops-nb serve`) and send it traffic")
+    return read_window(log, start, end)
 
 
 # %% ../nbs/07_monitor.ipynb #840e2688
@@ -493,16 +493,16 @@ def run_step(step) -> dict:
     import sys
     spec, lp = step.project.monitor, step.lp
     say = lambda m: print(f"[monitor] {m}", file=sys.stderr, flush=True)
-    log_path = lp.path(step.project.deploy.prediction_log)
-    if not log_path.exists(): raise MonitorError(f"{log_path}: no prediction log; start the service (`mlops-nb serve`) and send it traffic")
-    start, end = window_bounds(log_path, spec)
-    window = logged_window(log_path, start, end)
+    log = log_location(step.project.deploy.prediction_log, lp)  # a SQLite file, or the database the replicas share
+    if not log_exists(log): raise MonitorError(f"{log}: no prediction log; start the service (`mlops-nb serve`) and send it traffic")
+    start, end = window_bounds(log, spec)
+    window = logged_window(log, start, end)
     ctx = champion_context(step)
     say(f"{ctx['name']} version {ctx['version']}: {len(window):,} predictions decided {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC, "
         f"{int(window.label.notna().sum()):,} labelled; reference {len(ctx['reference']):,} rows (run {ctx['source_run']})")
     drift = window_drift(step, ctx, window)
     perf = performance(window, ctx["threshold"], step.project.design, spec.retrain.min_labels)
-    health = computational(window, refused_between(log_path, window.ts.min(), window.ts.max()) if len(window) else pd.DataFrame(columns=["status"]))
+    health = computational(window, refused_between(log, window.ts.min(), window.ts.max()) if len(window) else pd.DataFrame(columns=["status"]))
     decision = retrain_decision(spec, step.project.design, drift["table"], ctx["ranked_features"], perf, len(window), end, ctx["newest_training_data"])
     report = {"model": ctx["name"], "version": ctx["version"], "threshold": ctx["threshold"],
               "window": {"start": start.isoformat(), "end": end.isoformat(), "predictions": len(window),

@@ -5,19 +5,22 @@
 # %% ../nbs/82_predictions.ipynb #2e9e7785
 from __future__ import annotations
 
-import json, math, sqlite3, threading
+import functools, json, math, os, re, sqlite3, threading
+from contextlib import closing
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 import pandas as pd
 from fastcore.basics import patch
 
-from .config import ProjectError, now_iso
+from .config import LoadedProject, ProjectError, now_iso, refuse_credentials
 
 # %% auto #0
-__all__ = ['SCHEMA', 'PREDICTION_COLUMNS', 'CHECKPOINT_SECONDS', 'WAL_RESET_BYTES', 'PredictionLog', 'json_lines',
-           'newest_decision', 'read_window', 'refused_between']
+__all__ = ['SCHEMA', 'PREDICTION_COLUMNS', 'CHECKPOINT_SECONDS', 'WAL_RESET_BYTES', 'PG_SCHEMA', 'SCHEMA_LOCK', 'KEY_COLUMNS',
+           'PredictionLog', 'json_lines', 'no_match', 'is_server_log', 'log_frame', 'newest_decision', 'read_window',
+           'refused_between', 'log_engine', 'server_error', 'server_frame', 'PostgresLog', 'log_location', 'open_log',
+           'log_exists']
 
 # %% ../nbs/82_predictions.ipynb #c4c96960
 SCHEMA = """
@@ -34,8 +37,11 @@ WAL_RESET_BYTES = 32 << 20  # a write-ahead log past this is checkpointed in ful
 
 class PredictionLog:
     "Writes predictions in one committed transaction per call, before the caller answers; records labels; safe to share between threads."
+    insert_predictions = f"insert or replace into predictions ({PREDICTION_COLUMNS}) values ({','.join('?' * 12)})"
+    insert_refused = "insert into refused values (?,?,?,?)"
+
     def __init__(self, path):
-        self.path = Path(path); self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = self.where = Path(path); self.path.parent.mkdir(parents=True, exist_ok=True)
         db = self._connect()
         try:
             db.executescript(SCHEMA)
@@ -77,7 +83,7 @@ def _write(self: PredictionLog, sql: str, rows: list[tuple]):
 @patch
 def append(self: PredictionLog, records: list, X: dict, meta: list[tuple]):
     "Write `meta` rows (request id, record, time, model, version, variant, probability, decision, latency ms, decision time) with their inputs and features, committed when this returns."
-    if meta: self._write(f"insert or replace into predictions ({PREDICTION_COLUMNS}) values ({','.join('?' * 12)})", self._rows(records, X, meta))
+    if meta: self._write(self.insert_predictions, self._rows(records, X, meta))
 
 # %% ../nbs/82_predictions.ipynb #0c4f7a25
 def _json_value(v):
@@ -97,7 +103,7 @@ def json_lines(X) -> list[str]:
 @patch
 def refuse(self: PredictionLog, status: int, where: str, message: str):
     "Write a refused request (status, the field, the problem), committed when this returns: monitoring counts errors from the log alone."
-    self._write("insert into refused values (?,?,?,?)", [(now_iso(), status, where, message[:500])])
+    self._write(self.insert_refused, [(now_iso(), status, where, message[:500])])
 
 # %% ../nbs/82_predictions.ipynb #36f3a8cd
 @patch
@@ -145,8 +151,7 @@ def feedback(self: PredictionLog, labels: list[tuple], require_match: bool = Fal
         unmatched = sum(db.execute(find, key).fetchone() is None for key in keys)
         if require_match and unmatched == len(keys):
             db.execute("rollback")
-            raise ProjectError(f"{self.path}: none of the {len(labels):,} labels matches a logged prediction (request id and record); "
-                               "is this the log the predictions went to? Nothing was recorded")
+            raise no_match(self.where, len(labels))
         db.execute("commit")
     except sqlite3.Error:
         if db.in_transaction: db.execute("rollback")
@@ -154,39 +159,159 @@ def feedback(self: PredictionLog, labels: list[tuple], require_match: bool = Fal
     finally: db.close()
     return {"received": len(labels), "new": new, "duplicates": len(labels) - new, "unmatched": unmatched}
 
+def no_match(where, n: int) -> ProjectError:
+    "The error of a batch of `n` labels none of which matches a logged prediction of the log at `where`: nothing was recorded."
+    return ProjectError(f"{where}: none of the {n:,} labels matches a logged prediction (request id and record); "
+                        "is this the log the predictions went to? Nothing was recorded")
 
 # %% ../nbs/82_predictions.ipynb #03b996b8
+def is_server_log(where) -> bool:
+    "Whether `where` names a prediction log on a PostgreSQL server (a URL) rather than a SQLite file."
+    return str(where).startswith("postgresql")
+
+def log_frame(where, sql: str, params: tuple = ()) -> pd.DataFrame:
+    "The rows of `sql` (`?` for parameters) read from the log at `where`: a SQLite file, or a PostgreSQL URL (below)."
+    if is_server_log(where): return server_frame(where, sql, params)
+    with closing(sqlite3.connect(where)) as db: return pd.read_sql(sql, db, params=params)
+
 @patch
 def read(self: PredictionLog) -> pd.DataFrame:
     "The log joined with its labels."
-    with self._connect() as db:
-        return pd.read_sql("select p.*, f.label from predictions p left join feedback f using (request_id, record)", db)
-
+    return log_frame(self.where, "select p.*, f.label from predictions p left join feedback f using (request_id, record) "
+                                 "order by p.ts, p.request_id, p.record, p.variant")
 
 # %% ../nbs/82_predictions.ipynb #e265d758
-def newest_decision(path: Path) -> Optional[str]:
+def newest_decision(where: Union[Path, str]) -> Optional[str]:
     "The decision time (ISO text) of the newest prediction a model answered with (shadow answers left out), or None."
-    with sqlite3.connect(path) as db:
-        return db.execute("select max(coalesce(event_time, ts)) from predictions where variant != 'shadow'").fetchone()[0]
+    newest = log_frame(where, "select max(coalesce(event_time, ts)) as newest from predictions where variant != 'shadow'").newest[0]
+    return None if pd.isna(newest) else newest
 
 
 # %% ../nbs/82_predictions.ipynb #62e4860d
-def read_window(path: Path, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+def read_window(where: Union[Path, str], start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     "The predictions decided in [start, end), shadow answers left out, with their labels; `features` still as JSON."
     # ISO strings of one format compare as times: the log writes UTC with an offset, the window is cut the same way
-    with sqlite3.connect(path) as db:
-        df = pd.read_sql("select p.request_id, p.record, p.ts, coalesce(p.event_time, p.ts) as event_time, p.version, p.variant, "
-                         "p.probability, p.decision, p.latency_ms, p.inputs, p.features, f.label, f.ts as label_ts "
-                         "from predictions p left join feedback f using (request_id, record) "
-                         "where p.variant != 'shadow' and coalesce(p.event_time, p.ts) >= ? and coalesce(p.event_time, p.ts) < ?",
-                         db, params=(start.isoformat(), end.isoformat()))
+    df = log_frame(where, "select p.request_id, p.record, p.ts, coalesce(p.event_time, p.ts) as event_time, p.version, p.variant, "
+                          "p.probability, p.decision, p.latency_ms, p.inputs, p.features, f.label, f.ts as label_ts "
+                          "from predictions p left join feedback f using (request_id, record) "
+                          "where p.variant != 'shadow' and coalesce(p.event_time, p.ts) >= ? and coalesce(p.event_time, p.ts) < ?",
+                   (start.isoformat(), end.isoformat()))
     for c in ("ts", "event_time", "label_ts"): df[c] = pd.to_datetime(df[c], utc=True, format="ISO8601")
     return df.sort_values(["event_time", "request_id", "record"], kind="stable", ignore_index=True)
 
 
 # %% ../nbs/82_predictions.ipynb #5d53de65
-def refused_between(path: Path, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+def refused_between(where: Union[Path, str], start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     "Requests the service refused (4xx) or failed (5xx) while it answered a window (by the wall clock)."
-    with sqlite3.connect(path) as db:
-        return pd.read_sql("select * from refused where ts >= ? and ts <= ?", db, params=(start.isoformat(timespec="seconds"), end.isoformat()))
+    return log_frame(where, "select * from refused where ts >= ? and ts <= ? order by ts", (start.isoformat(timespec="seconds"), end.isoformat()))
 
+
+# %% ../nbs/82_predictions.ipynb #8470edb8
+PG_SCHEMA = re.sub(r"\breal\b", "double precision", re.sub(r"\btext\b", 'text collate "C"', SCHEMA))
+SCHEMA_LOCK = 820_001  # the advisory lock under which a replica creates the tables: replicas starting together take turns
+
+# %% ../nbs/82_predictions.ipynb #986a665d
+@functools.lru_cache(maxsize=None)
+def log_engine(url: str):
+    "This process's pool of connections to the log at `url` (SQLAlchemy on psycopg2): shared by its threads, each connection checked before use."
+    from sqlalchemy import create_engine
+    return create_engine(url, pool_size=4, max_overflow=8, pool_pre_ping=True,
+                         connect_args={"connect_timeout": 10, "application_name": "mlops-nb prediction log"})
+
+def server_error(url: str, error: Exception) -> ProjectError:
+    "The error of a log whose server cannot be used: its URL (never a password) and the server's own first line of why."
+    from sqlalchemy.engine import make_url
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+    return ProjectError(f"{make_url(url).render_as_string(hide_password=True)}: the prediction log's PostgreSQL server could not be used "
+                        f"({reason}); check that it runs and the database exists, and PGUSER and PGPASSWORD in the environment")
+
+def server_frame(url: str, sql: str, params: tuple = ()) -> pd.DataFrame:
+    "`log_frame` of a log on a server: the same SQL, with psycopg2's `%s` where SQLite takes `?`."
+    from sqlalchemy.exc import DBAPIError
+    try:
+        with log_engine(url).connect() as db: return pd.read_sql(sql.replace("?", "%s"), db, params=tuple(params) or None)
+    except DBAPIError as e: raise server_error(url, e) from None
+
+# %% ../nbs/82_predictions.ipynb #2b871804
+KEY_COLUMNS = ("request_id", "record", "variant")  # a prediction's primary key
+
+class PostgresLog(PredictionLog):
+    "The prediction log on a PostgreSQL server, written by several service replicas at once: a committed transaction per call, pooled connections, thread-safe."
+    insert_predictions = (f"insert into predictions ({PREDICTION_COLUMNS}) values %s on conflict ({', '.join(KEY_COLUMNS)}) do update set "
+                          + ", ".join(f"{c} = excluded.{c}" for c in PREDICTION_COLUMNS.split(", ") if c not in KEY_COLUMNS))
+    insert_refused = "insert into refused values %s"
+
+    def __init__(self, url: str):
+        from sqlalchemy.exc import DBAPIError
+        self.where, self.closing = url, threading.Event()
+        try:
+            with log_engine(url).begin() as db:
+                db.exec_driver_sql(f"select pg_advisory_xact_lock({SCHEMA_LOCK})")  # held until this transaction ends
+                for table in filter(str.strip, PG_SCHEMA.split(";")): db.exec_driver_sql(table)
+                db.exec_driver_sql("create index if not exists predictions_event_time on predictions (event_time)")
+        except DBAPIError as e: raise server_error(url, e) from None
+
+# %% ../nbs/82_predictions.ipynb #017a01b0
+@patch
+def _write(self: PostgresLog, sql: str, rows: list[tuple]):
+    "Insert `rows` with `sql` in one statement (psycopg2's `execute_values`) and one transaction, committed when this returns."
+    from psycopg2.extras import execute_values
+    if self.closing.is_set(): raise RuntimeError(f"{self.where}: the prediction log is closed")
+    db = log_engine(self.where).raw_connection()  # a pooled connection, this thread's alone until closed
+    try:
+        with db.cursor() as cursor: execute_values(cursor, sql, rows)
+        db.commit()
+    finally: db.close()  # back to the pool, rolled back if it did not commit
+
+@patch
+def close(self: PostgresLog):
+    "Refuse writes from now on and close this process's idle connections to the server; closing twice is harmless."
+    self.closing.set(); log_engine(self.where).dispose()
+
+# %% ../nbs/82_predictions.ipynb #6b64846a
+@patch
+def feedback(self: PostgresLog, labels: list[tuple], require_match: bool = False) -> dict:
+    "Record checked labels (request id, record, label) in one transaction: counts of new, already known and unmatched labels."
+    from psycopg2.extras import execute_values
+    keys, now = sorted({(rid, record) for rid, record, _ in labels}), now_iso()
+    db = log_engine(self.where).raw_connection()
+    try:
+        with db.cursor() as cursor:
+            new = len(execute_values(cursor, "insert into feedback values %s on conflict do nothing returning 1",
+                                     [(rid, record, label, now) for rid, record, label in labels], fetch=True))
+            # one count per page of keys (execute_values sends them a page at a time): their sum
+            unmatched = sum(n for (n,) in execute_values(
+                cursor, "select count(*) from (values %s) k (request_id, record) where not exists "
+                        "(select 1 from predictions p where p.request_id = k.request_id and p.record = k.record)", keys, fetch=True))
+        if require_match and unmatched == len(keys): raise no_match(self.where, len(labels))  # rolled back by the pool
+        db.commit()
+    finally: db.close()
+    return {"received": len(labels), "new": new, "duplicates": len(labels) - new, "unmatched": unmatched}
+
+# %% ../nbs/82_predictions.ipynb #d40fe9b5
+def log_location(where: Union[Path, str],  # a path, a `sqlite:///` URL or a `postgresql+psycopg2://host:port/db` URL
+                 lp: Optional[LoadedProject] = None,  # a relative path is resolved against its root (else the working folder)
+                 named: Optional[str] = None,  # what names `where` in errors (default: the project file's `deploy.prediction_log`)
+                ) -> Union[Path, str]:
+    "Where a prediction log is: a PostgreSQL URL as written (credentials refused), else the SQLite file's absolute path."
+    text = str(where)
+    named = named or f"{lp.file if lp is not None and lp.file else 'project'}: key `deploy.prediction_log`"
+    if "://" in text:
+        refuse_credentials(text, named, env=("PGUSER", "PGPASSWORD"))
+        if is_server_log(text): return text
+        if not text.startswith("sqlite:///"):
+            raise ProjectError(f"{named}: {text} is not a prediction log: give a SQLite file (a path or a sqlite:/// URL) "
+                               "or a PostgreSQL database (postgresql+psycopg2://host:port/database)")
+        text = text[len("sqlite:///"):]
+    path = Path(os.path.expanduser(text))
+    return lp.path(path) if lp is not None else path.absolute()
+
+def open_log(where: Union[Path, str], lp: Optional[LoadedProject] = None, named: Optional[str] = None) -> PredictionLog:
+    "The prediction log at `where` (see `log_location`) opened to write: a SQLite file's, or a server's that replicas share."
+    where = log_location(where, lp, named)
+    return PostgresLog(where) if is_server_log(where) else PredictionLog(where)
+
+def log_exists(where: Union[Path, str]) -> bool:
+    "Whether the log at `where` was ever opened to write: its SQLite file, or its tables on the server (unreachable: `ProjectError`)."
+    if not is_server_log(where): return Path(where).is_file()
+    return bool(server_frame(where, "select to_regclass('predictions') is not null as found").found[0])

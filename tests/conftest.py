@@ -170,8 +170,12 @@ def _forget_mlflow_stores():
 @pytest.fixture(scope="session")
 def week_champion(tmp_path_factory, warehouse):
     "The demo's first week run to a registered model (one HGB experiment), made champion by hand; (project file, tracking uri, run folder)."
+    return train_week_champion(tmp_path_factory.mktemp("week-champion"), warehouse)
+
+
+def train_week_champion(root: Path, warehouse: Path) -> tuple:
+    "`week_champion` in `root` (also for benchmarks, which have no fixtures); (project file, tracking uri, run folder)."
     from mlflow import MlflowClient
-    root = tmp_path_factory.mktemp("week-champion")
     data = demo_data(root, warehouse)
     data["ingest"]["window"] = {"start": "2013-01-01", "end": "2013-01-08"}
     data["quality"]["profile"]["enabled"] = False
