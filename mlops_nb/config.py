@@ -15,15 +15,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 # %% auto #0
 __all__ = ['Severity', 'Dimension', 'Role', 'Phase', 'FeatureType', 'Family', 'PHASE_STEPS', 'LIFECYCLE', 'RESERVED_STEP_NAMES',
-           'STEP_NAME', 'ProjectError', 'did_you_mean', 'Model', 'Stakeholder', 'PhaseOwnership', 'EndUser',
-           'Compliance', 'Budget', 'Requirements', 'KeyMetric', 'ValueModel', 'Target', 'DesignCard', 'Source', 'Join',
-           'TableSpec', 'Window', 'IngestSpec', 'ColumnRule', 'RowCheck', 'ReferenceCheck', 'DuplicateCheck',
-           'FreshnessCheck', 'GapCheck', 'TableQuality', 'ProfileSpec', 'QualitySpec', 'FeatureField', 'EntitySpec',
-           'RollingRate', 'FeatureViewSpec', 'RequestFeature', 'FeatureSpec', 'Expectation', 'Experiment', 'Split',
-           'Promotion', 'TrainSpec', 'DeploySpec', 'DriftThresholds', 'RetrainSpec', 'ScheduleSpec', 'MonitorSpec',
-           'PhaseStep', 'PipelineStep', 'pipeline_steps', 'run_order', 'ancestors', 'check_pipeline', 'Tracking',
-           'refuse_credentials', 'DevMode', 'Project', 'describe_errors', 'parse_override', 'set_dotted', 'file_digest',
-           'read_yaml', 'merged', 'read_project', 'validate_project', 'LoadedProject', 'load_project', 'package_root',
+           'STEP_NAME', 'POSTGRES_CREDENTIALS', 'CREDENTIAL_KEYS', 'ProjectError', 'did_you_mean', 'Model',
+           'Stakeholder', 'PhaseOwnership', 'EndUser', 'Compliance', 'Budget', 'Requirements', 'KeyMetric',
+           'ValueModel', 'Target', 'DesignCard', 'Source', 'Join', 'TableSpec', 'Window', 'IngestSpec', 'ColumnRule',
+           'RowCheck', 'ReferenceCheck', 'DuplicateCheck', 'FreshnessCheck', 'GapCheck', 'TableQuality', 'ProfileSpec',
+           'QualitySpec', 'FeatureField', 'EntitySpec', 'RollingRate', 'FeatureViewSpec', 'RequestFeature',
+           'FeatureSpec', 'Expectation', 'Experiment', 'Split', 'Promotion', 'TrainSpec', 'DeploySpec',
+           'DriftThresholds', 'RetrainSpec', 'ScheduleSpec', 'MonitorSpec', 'PhaseStep', 'PipelineStep',
+           'pipeline_steps', 'run_order', 'ancestors', 'check_pipeline', 'Tracking', 'refuse_credentials', 'Compute',
+           'DevMode', 'Project', 'describe_errors', 'parse_override', 'set_dotted', 'file_digest', 'read_yaml',
+           'merged', 'read_project', 'validate_project', 'LoadedProject', 'load_project', 'package_root',
            'demo_project_file', 'frame_digest', 'utc_time', 'free_port', 'wait_for_server', 'atomic_write',
            'write_json', 'latest_run_with', 'link_tree', 'link_file', 'in_test', 'Step', 'check_outputs', 'now_iso',
            'open_step']
@@ -572,9 +573,9 @@ class Tracking(Model):
     experiment: Optional[str] = None  # default: the project's name
 
 # %% ../nbs/00_config.ipynb #ab8b9b24
-def refuse_credentials(uri: Optional[str],  # a tracking URI, a database URL
+def refuse_credentials(uri: Optional[str],  # a tracking URI, a database URL, a Dask scheduler's address
                        where: str,  # what names it in the error: the project file and key, or the option
-                       env: tuple = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"),  # where its client reads them instead
+                       instead: str = "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD in the environment instead",  # where they go
                       ) -> Optional[str]:
     "`uri` unchanged, unless credentials are in it: then a `ProjectError` (with them hidden) saying where they go."
     from urllib.parse import urlsplit
@@ -582,7 +583,32 @@ def refuse_credentials(uri: Optional[str],  # a tracking URI, a database URL
     if parts.username is None and parts.password is None: return uri
     hidden = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
     raise ProjectError(f"{where}: {hidden} has credentials in it, and this file is shared and copied into every run: remove "
-                       f"them, and set {' and '.join(env)} in the environment instead")
+                       f"them, and {instead}")
+
+POSTGRES_CREDENTIALS = "set PGUSER and PGPASSWORD in the environment instead"  # libpq reads them there
+CREDENTIAL_KEYS = [  # (section, key, where its credentials go): the keys of a project file that name a server
+    ("tracking", "uri", "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD in the environment instead"),
+    ("deploy", "prediction_log", POSTGRES_CREDENTIALS),
+    ("compute", "address", "give a TLS cluster's certificates in Dask's configuration (`distributed.comm.tls`)")]
+
+# %% ../nbs/00_config.ipynb #a372fd8c
+class Compute(Model):
+    backend: Literal["local", "dask"] = "local"  # where the trials train: local processes, or a Dask cluster
+    address: Optional[str] = None  # the Dask scheduler, tcp://host:port or tls://host:port; none: a local cluster for the run
+
+    @model_validator(mode="after")
+    def _scheduler_address(self):
+        from urllib.parse import urlsplit
+        if self.address is None: return self
+        if self.backend != "dask":
+            raise ValueError(f"`compute.address` is {self.address!r}, but `compute.backend` is {self.backend!r}: "
+                             "set `compute.backend: dask` to train on that cluster, or remove the address")
+        parts = urlsplit(self.address)
+        try: port = parts.port
+        except ValueError: port = None
+        if parts.scheme not in ("tcp", "tls") or not parts.hostname or port is None:
+            raise ValueError(f"`compute.address` is {self.address!r}: a Dask scheduler's address is tcp://host:port or tls://host:port")
+        return self
 
 # %% ../nbs/00_config.ipynb #c12ce9b8
 class DevMode(Model):
@@ -604,6 +630,7 @@ class Project(Model):
     deploy: DeploySpec = DeploySpec()
     monitor: MonitorSpec = MonitorSpec()
     tracking: Tracking = Tracking()
+    compute: Compute = Compute()
     pipeline: Optional[list[PipelineStep]] = None  # the steps a run executes (default: the lifecycle, `LIFECYCLE`)
     dev: DevMode = DevMode()
 
@@ -828,10 +855,9 @@ def load_project(file=None, overrides: list[str] = (), data: Optional[dict] = No
         key, value = parse_override(item) if isinstance(item, str) else item
         set_dotted(data, key, value)
     where = str(file) if file else "project"
-    if isinstance(data, dict) and isinstance(data.get("tracking"), dict):  # before `where` names the overrides: they may hold it
-        refuse_credentials(data["tracking"].get("uri"), f"{where}: key `tracking.uri`")
-    if isinstance(data, dict) and isinstance(data.get("deploy"), dict):
-        refuse_credentials(str(data["deploy"].get("prediction_log") or ""), f"{where}: key `deploy.prediction_log`", env=("PGUSER", "PGPASSWORD"))
+    for section, key, instead in CREDENTIAL_KEYS:  # before `where` names the overrides: they may hold them
+        if isinstance(data, dict) and isinstance(data.get(section), dict):
+            refuse_credentials(str(data[section].get(key) or ""), f"{where}: key `{section}.{key}`", instead)
     if overrides: where += " with --set " + " ".join(o if isinstance(o, str) else f"{o[0]}={o[1]}" for o in overrides)
     return LoadedProject(validate_project(data, where), file, data)
 
