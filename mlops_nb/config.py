@@ -322,11 +322,15 @@ class FeatureSpec(Model):
     services: dict[str, list[str]] = {}  # model name -> the views it uses
     owner: str = ""  # default owner of the views
     online_store: dict[str, Any] = {"type": "sqlite"}  # Feast's `online_store` settings: sqlite, redis or postgres
+    registry: Optional[str] = None  # default: a file registry in the run's store; a SQLAlchemy URL: Feast's SQL registry, shared
+    project: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # the Feast project (namespace) runs apply to; default: the project's name
 
     @model_validator(mode="after")
     def _references(self):
         if self.online_store.get("type") not in ("sqlite", "redis", "postgres"):
             raise ValueError(f"`online_store.type` is {self.online_store.get('type')!r}; supported: sqlite, redis, postgres")
+        if self.registry is not None and "://" not in self.registry:
+            raise ValueError(f"`registry` is {self.registry!r}: give a SQLAlchemy URL (postgresql+psycopg2://host:port/db), or leave it out for a file registry")
         for n, v in self.views.items():
             if v.entity not in self.entities:
                 raise ValueError(f"`views.{n}.entity` is {v.entity!r}, not a declared entity; declared: {sorted(self.entities)}")
@@ -564,8 +568,9 @@ class Tracking(Model):
     experiment: Optional[str] = None  # default: the project's name
 
 # %% ../nbs/00_config.ipynb #ab8b9b24
-def refuse_credentials(uri: Optional[str],  # a tracking URI
+def refuse_credentials(uri: Optional[str],  # a tracking URI (or any URL a shared file names)
                        where: str,  # what names it in the error: the project file and key, or the option
+                       variables: str = "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD",  # where they go instead
                       ) -> Optional[str]:
     "`uri` unchanged, unless credentials are in it: then a `ProjectError` (with them hidden) saying where they go."
     from urllib.parse import urlsplit
@@ -573,7 +578,7 @@ def refuse_credentials(uri: Optional[str],  # a tracking URI
     if parts.username is None and parts.password is None: return uri
     hidden = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
     raise ProjectError(f"{where}: {hidden} has credentials in it, and this file is shared and copied into every run: remove "
-                       "them, and set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD in the environment instead")
+                       f"them, and set {variables} in the environment instead")
 
 # %% ../nbs/00_config.ipynb #c12ce9b8
 class DevMode(Model):
@@ -799,6 +804,8 @@ def load_project(file=None, overrides: list[str] = (), data: Optional[dict] = No
     where = str(file) if file else "project"
     if isinstance(data, dict) and isinstance(data.get("tracking"), dict):  # before `where` names the overrides: they may hold it
         refuse_credentials(data["tracking"].get("uri"), f"{where}: key `tracking.uri`")
+    if isinstance(data, dict) and isinstance(data.get("features"), dict):  # the feature registry's database: libpq reads these
+        refuse_credentials(data["features"].get("registry"), f"{where}: key `features.registry`", "PGUSER and PGPASSWORD")
     if overrides: where += " with --set " + " ".join(o if isinstance(o, str) else f"{o[0]}={o[1]}" for o in overrides)
     return LoadedProject(validate_project(data, where), file, data)
 
