@@ -330,11 +330,15 @@ class FeatureSpec(Model):
     services: dict[str, list[str]] = {}  # model name -> the views it uses
     owner: str = ""  # default owner of the views
     online_store: dict[str, Any] = {"type": "sqlite"}  # Feast's `online_store` settings: sqlite, redis or postgres
+    registry: Optional[str] = None  # default: a file registry in the run's store; a SQLAlchemy URL: Feast's SQL registry, shared
+    project: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # the Feast project (namespace) runs apply to; default: the project's name
 
     @model_validator(mode="after")
     def _references(self):
         if self.online_store.get("type") not in ("sqlite", "redis", "postgres"):
             raise ValueError(f"`online_store.type` is {self.online_store.get('type')!r}; supported: sqlite, redis, postgres")
+        if self.registry is not None and "://" not in self.registry:
+            raise ValueError(f"`registry` is {self.registry!r}: give a SQLAlchemy URL (postgresql+psycopg2://host:port/db), or leave it out for a file registry")
         for n, v in self.views.items():
             if v.entity not in self.entities:
                 raise ValueError(f"`views.{n}.entity` is {v.entity!r}, not a declared entity; declared: {sorted(self.entities)}")
@@ -589,6 +593,7 @@ POSTGRES_CREDENTIALS = "set PGUSER and PGPASSWORD in the environment instead"  #
 CREDENTIAL_KEYS = [  # (section, key, where its credentials go): the keys of a project file that name a server
     ("tracking", "uri", "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD in the environment instead"),
     ("deploy", "prediction_log", POSTGRES_CREDENTIALS),
+    ("features", "registry", POSTGRES_CREDENTIALS),
     ("compute", "address", "give a TLS cluster's certificates in Dask's configuration (`distributed.comm.tls`)")]
 
 # %% ../nbs/00_config.ipynb #a372fd8c
