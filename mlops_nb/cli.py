@@ -22,10 +22,10 @@ from .runs import Interrupted, LockBusy, list_run_records, one_line
 __all__ = ['MIN_CLASS_ROWS', 'SCHEDULE_MARK', 'CRON_FIELDS', 'EXIT_OK', 'EXIT_STEP_FAILED', 'EXIT_BAD_INPUT', 'EXIT_BUSY',
            'EXIT_WAITING', 'EPILOG', 'COMMANDS', 'PREDICTION_LOG_HELP', 'APPROVE_USAGE', 'input_errors', 'preflight',
            'next_steps', 'check_target', 'infer_project', 'runs_table', 'sign_off_lines', 'show_run', 'schedule_block',
-           'check_cron', 'merge_schedule', 'install_schedule', 'Command', 'command', 'is_command', 'parser', 'main',
-           'demo_arguments', 'cmd_demo', 'run_arguments', 'cmd_run', 'runs_arguments', 'cmd_runs', 'reports_arguments',
-           'cmd_reports', 'prediction_log_of', 'serve_arguments', 'cmd_serve', 'score_arguments', 'cmd_score',
-           'feedback_arguments', 'cmd_feedback', 'rollback_arguments', 'cmd_rollback', 'approve_arguments',
+           'check_cron', 'merge_schedule', 'install_schedule', 'Command', 'command', 'shown', 'is_command', 'parser',
+           'main', 'demo_arguments', 'cmd_demo', 'run_arguments', 'cmd_run', 'runs_arguments', 'cmd_runs',
+           'reports_arguments', 'cmd_reports', 'prediction_log_of', 'serve_arguments', 'cmd_serve', 'score_arguments',
+           'cmd_score', 'feedback_arguments', 'cmd_feedback', 'rollback_arguments', 'cmd_rollback', 'approve_arguments',
            'cmd_approve', 'monitor_arguments', 'cmd_monitor', 'schedule_arguments', 'cmd_schedule', 'check_new_step',
            'phase_table', 'upstream_table', 'example_reading', 'starter_notebook', 'insert_lines', 'declare_step',
            'new_step', 'new_step_arguments', 'cmd_new_step', 'team_arguments', 'cmd_team']
@@ -247,6 +247,10 @@ def command(help: str, arguments: Callable):
         COMMANDS[handler.__name__.removeprefix("cmd_").replace("_", "-")] = Command(help, arguments, handler)
         return handler
     return register
+
+def shown(path) -> str:
+    "`path` as the user would type it: relative to the working folder when inside it, else absolute."
+    return os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd()) else str(path)
 
 def is_command(name: str) -> bool:
     "Whether `name` (a step's) would be read as a command: `new_step` as `mlops-nb new-step`."
@@ -744,7 +748,6 @@ def new_step_arguments(p: argparse.ArgumentParser):
 def cmd_new_step(args) -> int:
     project = Path(args.project or demo_project_file()).resolve()
     nb_path, entry = new_step(project, args.name, args.needs, args.folder, args.force)
-    shown = lambda p: os.path.relpath(p) if Path(p).resolve().is_relative_to(Path.cwd()) else str(p)
     print(f"wrote {shown(nb_path)}: a step that runs as written (a parameters cell, cells tagged `step`, an example to replace)\n"
           f"declared it in {shown(project)}: needs [{', '.join(entry['needs'])}], outputs [{', '.join(entry['outputs'])}]\n"
           "next:\n"
@@ -768,8 +771,7 @@ def cmd_team(args) -> int:
     try:
         if args.action == "up":
             team_up(folder, project, args.workers)
-            print(f"next: set -a; . {os.path.relpath(folder / 'env')}; set +a\n"
-                  f"      mlops-nb run --project {os.path.relpath(folder / 'project.yaml')}")
+            print(f"next: set -a; . {shown(folder / 'env')}; set +a\n      mlops-nb run --project {shown(folder / 'project.yaml')}")
         elif args.action == "down": team_down(folder)
         else: print("\n".join(f"{n:<16}{state:<9}{where}" for n, state, where in team_status(folder)))
     except ServerError as e:
