@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 AS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 PORT ?= 8866
 
-.PHONY: pipeline test lab reports docs bench data install install-dev chromium redis postgresql clean help
+.PHONY: pipeline test lab reports docs bench data install install-dev install-team chromium redis postgresql team-up team-down clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -34,6 +34,12 @@ install: $(VENV)/.installed  ## the package and its kernel in .venv
 
 install-dev: $(VENV)/.installed-dev  ## plus the test tools
 
+$(VENV)/.installed-team: $(VENV)/.installed
+	$(UV) -e '.[team]'
+	touch $@
+
+install-team: $(VENV)/.installed-team  ## plus what the team's servers need (PostgreSQL driver, MLflow's basic auth, dask.distributed)
+
 chromium:  ## Debian's chromium, for the browser tests
 	@if [ ! -x /usr/bin/chromium ]; then $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; fi
 
@@ -49,6 +55,13 @@ data: install  ## the demo warehouse, data/warehouse.db
 pipeline: data  ## run the whole lifecycle on the demo, then replay July-December through monitoring and retraining
 	$(BIN)/mlops-nb run
 	$(BIN)/mlops-nb demo replay --from 2013-07 --to 2013-12
+
+team-up: install-team postgresql redis data  ## start the team's servers on 127.0.0.1 (PostgreSQL, mlflow server, Redis, Dask), then run the demo through them
+	$(BIN)/mlops-nb team up
+	set -a && . .team/env && set +a && $(BIN)/mlops-nb run --project .team/project.yaml
+
+team-down:  ## stop the team's servers (their data stays in .team/)
+	$(BIN)/mlops-nb team down
 
 test: install-dev chromium redis postgresql data  ## notebooks (nbdev-test) and pytest
 	$(BIN)/python -m pytest

@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional, get_args
 
-from .config import (PHASE_STEPS, RESERVED_STEP_NAMES, LIFECYCLE, LoadedProject, Phase, ProjectError, ancestors, atomic_write,
-                             demo_project_file, load_project, run_order)
+from .config import (PHASE_STEPS, RESERVED_STEP_NAMES, LIFECYCLE, STEP_NAME, LoadedProject, Phase, ProjectError, ancestors,
+                             atomic_write, demo_project_file, did_you_mean, load_project, run_order)
 from .pipeline import WAITING_EXIT, monitor_project, plan_steps, run_pipeline, sign_off_run, waiting_lines
 from .predictions import log_exists, log_location, open_log
 from .registry import approve, is_server, refusal, registry_client, rollback
@@ -20,15 +20,15 @@ from .runs import Interrupted, LockBusy, list_run_records, one_line
 
 # %% auto #0
 __all__ = ['MIN_CLASS_ROWS', 'SCHEDULE_MARK', 'CRON_FIELDS', 'EXIT_OK', 'EXIT_STEP_FAILED', 'EXIT_BAD_INPUT', 'EXIT_BUSY',
-           'EXIT_WAITING', 'EPILOG', 'COMMANDS', 'PREDICTION_LOG_HELP', 'APPROVE_USAGE', 'STEP_NAME', 'input_errors',
-           'preflight', 'next_steps', 'check_target', 'infer_project', 'runs_table', 'sign_off_lines', 'show_run',
-           'schedule_block', 'check_cron', 'merge_schedule', 'install_schedule', 'Command', 'command', 'parser', 'main',
-           'demo_arguments', 'cmd_demo', 'run_arguments', 'cmd_run', 'runs_arguments', 'cmd_runs', 'reports_arguments',
-           'cmd_reports', 'prediction_log_of', 'serve_arguments', 'cmd_serve', 'score_arguments', 'cmd_score',
-           'feedback_arguments', 'cmd_feedback', 'rollback_arguments', 'cmd_rollback', 'approve_arguments',
+           'EXIT_WAITING', 'EPILOG', 'COMMANDS', 'PREDICTION_LOG_HELP', 'APPROVE_USAGE', 'input_errors', 'preflight',
+           'next_steps', 'check_target', 'infer_project', 'runs_table', 'sign_off_lines', 'show_run', 'schedule_block',
+           'check_cron', 'merge_schedule', 'install_schedule', 'Command', 'command', 'shown', 'is_command', 'parser',
+           'main', 'demo_arguments', 'cmd_demo', 'run_arguments', 'cmd_run', 'runs_arguments', 'cmd_runs',
+           'reports_arguments', 'cmd_reports', 'prediction_log_of', 'serve_arguments', 'cmd_serve', 'score_arguments',
+           'cmd_score', 'feedback_arguments', 'cmd_feedback', 'rollback_arguments', 'cmd_rollback', 'approve_arguments',
            'cmd_approve', 'monitor_arguments', 'cmd_monitor', 'schedule_arguments', 'cmd_schedule', 'check_new_step',
            'phase_table', 'upstream_table', 'example_reading', 'starter_notebook', 'insert_lines', 'declare_step',
-           'new_step', 'new_step_arguments', 'cmd_new_step']
+           'new_step', 'new_step_arguments', 'cmd_new_step', 'team_arguments', 'cmd_team']
 
 # %% ../nbs/92_cli.ipynb #3004f18b
 @contextmanager
@@ -41,9 +41,9 @@ def input_errors():
 def preflight(lp: LoadedProject, steps: list[str]) -> None:
     "Fail before any run folder exists: no step named like a command, a tracking server that lets us in, every source reachable."
     for i, s in enumerate(lp.project.pipeline or []):
-        if s.name in COMMANDS or s.name.replace("_", "-") in COMMANDS:
-            raise ProjectError(f"{lp.file or 'project'}: `pipeline[{i}].name` is {s.name!r}, the name of a command (mlops-nb {s.name.replace('_', '-')}): "
-                               "rename the step")
+        if is_command(s.name):
+            raise ProjectError(f"{lp.file or 'project'}: `pipeline[{i}].name` is {s.name!r}, the name of a command (mlops-nb {s.name.replace('_', '-')}), "
+                               "which a step of that name would be mistaken for: rename the step")
     if is_server(lp.tracking_uri): registry_client(lp.tracking_uri)  # its 401 is refused here, not as a failed run
     if "ingest" in steps:
         from mlops_nb.ingest import check_sources
@@ -73,9 +73,8 @@ MIN_CLASS_ROWS = 10  # fewer rows of a class cannot give train, validation and h
 def check_target(df, target: str, data_file: Path) -> None:
     "Refuse (`ProjectError`) a target no run can learn: absent, not two values, or a class too rare to split."
     if target not in df.columns:
-        close = __import__("difflib").get_close_matches(target, list(map(str, df.columns)), n=1)
-        raise ProjectError(f"{data_file}: --target {target!r} is not a column"
-                           + (f" (did you mean {close[0]!r}?)" if close else "") + f"; columns: {', '.join(map(str, df.columns))}")
+        raise ProjectError(f"{data_file}: --target {target!r} is not a column{did_you_mean(target, df.columns)}; "
+                           f"columns: {', '.join(map(str, df.columns))}")
     counts = df[target].value_counts()
     if len(counts) != 2:
         raise ProjectError(f"{data_file}: --target {target!r} has {len(counts)} distinct values"
@@ -248,6 +247,14 @@ def command(help: str, arguments: Callable):
         COMMANDS[handler.__name__.removeprefix("cmd_").replace("_", "-")] = Command(help, arguments, handler)
         return handler
     return register
+
+def shown(path) -> str:
+    "`path` as the user would type it: relative to the working folder when inside it, else absolute."
+    return os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd()) else str(path)
+
+def is_command(name: str) -> bool:
+    "Whether `name` (a step's) would be read as a command: `new_step` as `mlops-nb new-step`."
+    return name.replace("_", "-") in COMMANDS
 
 
 # %% ../nbs/92_cli.ipynb #f0cf8070
@@ -551,29 +558,24 @@ def cmd_schedule(args) -> int:
 
 
 # %% ../nbs/92_cli.ipynb #3a2e98d0
-STEP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # as `PipelineStep.name`: a folder, an MLflow run, a command-line argument
-
 def check_new_step(lp: LoadedProject,  # the project the step joins
                    name: str,  # the new step's name
                    needs: list[str],  # the declared steps whose outputs it reads
                   ) -> None:
     "`ProjectError` naming what to fix unless `name` is a free step name and every need a declared step."
     names = [s.name for s in lp.steps]
-    if not STEP_NAME.fullmatch(name):
+    if not re.fullmatch(STEP_NAME, name):
         raise ProjectError(f"new-step {name!r}: a step name is lower-case letters, digits and underscores, starting with a letter "
                            "(it names a folder, an MLflow run and a command-line argument), e.g. delays_by_hour")
     if name in names: raise ProjectError(f"{lp.file}: step {name!r} is already declared in `pipeline`: choose another name")
     if name in RESERVED_STEP_NAMES or name in PHASE_STEPS:
         raise ProjectError(f"new-step {name!r}: the runner keeps this name for itself or a phase "
                            f"({', '.join(sorted(RESERVED_STEP_NAMES | set(PHASE_STEPS)))}): choose another name")
-    if name in COMMANDS or name.replace("_", "-") in COMMANDS:
+    if is_command(name):
         raise ProjectError(f"new-step {name!r}: `mlops-nb {name.replace('_', '-')}` is a command, which a step of that name "
                            "would be mistaken for: choose another name")
     for n in needs:
-        if n not in names:
-            close = __import__("difflib").get_close_matches(n, names, n=1)
-            raise ProjectError(f"new-step --needs {n!r}: not a step of {lp.file}" + (f" (did you mean {close[0]!r}?)" if close else "")
-                               + f"; steps: {', '.join(names)}")
+        if n not in names: raise ProjectError(f"new-step --needs {n!r}: not a step of {lp.file}{did_you_mean(n, names)}; steps: {', '.join(names)}")
 
 # %% ../nbs/92_cli.ipynb #66322f9a
 def phase_table(lp: LoadedProject, step: str) -> Optional[str]:
@@ -746,11 +748,32 @@ def new_step_arguments(p: argparse.ArgumentParser):
 def cmd_new_step(args) -> int:
     project = Path(args.project or demo_project_file()).resolve()
     nb_path, entry = new_step(project, args.name, args.needs, args.folder, args.force)
-    shown = lambda p: os.path.relpath(p) if Path(p).resolve().is_relative_to(Path.cwd()) else str(p)
     print(f"wrote {shown(nb_path)}: a step that runs as written (a parameters cell, cells tagged `step`, an example to replace)\n"
           f"declared it in {shown(project)}: needs [{', '.join(entry['needs'])}], outputs [{', '.join(entry['outputs'])}]\n"
           "next:\n"
           f"  open it in JupyterLab, where it runs alone on the latest run's outputs: "
           f"{shown(Path(sys.executable).parent / 'jupyter')} lab --ip=127.0.0.1 {shown(nb_path)}\n"
           f"  run it in the pipeline: mlops-nb run --project {shown(project)}")
+    return EXIT_OK
+
+# %% ../nbs/92_cli.ipynb #f2e5daee
+def team_arguments(p: argparse.ArgumentParser):
+    p.add_argument("action", choices=["up", "down", "status"], help="start the servers (and write the project file on them), stop them, or list them")
+    p.add_argument("--project", metavar="FILE", help="the project to put on the servers (default: the demo, conf/project.yaml)")
+    p.add_argument("--dir", metavar="DIR", help="the stack's folder: its data, logs, credentials (env) and project file (default: .team at the project's root)")
+    p.add_argument("--workers", type=int, default=2, metavar="N", help="Dask workers (default 2, one thread each)")
+
+@command("start, stop or list the team's servers on 127.0.0.1 (PostgreSQL, mlflow server, Redis, Dask)", team_arguments)
+def cmd_team(args) -> int:
+    from mlops_nb.team import ServerError, team_down, team_status, team_up
+    project = Path(args.project or demo_project_file()).resolve()
+    folder = Path(args.dir).resolve() if args.dir else load_project(project).root / ".team"
+    try:
+        if args.action == "up":
+            team_up(folder, project, args.workers)
+            print(f"next: set -a; . {shown(folder / 'env')}; set +a\n      mlops-nb run --project {shown(folder / 'project.yaml')}")
+        elif args.action == "down": team_down(folder)
+        else: print("\n".join(f"{n:<16}{state:<9}{where}" for n, state, where in team_status(folder)))
+    except ServerError as e:
+        print(f"mlops-nb: team {args.action}: {e}", file=sys.stderr); return EXIT_STEP_FAILED
     return EXIT_OK

@@ -15,21 +15,29 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 # %% auto #0
 __all__ = ['Severity', 'Dimension', 'Role', 'Phase', 'FeatureType', 'Family', 'PHASE_STEPS', 'LIFECYCLE', 'RESERVED_STEP_NAMES',
-           'ProjectError', 'Model', 'Stakeholder', 'PhaseOwnership', 'EndUser', 'Compliance', 'Budget', 'Requirements',
-           'KeyMetric', 'ValueModel', 'Target', 'DesignCard', 'Source', 'Join', 'TableSpec', 'Window', 'IngestSpec',
-           'ColumnRule', 'RowCheck', 'ReferenceCheck', 'DuplicateCheck', 'FreshnessCheck', 'GapCheck', 'TableQuality',
-           'ProfileSpec', 'QualitySpec', 'FeatureField', 'EntitySpec', 'RollingRate', 'FeatureViewSpec',
-           'RequestFeature', 'FeatureSpec', 'Expectation', 'Experiment', 'Split', 'Promotion', 'TrainSpec',
-           'DeploySpec', 'DriftThresholds', 'RetrainSpec', 'ScheduleSpec', 'MonitorSpec', 'PhaseStep', 'PipelineStep',
-           'pipeline_steps', 'run_order', 'ancestors', 'check_pipeline', 'Tracking', 'refuse_credentials', 'DevMode',
-           'Project', 'describe_errors', 'parse_override', 'set_dotted', 'file_digest', 'read_yaml', 'validate_project',
-           'LoadedProject', 'load_project', 'package_root', 'demo_project_file', 'frame_digest', 'utc_time',
-           'free_port', 'wait_for_server', 'atomic_write', 'write_json', 'latest_run_with', 'link_tree', 'link_file',
-           'in_test', 'Step', 'check_outputs', 'now_iso', 'open_step']
+           'STEP_NAME', 'POSTGRES_CREDENTIALS', 'CREDENTIAL_KEYS', 'ProjectError', 'did_you_mean', 'Model',
+           'Stakeholder', 'PhaseOwnership', 'EndUser', 'Compliance', 'Budget', 'Requirements', 'KeyMetric',
+           'ValueModel', 'Target', 'DesignCard', 'Source', 'Join', 'TableSpec', 'Window', 'IngestSpec', 'ColumnRule',
+           'RowCheck', 'ReferenceCheck', 'DuplicateCheck', 'FreshnessCheck', 'GapCheck', 'TableQuality', 'ProfileSpec',
+           'QualitySpec', 'FeatureField', 'EntitySpec', 'RollingRate', 'FeatureViewSpec', 'RequestFeature',
+           'FeatureSpec', 'Expectation', 'Experiment', 'Split', 'Promotion', 'TrainSpec', 'DeploySpec',
+           'DriftThresholds', 'RetrainSpec', 'ScheduleSpec', 'MonitorSpec', 'PhaseStep', 'PipelineStep',
+           'pipeline_steps', 'run_order', 'ancestors', 'check_pipeline', 'Tracking', 'refuse_credentials', 'Compute',
+           'DevMode', 'Project', 'describe_errors', 'parse_override', 'set_dotted', 'file_digest', 'read_yaml',
+           'merged', 'read_project', 'validate_project', 'LoadedProject', 'load_project', 'package_root',
+           'demo_project_file', 'frame_digest', 'utc_time', 'free_port', 'wait_for_server', 'atomic_write',
+           'write_json', 'latest_run_with', 'link_tree', 'link_file', 'in_test', 'Step', 'check_outputs', 'now_iso',
+           'open_step']
 
 # %% ../nbs/00_config.ipynb #5e165b95
 class ProjectError(ValueError):
     "An error in a project file or an override, phrased as what to fix."
+
+# %% ../nbs/00_config.ipynb #82ed29b2
+def did_you_mean(name, names) -> str:
+    "' (did you mean 'x'?)' when `name` looks like a typo of one of `names`, else ''."
+    close = difflib.get_close_matches(str(name), [str(n) for n in names], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 # %% ../nbs/00_config.ipynb #d466a245
 class Model(BaseModel):
@@ -322,11 +330,15 @@ class FeatureSpec(Model):
     services: dict[str, list[str]] = {}  # model name -> the views it uses
     owner: str = ""  # default owner of the views
     online_store: dict[str, Any] = {"type": "sqlite"}  # Feast's `online_store` settings: sqlite, redis or postgres
+    registry: Optional[str] = None  # default: a file registry in the run's store; a SQLAlchemy URL: Feast's SQL registry, shared
+    project: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # the Feast project (namespace) runs apply to; default: the project's name
 
     @model_validator(mode="after")
     def _references(self):
         if self.online_store.get("type") not in ("sqlite", "redis", "postgres"):
             raise ValueError(f"`online_store.type` is {self.online_store.get('type')!r}; supported: sqlite, redis, postgres")
+        if self.registry is not None and "://" not in self.registry:
+            raise ValueError(f"`registry` is {self.registry!r}: give a SQLAlchemy URL (postgresql+psycopg2://host:port/db), or leave it out for a file registry")
         for n, v in self.views.items():
             if v.entity not in self.entities:
                 raise ValueError(f"`views.{n}.entity` is {v.entity!r}, not a declared entity; declared: {sorted(self.entities)}")
@@ -476,8 +488,10 @@ LIFECYCLE = ["design", "ingest", "quality", "features", "train", "deploy"]  # th
 RESERVED_STEP_NAMES = {"all", "runner", "reports", "monitor"}  # `--force all`, the runner's and the reports' errors, `mlops-nb monitor`
 
 # %% ../nbs/00_config.ipynb #0c08bec0
+STEP_NAME = r"^[a-z][a-z0-9_]*$"  # a step's name: lower-case letters, digits, underscores
+
 class PipelineStep(Model):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")  # lower-case letters, digits, underscores: a folder, an MLflow run, a CLI argument
+    name: str = Field(pattern=STEP_NAME)  # lower-case letters, digits, underscores: a folder, an MLflow run, a CLI argument
     notebook: Optional[str] = None  # a notebook of the project's own, relative to the root (default for a phase: its notebook)
     needs: Optional[list[str]] = None  # the steps whose outputs it reads (default for a phase: the phase before it; else none)
     outputs: list[str] = []  # the artifacts it publishes (a step of the project's own): checked when it finishes
@@ -546,8 +560,7 @@ def check_pipeline(project) -> None:
             raise ValueError(f"`{at}.notebook` is missing: {s.name!r} is not a phase ({', '.join(LIFECYCLE)}), so it names its own notebook")
         for n in s.needs or []:
             if n not in names:
-                close = difflib.get_close_matches(n, names, n=1)
-                raise ValueError(f"`{at}.needs` names {n!r}, not a declared step{f' (did you mean {close[0]!r}?)' if close else ''}; steps: {', '.join(names)}")
+                raise ValueError(f"`{at}.needs` names {n!r}, not a declared step{did_you_mean(n, names)}; steps: {', '.join(names)}")
         for r in s.reads or []:
             if r not in sections: raise ValueError(f"`{at}.reads` names {r!r}, not a section of the project; sections: {', '.join(sections)}")
         for o in s.outputs:
@@ -564,9 +577,9 @@ class Tracking(Model):
     experiment: Optional[str] = None  # default: the project's name
 
 # %% ../nbs/00_config.ipynb #ab8b9b24
-def refuse_credentials(uri: Optional[str],  # a tracking URI, a database URL
+def refuse_credentials(uri: Optional[str],  # a tracking URI, a database URL, a Dask scheduler's address
                        where: str,  # what names it in the error: the project file and key, or the option
-                       env: tuple = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"),  # where its client reads them instead
+                       instead: str = "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD in the environment instead",  # where they go
                       ) -> Optional[str]:
     "`uri` unchanged, unless credentials are in it: then a `ProjectError` (with them hidden) saying where they go."
     from urllib.parse import urlsplit
@@ -574,7 +587,33 @@ def refuse_credentials(uri: Optional[str],  # a tracking URI, a database URL
     if parts.username is None and parts.password is None: return uri
     hidden = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
     raise ProjectError(f"{where}: {hidden} has credentials in it, and this file is shared and copied into every run: remove "
-                       f"them, and set {' and '.join(env)} in the environment instead")
+                       f"them, and {instead}")
+
+POSTGRES_CREDENTIALS = "set PGUSER and PGPASSWORD in the environment instead"  # libpq reads them there
+CREDENTIAL_KEYS = [  # (section, key, where its credentials go): the keys of a project file that name a server
+    ("tracking", "uri", "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD in the environment instead"),
+    ("deploy", "prediction_log", POSTGRES_CREDENTIALS),
+    ("features", "registry", POSTGRES_CREDENTIALS),
+    ("compute", "address", "give a TLS cluster's certificates in Dask's configuration (`distributed.comm.tls`)")]
+
+# %% ../nbs/00_config.ipynb #a372fd8c
+class Compute(Model):
+    backend: Literal["local", "dask"] = "local"  # where the trials train: local processes, or a Dask cluster
+    address: Optional[str] = None  # the Dask scheduler, tcp://host:port or tls://host:port; none: a local cluster for the run
+
+    @model_validator(mode="after")
+    def _scheduler_address(self):
+        from urllib.parse import urlsplit
+        if self.address is None: return self
+        if self.backend != "dask":
+            raise ValueError(f"`compute.address` is {self.address!r}, but `compute.backend` is {self.backend!r}: "
+                             "set `compute.backend: dask` to train on that cluster, or remove the address")
+        parts = urlsplit(self.address)
+        try: port = parts.port
+        except ValueError: port = None
+        if parts.scheme not in ("tcp", "tls") or not parts.hostname or port is None:
+            raise ValueError(f"`compute.address` is {self.address!r}: a Dask scheduler's address is tcp://host:port or tls://host:port")
+        return self
 
 # %% ../nbs/00_config.ipynb #c12ce9b8
 class DevMode(Model):
@@ -596,6 +635,7 @@ class Project(Model):
     deploy: DeploySpec = DeploySpec()
     monitor: MonitorSpec = MonitorSpec()
     tracking: Tracking = Tracking()
+    compute: Compute = Compute()
     pipeline: Optional[list[PipelineStep]] = None  # the steps a run executes (default: the lifecycle, `LIFECYCLE`)
     dev: DevMode = DevMode()
 
@@ -735,6 +775,28 @@ def read_yaml(path) -> dict:
     return data
 
 
+# %% ../nbs/00_config.ipynb #ddd1ba20
+def merged(base: dict, overlay: dict) -> dict:
+    "`base` with `overlay` laid over it: mappings merge key by key, anything else is replaced."
+    out = dict(base)
+    for k, v in overlay.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+def read_project(path, seen: tuple = ()) -> dict:
+    "The settings of project file `path`, with the file it `extends` (relative to it) merged under them."
+    path = Path(path).resolve()
+    data = read_yaml(path)
+    if "extends" not in data: return data
+    if path in seen: raise ProjectError(f"{path}: `extends` goes round in a circle: {' -> '.join(map(str, seen + (path,)))}")
+    extends = data.pop("extends")
+    if not isinstance(extends, str): raise ProjectError(f"{path}: key `extends` is {extends!r}: give the path of the project file it extends")
+    base_file = (path.parent / os.path.expanduser(extends)).resolve()
+    if not base_file.exists(): raise ProjectError(f"{path}: key `extends` is {extends!r}, but {base_file} does not exist")
+    base = read_project(base_file, seen + (path,))
+    base["root"] = str((base_file.parent / str(base.get("root", "."))).resolve())  # where the base put it
+    return merged(base, data)
+
 # %% ../nbs/00_config.ipynb #3a21a781
 def validate_project(data: dict, where: str) -> Project:
     "A `Project` from a mapping, or one `ProjectError` listing every problem."
@@ -793,15 +855,14 @@ class LoadedProject:
 def load_project(file=None, overrides: list[str] = (), data: Optional[dict] = None) -> LoadedProject:
     "Read, override and validate a project file; errors name the file, key and value."
     file = Path(file).resolve() if file else None
-    data = json.loads(json.dumps(data, default=str)) if data is not None else read_yaml(file)
+    data = json.loads(json.dumps(data, default=str)) if data is not None else read_project(file)
     for item in overrides:
         key, value = parse_override(item) if isinstance(item, str) else item
         set_dotted(data, key, value)
     where = str(file) if file else "project"
-    if isinstance(data, dict) and isinstance(data.get("tracking"), dict):  # before `where` names the overrides: they may hold it
-        refuse_credentials(data["tracking"].get("uri"), f"{where}: key `tracking.uri`")
-    if isinstance(data, dict) and isinstance(data.get("deploy"), dict):
-        refuse_credentials(str(data["deploy"].get("prediction_log") or ""), f"{where}: key `deploy.prediction_log`", env=("PGUSER", "PGPASSWORD"))
+    for section, key, instead in CREDENTIAL_KEYS:  # before `where` names the overrides: they may hold them
+        if isinstance(data, dict) and isinstance(data.get(section), dict):
+            refuse_credentials(str(data[section].get(key) or ""), f"{where}: key `{section}.{key}`", instead)
     if overrides: where += " with --set " + " ".join(o if isinstance(o, str) else f"{o[0]}={o[1]}" for o in overrides)
     return LoadedProject(validate_project(data, where), file, data)
 

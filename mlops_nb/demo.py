@@ -30,6 +30,7 @@ def replay_project(lp: LoadedProject, folder: Path, train_end: str) -> LoadedPro
         if step.get("notebook"): step["notebook"] = str(lp.path(step["notebook"]))
     data["ingest"].setdefault("window", {})["end"] = train_end
     data.setdefault("deploy", {})["refresh_seconds"] = 1  # the next month's traffic meets a new champion at once
+    if data.get("features"): data["features"]["project"] = f"{data['features'].get('project') or lp.name}-replay"
     folder.mkdir(parents=True, exist_ok=True)
     f = folder / "project.yaml"
     atomic_write(f, lambda p: p.write_text(yaml_dump(data)))

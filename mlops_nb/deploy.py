@@ -17,8 +17,8 @@ from fastapi import FastAPI, Request  # at module level: FastAPI reads the endpo
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from .config import LoadedProject, ProjectError, atomic_write, free_port, now_iso, package_root, wait_for_server
-from .feature_store import (EPOCH, bucket_key, expression_columns, feast_name, join_keys, open_store,
-                                    request_feature_values, td, training_frame, view_fields)
+from .feature_store import (EPOCH, applied_views, bucket_key, expression_columns, feast_name, join_keys, materialize,
+                                    open_store, request_feature_values, shared_online, td, training_frame, view_fields)
 from .predictions import PredictionLog, open_log
 from .registry import alias_version, is_server, load_model, model_name, registry_client, requirements
 from .runs import die_with_parent
@@ -35,7 +35,7 @@ __all__ = ['TREELITE_ROWS', 'SCALAR_VALUES', 'MAX_RECORDS', 'PASS_RECORDS', 'GAT
            'canary_mask', 'Scorer', 'score_file', 'ServiceMetrics', 'score_passes', 'follow_alias', 'service_openapi',
            'log_refusal', 'prediction_routes', 'status_routes', 'Drain', 'DrainMiddleware', 'make_app', 'serve',
            'run_with', 'serving_requirements', 'dockerfile', 'smoke_test', 'write_bundle', 'smoke_test_bundle',
-           'run_step']
+           'promoted_here', 'fill_shared_online', 'run_step']
 
 # %% ../nbs/06_deploy.ipynb #4f639048
 class ServingError(ValueError):
@@ -1154,6 +1154,28 @@ def smoke_test_bundle(step) -> tuple:
     return result, time.perf_counter() - t0
 
 
+# %% ../nbs/06_deploy.ipynb #3dbc97cf
+def promoted_here(step, version: str) -> bool:
+    "Whether this run's train step registered `version` and made it champion."
+    card = step.artifacts_dir("train") / "model_card.json"
+    registered = json.loads(card.read_text()).get("registered") or {} if card.exists() else {}
+    return registered.get("decision") == "champion" and str(registered.get("version")) == str(version)
+
+# %% ../nbs/06_deploy.ipynb #ee6336be
+def fill_shared_online(step, version: str) -> Optional[dict]:
+    "Materialize this run's features into a shared online store if this run promoted `version`; what was done (None: no shared store)."
+    spec = step.project.features
+    if spec is None or not shared_online(spec): return None
+    features = step.artifacts_dir("features")
+    store = open_store(features / "feature_repo")
+    if not promoted_here(step, version):
+        return {"materialized": False, "namespace": store.project,
+                "reason": f"version {version} was not promoted by this run: the shared online store keeps what its promotion put there"}
+    end = json.loads((features / "feature_views.json").read_text())["snapshot_end"]
+    materialize(store, step.project, end=end)
+    return {"materialized": True, "namespace": store.project, "online_store": spec.online_store["type"], "end": end,
+            "views": applied_views(store)}
+
 # %% ../nbs/06_deploy.ipynb #d05843e6
 def run_step(step) -> dict:
     "Write the deployment bundle, start the service, smoke-test it, stop it; finish."
@@ -1165,9 +1187,10 @@ def run_step(step) -> dict:
         step.save_json("smoke.json", result); step.params.update(deployed=False); step.finish()
         print(f"[deploy] {result['reason']}; nothing to deploy", file=sys.stderr, flush=True)
         return result
+    online = fill_shared_online(step, version)  # before the smoke test: the service reads it
     bundle = write_bundle(step, name, version)
     result, seconds = smoke_test_bundle(step)
-    result.update(deployed=result["passed"], model=name, model_uri=bundle["model_uri"], seconds=seconds)
+    result.update(deployed=result["passed"], model=name, model_uri=bundle["model_uri"], seconds=seconds, online_features=online)
     step.save_json("smoke.json", result)
     step.params.update(model_uri=bundle["model_uri"], deployed=result["passed"])
     step.metrics.update(smoke_passed=float(result["passed"]), smoke_latency_ms_p50=result.get("latency_ms_p50", float("nan")))

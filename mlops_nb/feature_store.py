@@ -14,9 +14,10 @@ import pandas as pd
 from .config import FeatureField, FeatureSpec, Project
 
 # %% auto #0
-__all__ = ['EPOCH', 'FeatureError', 'check_source', 'feast_name', 'td', 'bucket_key', 'bucket_of', 'join_keys', 'view_keys',
-           'with_buckets', 'view_fields', 'decision_time', 'expression_columns', 'evaluate', 'request_features',
-           'request_feature_values', 'in_repo', 'open_store', 'training_frame', 'online_features']
+__all__ = ['EPOCH', 'VERSION_TAG', 'DIGEST_TAG', 'FeatureError', 'check_source', 'feast_name', 'feast_project', 'shared_online',
+           'td', 'bucket_key', 'bucket_of', 'join_keys', 'view_keys', 'with_buckets', 'view_fields', 'decision_time',
+           'expression_columns', 'evaluate', 'request_features', 'request_feature_values', 'in_repo', 'open_store',
+           'training_frame', 'online_features', 'applied_views', 'materialize']
 
 # %% ../nbs/84_feature_store.ipynb #4ca1e4ca
 class FeatureError(ValueError):
@@ -40,6 +41,16 @@ def check_source(df: pd.DataFrame, table: str, keys: list[str], timestamp: Optio
 def feast_name(s: str) -> str:
     "The name Feast knows a project's view, service or project by: every character but letters, digits and `_` becomes `_`."
     return re.sub(r"\W", "_", s)
+
+# %% ../nbs/84_feature_store.ipynb #04f5c723
+def feast_project(project: Project) -> str:
+    "The Feast project (namespace) a run of `project` applies its views to: `features.project`, default the project's name."
+    return feast_name(project.features.project or project.name)
+
+# %% ../nbs/84_feature_store.ipynb #34a0be76
+def shared_online(spec: FeatureSpec) -> bool:
+    "Whether the online store is shared by the namespace's runs (Redis, PostgreSQL), not the run's own SQLite file."
+    return spec.online_store.get("type", "sqlite") != "sqlite"
 
 # %% ../nbs/84_feature_store.ipynb #7e5d7e06
 def td(s: Optional[str]) -> Optional[pd.Timedelta]:
@@ -193,3 +204,16 @@ def online_features(store,  # a FeatureStore
     cache = store.__dict__.setdefault("_mlops_services", {})  # the registry lookup costs more than the lookup itself
     if service not in cache: cache[service] = store.get_feature_service(service)
     return store.get_online_features(features=cache[service], entity_rows=entities).to_dict(include_event_timestamps=timestamps)
+
+# %% ../nbs/84_feature_store.ipynb #b612de14
+VERSION_TAG, DIGEST_TAG = "mlops_nb.version", "mlops_nb.digest"  # tags of every view a run applies
+
+def applied_views(store) -> dict:
+    "{view: {version, digest}} of the views in the store's namespace: the run that applied each, and its values' digest."
+    return {fv.name: {"version": fv.tags.get(VERSION_TAG), "digest": fv.tags.get(DIGEST_TAG)}
+            for fv in sorted(store.list_feature_views(), key=lambda fv: fv.name)}
+
+# %% ../nbs/84_feature_store.ipynb #d0fc62d3
+def materialize(store, project: Project, end, start=EPOCH) -> None:
+    "Load every view's latest values in `[start, end]` into the online store."
+    with in_repo(store): store.materialize(start_date=pd.Timestamp(start).to_pydatetime(), end_date=pd.Timestamp(end).to_pydatetime())

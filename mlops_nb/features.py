@@ -16,13 +16,15 @@ import pandas as pd
 from .config import (FeatureSpec, FeatureViewSpec, LoadedProject, Project, ProjectError, RollingRate, Step,
                              frame_digest, load_project, open_step)
 from .design import LeakageError, check_features
-from .feature_store import (EPOCH, FeatureError, bucket_key, bucket_of, check_source, decision_time,
-                                    expression_columns, feast_name, in_repo, join_keys, request_features, td,
-                                    training_frame, view_fields, view_keys)
+from .feature_store import (DIGEST_TAG, EPOCH, VERSION_TAG, FeatureError, bucket_key, bucket_of, check_source,
+                                    decision_time, expression_columns, feast_name, feast_project, in_repo, join_keys,
+                                    materialize, open_store, request_features, shared_online, td, training_frame,
+                                    view_fields, view_keys)
 
 # %% auto #0
 __all__ = ['used_columns', 'guard', 'label_of', 'rolling_rate', 'bucketed', 'view_source', 'entity_rows', 'store_config',
-           'feast_objects', 'build_store', 'asof_join', 'materialize', 'view_report', 'table_training_set', 'run_step']
+           'feast_objects', 'build_store', 'asof_join', 'publish', 'view_report', 'applied_record',
+           'table_training_set', 'run_step']
 
 # %% ../nbs/04_features.ipynb #ad384b67
 def used_columns(spec: FeatureSpec) -> list[str]:
@@ -125,11 +127,16 @@ def entity_rows(project: Project, df: pd.DataFrame) -> pd.DataFrame:
     return base
 
 # %% ../nbs/04_features.ipynb #f02b7911
-def store_config(project_name: str, online_store: Optional[dict] = None) -> dict:
-    "feature_store.yaml's content: local provider, DuckDB offline, the project's online store (default SQLite), file registry."
+def store_config(project_name: str,  # the Feast project (namespace)
+                 online_store: Optional[dict] = None,  # Feast's online store settings (default: SQLite in the repo)
+                 registry: Optional[str] = None,  # a SQLAlchemy URL: Feast's SQL registry (default: a file in the repo)
+                ) -> dict:
+    "feature_store.yaml's content: local provider, DuckDB offline, the project's online store and registry."
     online = dict(online_store or {"type": "sqlite"})
     if online["type"] == "sqlite": online.setdefault("path", "online.db")  # relative: the repo can move
-    return {"project": feast_name(project_name), "provider": "local", "registry": "registry.db",
+    shared = registry and {"registry_type": "sql", "path": registry, "cache_ttl_seconds": 60,  # a new application shows within a minute
+                           "sqlalchemy_config_kwargs": {"echo": False, "pool_pre_ping": True}}
+    return {"project": feast_name(project_name), "provider": "local", "registry": shared or "registry.db",
             "offline_store": {"type": "duckdb"}, "online_store": online, "entity_key_serialization_version": 3}
 
 # %% ../nbs/04_features.ipynb #78e92e0c
@@ -144,8 +151,8 @@ def _key_type(s: pd.Series) -> str:
     return "int" if pd.api.types.is_integer_dtype(s) else "str"
 
 # %% ../nbs/04_features.ipynb #f6c46e2d
-def feast_objects(spec: FeatureSpec, sources: dict, key_types: dict) -> list:
-    "Feast entities, feature views and services for `spec`; `sources`: view -> Parquet path."
+def feast_objects(spec: FeatureSpec, sources: dict, key_types: dict, tags: Optional[dict] = None) -> list:
+    "Feast entities, feature views and services for `spec`; `sources`: view -> Parquet path; `tags`: view -> its tags."
     from feast import Entity, FeatureService, FeatureView, Field, FileSource
     from feast.value_type import ValueType
     vt = {"str": ValueType.STRING, "int": ValueType.INT64, "float": ValueType.DOUBLE, "bool": ValueType.BOOL}
@@ -162,7 +169,8 @@ def feast_objects(spec: FeatureSpec, sources: dict, key_types: dict) -> list:
         views[name] = FeatureView(name=feast_name(name), entities=[entities[k] for k in keys], ttl=ttl, source=src,
                                   schema=[Field(name=f.name, dtype=_feast_type(f.dtype), description=f.description)
                                           for f in view_fields(spec, name)],
-                                  online=True, owner=v.owner or spec.owner, description=v.description)
+                                  online=True, owner=v.owner or spec.owner, description=v.description,
+                                  tags=(tags or {}).get(name, {}))
     services = [FeatureService(name=feast_name(m), features=[views[v] for v in vs], owner=spec.owner,
                                description=f"Features of model {m!r}") for m, vs in spec.services.items()]
     return [*entities.values(), *views.values(), *services]
@@ -171,8 +179,9 @@ def feast_objects(spec: FeatureSpec, sources: dict, key_types: dict) -> list:
 def build_store(project: Project,  # the project (its `features:` section)
                 tables: dict,  # ingested table name -> DataFrame
                 repo,  # folder of the Feast repository (created)
+                version: str = "",  # the views' version tag: the run applying them
                ) -> tuple:
-    "Write each view's source as Parquet, generate and `apply` the repository; return (store, timings)."
+    "Write each view's source as Parquet, generate and `apply` the repository to its own registry; return (store, timings)."
     import yaml
     from feast import FeatureStore, RepoConfig
     spec, repo = project.features, Path(repo)
@@ -186,11 +195,13 @@ def build_store(project: Project,  # the project (its `features:` section)
         key_types.update({k: _key_type(src[k]) for k in view_keys(spec, name)})
         ts = src["event_timestamp"]
         timings[name] = {"compute_seconds": round(time.perf_counter() - t0, 4), "rows": len(src),
-                         "static": spec.views[name].timestamp is None, "timestamps": ts}
-    cfg = store_config(project.name, spec.online_store)
-    (repo / "feature_store.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    store = FeatureStore(config=RepoConfig(repo_path=repo.resolve(), **cfg), repo_path=str(repo.resolve()))
-    with in_repo(store): store.apply(feast_objects(spec, paths, key_types))
+                         "static": spec.views[name].timestamp is None, "timestamps": ts, "digest": frame_digest(src)}
+    cfg = store_config(feast_project(project), spec.online_store, spec.registry)
+    (repo / "feature_store.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))  # what readers open: the shared stores, if any
+    own = store_config(feast_project(project))  # building touches nothing shared: the repo's own registry file and SQLite store
+    store = FeatureStore(config=RepoConfig(repo_path=repo.resolve(), **own), repo_path=str(repo.resolve()))
+    tags = {n: {VERSION_TAG: version, DIGEST_TAG: timings[n]["digest"]} for n in spec.views}
+    with in_repo(store): store.apply(feast_objects(spec, paths, key_types, tags))
     return store, timings
 
 # %% ../nbs/04_features.ipynb #fa294d39
@@ -218,10 +229,16 @@ def asof_join(project: Project,  # the project
         out = pd.concat([m.drop(columns=["_ts", "_ts_key"]), left[~ok].drop(columns="_ts_key")])
     return out.sort_values("row_id").reset_index(drop=True)
 
-# %% ../nbs/04_features.ipynb #af6d38d2
-def materialize(store, project: Project, end, start=EPOCH) -> None:
-    "Load every view's latest values in `[start, end]` into the online store."
-    with in_repo(store): store.materialize(start_date=pd.Timestamp(start).to_pydatetime(), end_date=pd.Timestamp(end).to_pydatetime())
+# %% ../nbs/04_features.ipynb #43e948c3
+def publish(project: Project, repo) -> None:
+    "Apply the definitions of `repo`'s own registry to the shared registry its `feature_store.yaml` names, sources by absolute path."
+    from feast import FeatureStore, RepoConfig
+    repo = Path(repo).resolve()
+    own = FeatureStore(config=RepoConfig(repo_path=repo, **store_config(feast_project(project))), repo_path=str(repo))
+    views = own.list_feature_views()
+    for fv in views: fv.batch_source.file_options.uri = str(repo / fv.batch_source.path)
+    shared = open_store(repo)
+    with in_repo(shared): shared.apply([*own.list_entities(), *views, *own.list_feature_services()])
 
 # %% ../nbs/04_features.ipynb #64a9e222
 def view_report(project: Project, timings: dict, train: pd.DataFrame, snapshot_end: pd.Timestamp) -> dict:
@@ -248,6 +265,14 @@ def view_report(project: Project, timings: dict, train: pd.DataFrame, snapshot_e
 # %% ../nbs/04_features.ipynb #b615cd9c
 def _tables_needed(spec: FeatureSpec) -> list[str]:
     return list(dict.fromkeys([spec.table, *(v.table for v in spec.views.values())]))
+
+# %% ../nbs/04_features.ipynb #ebaa05e0
+def applied_record(step: Step, timings: dict, materialized: bool) -> dict:
+    "What the step applies: namespace, stores, whether it fills the online store, and each view's version and digest."
+    spec = step.project.features
+    return {"namespace": feast_project(step.project), "registry": "sql" if spec.registry else "file",
+            "online_store": spec.online_store["type"], "materialized": materialized,
+            "views": {feast_name(n): {"version": step.run_dir.name, "digest": t["digest"]} for n, t in timings.items()}}
 
 # %% ../nbs/04_features.ipynb #261f718d
 def table_training_set(step: Step) -> dict:
@@ -290,14 +315,15 @@ def run_step(step: Step) -> dict:
         step.log_input(tables[t], t, frame_digest(tables[t]), str(path), context="features")
     t0 = time.perf_counter()
     repo = step.staging / "feature_repo"
-    store, timings = build_store(project, tables, repo)
+    store, timings = build_store(project, tables, repo, version=step.run_dir.name)
     rows = entity_rows(project, tables[spec.table])
     service = next(iter(spec.services))
     train = training_frame(store, project, rows, service).drop(columns="row_id")
     build_seconds = time.perf_counter() - t0
     end = rows.event_timestamp.max() if len(rows) else pd.Timestamp.now(tz="UTC")
     t1 = time.perf_counter()
-    if len(rows): materialize(store, project, end=end)
+    own_online = len(rows) > 0 and not shared_online(spec)  # a shared online store is filled on promotion (deploy)
+    if own_online: materialize(store, project, end=end)
     materialize_seconds = time.perf_counter() - t1
     label = project.design.target.name
     train[label] = train[label].astype("bool")
@@ -307,11 +333,13 @@ def run_step(step: Step) -> dict:
     report = {"service": service, "snapshot_end": end.isoformat(), "rows": len(train),
               "build_seconds": round(build_seconds, 3), "materialize_seconds": round(materialize_seconds, 3),
               "repo": "feature_repo", "guarded_columns": feature_cols,
-              "views": view_report(project, timings, train, end)}
+              "views": view_report(project, timings, train, end), "applied": applied_record(step, timings, own_online)}
     step.save_json("feature_views.json", report)
-    step.params.update(feature_service=service, feature_views=",".join(spec.views), stores="duckdb+sqlite")
+    step.params.update(feature_service=service, feature_views=",".join(spec.views), feature_namespace=feast_project(project),
+                       stores=f"duckdb+{spec.online_store['type']}+{'sql' if spec.registry else 'file'} registry")
     step.metrics.update(training_rows=len(train), feature_build_seconds=build_seconds,
                         materialize_seconds=materialize_seconds, positive_rate=float(train[label].mean()) if len(train) else 0.0)
     step.metrics.update({f"compute_seconds_{n}": r["compute_seconds"] for n, r in report["views"].items()})
     step.finish()
+    if spec.registry: publish(project, step.artifacts_dir("features") / "feature_repo")
     return report

@@ -5,7 +5,7 @@
 # %% ../nbs/02_ingest.ipynb #4420a299
 from __future__ import annotations
 
-import difflib, importlib.util, json, os, re, shutil, sqlite3, tempfile, time
+import importlib.util, json, os, re, shutil, sqlite3, tempfile, time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +13,7 @@ from typing import Optional
 
 import pandas as pd
 
-from .config import LoadedProject, Step, Window, atomic_write, frame_digest, now_iso, utc_time, write_json
+from .config import LoadedProject, Step, Window, atomic_write, did_you_mean, frame_digest, now_iso, utc_time, write_json
 from .tables import TableError, error_reason, file_columns, read_table_file
 
 # %% auto #0
@@ -26,11 +26,6 @@ __all__ = ['WAREHOUSE_VERSION', 'DEMO_TABLES', 'DEMO_INDEXES', 'DEMO_UNIQUE', 'D
 # %% ../nbs/02_ingest.ipynb #bc926c8c
 class IngestError(TableError):
     "A source, table, column or window that cannot be ingested, phrased as what to fix."
-
-def _close(name: str, names) -> str:
-    "A ' (did you mean ...?)' hint when `name` looks like a typo of one of `names`."
-    close = difflib.get_close_matches(str(name), [str(n) for n in names], n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 def _listing(names, limit: int = 30) -> str:
     names = [str(n) for n in names]
@@ -289,7 +284,7 @@ class SQLSource:
         schema, name = _split_table(table)
         names = self.table_names(schema)
         if name not in names:
-            raise IngestError(f"{where}: no table {table!r} in source `{self.key}` ({self.url}){_close(name, names)}; "
+            raise IngestError(f"{where}: no table {table!r} in source `{self.key}` ({self.url}){did_you_mean(name, names)}; "
                               f"its tables: {_listing(names) or 'none'}")
 
     def columns(self, table: str) -> dict:
@@ -433,7 +428,7 @@ class Sources:
 def _missing(wanted, available, where: str, origin: str):
     for c in wanted:
         if c not in available:
-            raise IngestError(f"{where}: column {c!r} is not in {origin}{_close(c, available)}; it has: {_listing(available)}")
+            raise IngestError(f"{where}: column {c!r} is not in {origin}{did_you_mean(c, available)}; it has: {_listing(available)}")
 
 
 # %% ../nbs/02_ingest.ipynb #94b06b47
@@ -466,7 +461,7 @@ def extract_table(lp: LoadedProject,  # the project
                  ) -> Extract:
     "Extract one declared table: columns, window, UTC time column, stable time order, joins."
     if name not in lp.ingest.tables:
-        raise IngestError(f"ingest.tables: no table {name!r}{_close(name, lp.ingest.tables)}; declared: {_listing(lp.ingest.tables)}")
+        raise IngestError(f"ingest.tables: no table {name!r}{did_you_mean(name, lp.ingest.tables)}; declared: {_listing(lp.ingest.tables)}")
     spec, where = lp.ingest.tables[name], f"ingest.tables.{name}"
     start, end = window_bounds(window if window is not None else lp.ingest.window)
     t0, extracted_at = time.perf_counter(), now_iso()

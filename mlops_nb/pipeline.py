@@ -610,6 +610,7 @@ def run_pipeline(lp: LoadedProject, start: Optional[str] = None, until: Optional
     with stop_on_signals(), run_lock(lp.runs_dir, lp.name, run_id, wait):
         try:
             run_dir, rec = prepare_run(lp, run_id, planned, command, reuse)
+            rec["options"] = {"progress": progress, "examples": examples, "force": sorted(forced), "reports": reports}  # a resumed run keeps them
             say(f"run {rec['run_id']} of project {lp.name!r}: {', '.join(steps)} -> {run_dir}")
             error = complete_run(lp, run_dir, rec, t0, progress, examples, forced, reports)
         except Interrupted as stop:
@@ -632,14 +633,17 @@ def run_folder(lp: LoadedProject, run_id: str) -> Path:
     return lp.runs_dir / rec["run_id"]
 
 def resume_run(lp: LoadedProject, run_dir: Path, rec: dict, reports: bool = True) -> int:
-    "Go on with a run that waited, its sign-off recorded: the pending steps, in its folder, under its parent MLflow run; its exit code."
+    """Go on with a run that waited, its sign-off recorded: the pending steps, in its folder, under its parent MLflow run,
+    with the options it started with (reports only if it rendered them and `reports`); its exit code."""
     t0 = time.monotonic() - (rec.get("duration_s") or 0)  # the duration counts the work, not the wait
     rec.update(status="running", waiting=None, ended=None, duration_s=None, owner=run_owner())
     try:
         reserve_space(run_dir)
         save_record(run_dir, rec)
         say(f"run {rec['run_id']} resumed: {', '.join(s['name'] for s in rec['steps'] if s['status'] == 'pending') or 'no step left'}")
-        error = complete_run(lp, run_dir, rec, t0, reports=reports)
+        opts = rec.get("options") or {}
+        error = complete_run(lp, run_dir, rec, t0, opts.get("progress", False), opts.get("examples", False), frozenset(opts.get("force", ())),
+                             reports and opts.get("reports", True))
     except Interrupted as stop:
         stop.handled()
         record_interruption(run_dir, rec, stop, t0)

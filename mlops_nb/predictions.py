@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from fastcore.basics import patch
 
-from .config import LoadedProject, ProjectError, now_iso, refuse_credentials
+from .config import POSTGRES_CREDENTIALS, LoadedProject, ProjectError, now_iso, refuse_credentials
 
 # %% auto #0
 __all__ = ['SCHEMA', 'PREDICTION_COLUMNS', 'CHECKPOINT_SECONDS', 'WAL_RESET_BYTES', 'PG_SCHEMA', 'SCHEMA_LOCK', 'KEY_COLUMNS',
@@ -308,7 +308,7 @@ def log_location(where: Union[Path, str],  # a path, a `sqlite:///` URL or a `po
     text = str(where)
     named = named or f"{lp.file if lp is not None and lp.file else 'project'}: key `deploy.prediction_log`"
     if "://" in text:
-        refuse_credentials(text, named, env=("PGUSER", "PGPASSWORD"))
+        refuse_credentials(text, named, POSTGRES_CREDENTIALS)
         if is_server_log(text): return text
         if not text.startswith("sqlite:///"):
             raise ProjectError(f"{named}: {text} is not a prediction log: give a SQLite file (a path or a sqlite:/// URL) "

@@ -192,6 +192,24 @@ def train_week_champion(root: Path, warehouse: Path) -> tuple:
     return f, uri, run_dir
 
 
+@contextmanager
+def redis_server(folder: Path):
+    "A throwaway Redis server on a free loopback port (no persistence), its log in `folder`; yields `127.0.0.1:PORT`."
+    exe = shutil.which("redis-server")
+    if exe is None: pytest.skip("redis-server is not installed (make test installs it)")
+    port = free_port()
+    with running_server([exe, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no"],
+                        folder / "redis-server.log", port=port, timeout=30):
+        yield f"127.0.0.1:{port}"
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    "A throwaway Redis server for one test (`redis_server`), stopped after it."
+    with redis_server(tmp_path) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def postgres():
     "A PostgreSQL cluster of Debian's package on a free loopback port, shared by the session (tests/servers.py)."

@@ -4,7 +4,6 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import free_port, running_server
 from mlops_nb.config import Step, demo_project_file, load_project
 from mlops_nb.design import LeakageError
 from mlops_nb.feature_store import FeatureError, join_keys, online_features, open_store, training_frame, view_fields
@@ -142,18 +141,6 @@ def test_late_rates_count_only_outcomes_known_before_the_decision(demo_lp, week,
         assert r.route_flights == len(seen) and r.route_late_rate == pytest.approx(seen.y.astype(float).mean())
 
 
-@pytest.fixture
-def redis_url(tmp_path):
-    "A throwaway Redis server on a free loopback port (no persistence), stopped after the test."
-    import shutil
-    exe = shutil.which("redis-server")
-    if exe is None: pytest.skip("redis-server is not installed (make test installs it)")
-    port = free_port()
-    with running_server([exe, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no"],
-                        tmp_path / "redis-server.log", port=port, timeout=30):
-        yield f"127.0.0.1:{port}"
-
-
 def test_redis_online_store_by_configuration_only(demo_lp, week, tmp_path, redis_url):
     "The same definitions, pointed at Redis by one project-file key, serve what the SQLite store serves."
     redis_lp = load_project(demo_lp.file, data=demo_lp.data,
@@ -169,6 +156,9 @@ def test_redis_online_store_by_configuration_only(demo_lp, week, tmp_path, redis
     for s, lp in ((step, redis_lp), (sqlite_step, demo_lp)):
         store = open_store(s.artifacts_dir("features") / "feature_repo")
         assert store.config.online_store.type == lp.features.online_store["type"]
+        if s is step:  # the step leaves a shared online store alone: a promotion fills it (06_deploy), as here
+            assert pd.DataFrame(online_features(store, lp.project, entities, at=at))["temp"].isna().all()
+            materialize(store, lp.project, end=at)
         answers.append(pd.DataFrame(online_features(store, lp.project, entities, at=at)))
     pd.testing.assert_frame_equal(answers[0], answers[1])
     assert answers[0]["temp"].notna().any()

@@ -108,9 +108,10 @@ def test_a_later_phase_waits_again_and_the_last_step_waits_too(tmp_path, warehou
     f = gated_project(tmp_path, warehouse, PIPELINE + [{"name": "quality", "sign_off": "development"}])
     code, out = mlops_nb("run", "--project", f, "--no-reports")
     assert code == 4, out
-    code, out = mlops_nb("approve", "latest", "--phase", "design", "--by", "Head of Operations Control", "--project", f, "--no-reports")
+    code, out = mlops_nb("approve", "latest", "--phase", "design", "--by", "Head of Operations Control", "--project", f)
     assert code == 4 and "for the sign-off of phase development (after step quality)" in out, out  # the next phase waits in turn
     rec = record(next((tmp_path / "runs").glob("2*")))
+    assert rec["reports"] == {} and rec["options"]["reports"] is False  # resumed as it started: --no-reports
     assert rec["status"] == "waiting" and [s["status"] for s in rec["steps"]] == ["succeeded"] * 3, rec
     assert rec["waiting"]["stakeholders"] == [{"name": "Senior dispatcher", "role": "subject_matter_expert"}]
     code, out = mlops_nb("approve", rec["run_id"], "--phase", "development", "--by", "Head of Operations Control", "--project", f)
