@@ -18,7 +18,7 @@ machine, the same load generator (bench/bench_serve.py's `load`, imported), in t
 - At the end every PostgreSQL database must hold one row per record answered (warm-up included): the figures are for
   a log that missed nothing.
 
-    .venv/bin/python bench/bench_team_serve.py            # writes bench/results/team_serve.md and .json (about 4 minutes)
+    .venv/bin/python bench/bench_team_serve.py            # writes bench/results/team_serve.md and .json (about 5 minutes)
     .venv/bin/python bench/bench_team_serve.py --quick    # fewer requests, one round (writes team_serve.quick.tmp)
 """
 import argparse, json, os, platform, statistics, sys, tempfile, threading, time
@@ -30,7 +30,7 @@ ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT / "tests")]
 from bench_serve import BIN, code_state, get, load, server_env, start, stop  # the service's start and the load generator of bench_serve
 from conftest import WAREHOUSE, mlops_nb, train_week_champion
-from servers import PG_BIN, Postgres
+from servers import Postgres
 
 BATCH = 100
 CASES = ((1, 8), (BATCH, 4))  # (records per request, concurrency)
@@ -74,10 +74,10 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer requests and one round: a smoke run")
     ap.add_argument("--requests", type=int, help="single-record requests per case (default 3000; quick 400)")
     ap.add_argument("--batches", type=int, help="100-record requests per case (default 240; quick 40)")
-    ap.add_argument("--rounds", type=int, help="rounds, the configurations' order alternated (default 3; quick 1)")
+    ap.add_argument("--rounds", type=int, help="rounds, the configurations' order alternated (default 5; quick 1)")
     args = ap.parse_args()
     n1, n100 = args.requests or (400 if args.quick else 3000), args.batches or (40 if args.quick else 240)
-    rounds = args.rounds or (1 if args.quick else 3)
+    rounds = args.rounds or (1 if args.quick else 5)
     out = HERE / "results" / ("team_serve.quick.tmp" if args.quick else "team_serve.md")
     cmd_line = ".venv/bin/python bench/bench_team_serve.py" + " ".join(
         [""] + (["--quick"] if args.quick else []) + [f"--{k} {v}" for k, v in (("requests", args.requests), ("batches", args.batches),
@@ -138,7 +138,7 @@ def main():
     lines = [
         "# The shared prediction log: one `mlops-nb serve` replica against two sharing one PostgreSQL log", "",
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · {platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}"
-        f" · PostgreSQL {PG_BIN.parent.name} · sqlalchemy {sqlalchemy.__version__} · psycopg2 {psycopg2.__version__.split()[0]}"
+        f" · PostgreSQL {pg.bin.parent.name} · sqlalchemy {sqlalchemy.__version__} · psycopg2 {psycopg2.__version__.split()[0]}"
         f" · fastapi {fastapi.__version__} · uvicorn {uvicorn.__version__} · pandas {pd.__version__}", "",
         f"Command: `{cmd_line}` ({time.time() - started:.0f} s in all, the champion's training included; load average "
         f"{load0[0]:.2f} before, {load1[0]:.2f} after (1-minute) on {os.cpu_count()} cores, which the load generator, the replicas and the "
