@@ -600,6 +600,8 @@ class Scorer:
                  log_path: Optional[Path] = None,  # a SQLite file or a PostgreSQL URL (`predictions.log_location`); default: the project's `deploy.prediction_log`
                 ):
         self.lp, self.alias = lp, alias
+        # first: a log that cannot be written (a server down, a database missing) stops the service before seconds of loading
+        self.log = open_log(log_path or lp.deploy.prediction_log, lp)
         self.name = name or model_name(lp.project)
         tracking_uri = tracking_uri or lp.tracking_uri
         self.client = registry_client(tracking_uri)
@@ -617,7 +619,6 @@ class Scorer:
         self.snapshot = self.run_dir / "artifacts" / "ingest" / f"{snapshot_table(lp)}.parquet"
         self.columns = request_columns(lp, self.model)
         self.types = column_types(self.snapshot, self.columns)
-        self.log = open_log(log_path or lp.deploy.prediction_log, lp)
         self.example = self._example()
 
 

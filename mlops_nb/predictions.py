@@ -287,7 +287,7 @@ def feedback(self: PostgresLog, labels: list[tuple], require_match: bool = False
     from psycopg2.extras import execute_values
     keys, now = sorted({(rid, record) for rid, record, _ in labels}), now_iso()
 
-    def record(cursor) -> tuple:
+    def insert_labels(cursor) -> tuple:
         new = len(execute_values(cursor, "insert into feedback values %s on conflict do nothing returning 1",
                                  [(rid, record, label, now) for rid, record, label in labels], fetch=True))
         # one count per page of keys (execute_values sends them a page at a time): their sum
@@ -296,7 +296,7 @@ def feedback(self: PostgresLog, labels: list[tuple], require_match: bool = False
                     "(select 1 from predictions p where p.request_id = k.request_id and p.record = k.record)", keys, fetch=True))
         if require_match and unmatched == len(keys): raise no_match(self.where, len(labels))  # before the commit: nothing recorded
         return new, unmatched
-    new, unmatched = self._transaction(record)
+    new, unmatched = self._transaction(insert_labels)
     return {"received": len(labels), "new": new, "duplicates": len(labels) - new, "unmatched": unmatched}
 
 # %% ../nbs/82_predictions.ipynb #d40fe9b5
