@@ -215,6 +215,8 @@ SCHEMA_LOCK = 820_001  # the advisory lock under which a replica creates the tab
 def log_engine(url: str):
     "This process's pool of connections to the log at `url` (SQLAlchemy on psycopg2), shared by its threads."
     from sqlalchemy import create_engine
+    try: import psycopg2  # noqa: F401  (the driver comes with the team extra)
+    except ImportError: raise ProjectError(f"{url}: a prediction log on PostgreSQL needs psycopg2: pip install 'mlops-nb[team]'") from None
     # no ping before each use (a round trip per pass): `PostgresLog._transaction` replaces a connection the server dropped
     return create_engine(url, pool_size=4, max_overflow=8,
                          connect_args={"connect_timeout": 10, "application_name": "mlops-nb prediction log"})
