@@ -23,7 +23,8 @@ from .feature_store import (BUCKET_TAG, DIGEST_TAG, EPOCH, VERSION_TAG, FeatureE
 
 # %% auto #0
 __all__ = ['used_columns', 'guard', 'label_of', 'rolling_rate', 'bucketed', 'view_source', 'entity_rows', 'feast_objects',
-           'build_store', 'asof_join', 'publish', 'view_report', 'applied_record', 'table_training_set', 'run_step']
+           'build_store', 'asof_join', 'publish', 'view_report', 'applied_record', 'used_view_report',
+           'table_training_set', 'run_step']
 
 # %% ../nbs/04_features.ipynb #ad384b67
 def used_columns(spec: FeatureSpec) -> list[str]:
@@ -260,6 +261,19 @@ def applied_record(step: Step, timings: dict, materialized: bool) -> dict:
             "online_store": spec.online_store["type"], "materialized": materialized,
             "views": {feast_name(n): {"version": step.run_dir.name, "digest": t["digest"]} for n, t in timings.items()}}
 
+# %% ../nbs/04_features.ipynb #1ca3d4a0
+def used_view_report(project: Project, train: pd.DataFrame, versions: dict) -> dict:
+    "Per view used from another project: its publisher, the version read, its definition as published, its services and coverage."
+    spec, out = project.features, {}
+    for name, publisher in spec.used.items():
+        v, feats = spec.views[name], view_fields(spec, name)
+        out[name] = {"kind": "used", "published_by": publisher, **versions[f"{publisher}.{name}"], "entity": v.entity,
+                     "keys": spec.entities[v.entity].keys, "ttl": v.ttl, "bucket": v.bucket, "owner": v.owner,
+                     "description": v.description, "features": [f.model_dump() for f in feats],
+                     "services": [m for m, vs in spec.services.items() if name in vs],
+                     "coverage": {f.name: round(float(train[f.name].notna().mean()), 4) for f in feats if f.name in train} if len(train) else {}}
+    return out
+
 # %% ../nbs/04_features.ipynb #261f718d
 def table_training_set(step: Step) -> dict:
     "The training set of a project without `features:`: the target's table, labelled, refused columns dropped."
@@ -306,6 +320,7 @@ def run_step(step: Step) -> dict:
     service = next(iter(spec.services))
     train = training_frame(store, project, rows, service).drop(columns="row_id")
     build_seconds = time.perf_counter() - t0
+    used = used_versions(project)  # the versions of the views it used, as the shared registry holds them
     end = rows.event_timestamp.max() if len(rows) else pd.Timestamp.now(tz="UTC")
     t1 = time.perf_counter()
     own_online = len(rows) > 0 and not shared_online(spec)  # a shared online store is filled on promotion (deploy)
@@ -319,14 +334,14 @@ def run_step(step: Step) -> dict:
     report = {"service": service, "snapshot_end": end.isoformat(), "rows": len(train),
               "build_seconds": round(build_seconds, 3), "materialize_seconds": round(materialize_seconds, 3),
               "repo": "feature_repo", "guarded_columns": feature_cols,
-              "views": view_report(project, timings, train, end), "applied": applied_record(step, timings, own_online),
-              "used": used_versions(project)}
+              "views": {**view_report(project, timings, train, end), **used_view_report(project, train, used)},
+              "applied": applied_record(step, timings, own_online), "used": used}
     step.save_json("feature_views.json", report)
     step.params.update(feature_service=service, feature_views=",".join(spec.views), feature_namespace=feast_project(project),
                        stores=f"duckdb+{spec.online_store['type']}+{'sql' if spec.registry else 'file'} registry")
     step.metrics.update(training_rows=len(train), feature_build_seconds=build_seconds,
                         materialize_seconds=materialize_seconds, positive_rate=float(train[label].mean()) if len(train) else 0.0)
-    step.metrics.update({f"compute_seconds_{n}": r["compute_seconds"] for n, r in report["views"].items()})
+    step.metrics.update({f"compute_seconds_{n}": t["compute_seconds"] for n, t in timings.items()})
     step.finish()
     if spec.registry: publish(project, step.artifacts_dir("features") / "feature_repo")
     return report

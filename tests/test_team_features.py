@@ -179,7 +179,10 @@ def test_a_second_project_trains_and_serves_on_published_views(demo_lp, week, pr
     np.testing.assert_allclose(got["temp"], published["temp"].to_numpy(float))
     # the catalog's source: the registry says who uses the publisher's weather
     from mlops_nb.feature_store import view_users
+    from mlops_nb.reports_model import view_users_of
     assert view_users(planner.features)["flights.weather"] == ["planner"]
+    assert view_users_of(lp.data) == ({"weather": ["planner"], "plane": [], "route_history": [], "carrier_history": []}, "")
+    assert preport["views"]["weather"]["kind"] == "used" and preport["views"]["weather"]["coverage"]["temp"] > 0.9
 
 
 def preport_versions(step):
