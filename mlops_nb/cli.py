@@ -39,7 +39,7 @@ def input_errors():
     except TableError as e: raise ProjectError(str(e)) from None
 
 def preflight(lp: LoadedProject, steps: list[str]) -> None:
-    "Fail before any run folder exists: no step named like a command, a tracking server that lets us in, every source reachable."
+    "Fail before any run folder exists: no step named like a command, a tracking server that lets us in, every source reachable, every view used published."
     for i, s in enumerate(lp.project.pipeline or []):
         if is_command(s.name):
             raise ProjectError(f"{lp.file or 'project'}: `pipeline[{i}].name` is {s.name!r}, the name of a command (mlops-nb {s.name.replace('_', '-')}), "
@@ -48,6 +48,9 @@ def preflight(lp: LoadedProject, steps: list[str]) -> None:
     if "ingest" in steps:
         from mlops_nb.ingest import check_sources
         with input_errors(): check_sources(lp)
+    if "features" in steps and lp.features is not None and lp.features.use:
+        from mlops_nb.feature_store import resolve_use
+        resolve_use(lp.project)  # a view no project publishes is named here, not in a failed features step
 
 # %% ../nbs/92_cli.ipynb #371c0b66
 def next_steps(lp: LoadedProject, run_dir: Path) -> list[str]:

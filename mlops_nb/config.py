@@ -332,6 +332,7 @@ class FeatureSpec(Model):
     online_store: dict[str, Any] = {"type": "sqlite"}  # Feast's `online_store` settings: sqlite, redis or postgres
     registry: Optional[str] = None  # default: a file registry in the run's store; a SQLAlchemy URL: Feast's SQL registry, shared
     project: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # the Feast project (namespace) runs apply to; default: the project's name
+    use: list[str] = []  # views another project publishes in the shared registry, as `<project>.<view>`; services name them by view
 
     @model_validator(mode="after")
     def _references(self):
@@ -339,13 +340,28 @@ class FeatureSpec(Model):
             raise ValueError(f"`online_store.type` is {self.online_store.get('type')!r}; supported: sqlite, redis, postgres")
         if self.registry is not None and "://" not in self.registry:
             raise ValueError(f"`registry` is {self.registry!r}: give a SQLAlchemy URL (postgresql+psycopg2://host:port/db), or leave it out for a file registry")
+        if self.use and not self.registry: raise ValueError("`use` reads views other projects publish: set `registry` to the shared registry")
+        for u in self.use:
+            if "." not in u: raise ValueError(f"`use` names {u!r}: give `<project>.<view>`, e.g. `flights.weather`")
+            if u.rsplit(".", 1)[1] in self.views: raise ValueError(f"`use` names {u!r}, but `views.{u.rsplit('.', 1)[1]}` is declared here too: rename one")
         for n, v in self.views.items():
             if v.entity not in self.entities:
                 raise ValueError(f"`views.{n}.entity` is {v.entity!r}, not a declared entity; declared: {sorted(self.entities)}")
         for m, vs in self.services.items():
             for v in vs:
-                if v not in self.views: raise ValueError(f"`services.{m}` names view {v!r}, not declared; declared: {sorted(self.views)}")
+                if v not in self.views and v not in self.used:
+                    raise ValueError(f"`services.{m}` names view {v!r}, not declared; declared: {sorted(self.views) + sorted(self.use)}")
         return self
+
+    @property
+    def used(self) -> dict[str, str]:
+        "{view: the project publishing it} of the views of `use`."
+        return {u.rsplit(".", 1)[1]: u.rsplit(".", 1)[0] for u in self.use}
+
+    @property
+    def own_views(self) -> dict:
+        "The views this project computes and publishes (not those it uses from another project)."
+        return {n: v for n, v in self.views.items() if n not in self.used}
 
 
 # %% ../nbs/00_config.ipynb #0519e9e3
@@ -657,8 +673,8 @@ class Project(Model):
         if self.features is not None:
             for e in self.train.experiments:
                 for v in e.views or []:
-                    if v not in self.features.views:
-                        raise ValueError(f"`train.experiments.{e.name}.views` names {v!r}, not a feature view; views: {sorted(self.features.views)}")
+                    if v not in self.features.views and v not in self.features.used:
+                        raise ValueError(f"`train.experiments.{e.name}.views` names {v!r}, not a feature view; views: {sorted(self.features.views) + sorted(self.features.use)}")
         if self.design.target.table and self.design.target.table not in self.ingest.tables:
             raise ValueError(f"`design.target.table` is {self.design.target.table!r}, not an ingested table")
         check_pipeline(self)

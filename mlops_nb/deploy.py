@@ -18,7 +18,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from .config import LoadedProject, ProjectError, atomic_write, free_port, now_iso, package_root, wait_for_server
 from .feature_store import (EPOCH, applied_views, bucket_key, expression_columns, feast_name, join_keys, materialize,
-                                    open_store, request_feature_values, shared_online, td, training_frame, view_fields)
+                                    namespace_of, open_store, request_feature_values, resolve_use, service_parts, shared_online,
+                                    td, training_frame, view_fields)
 from .predictions import PredictionLog, open_log
 from .registry import alias_version, is_server, load_model, model_name, registry_client, requirements
 from .runs import die_with_parent
@@ -218,6 +219,8 @@ class FeatureLookup:
         self.expression_columns = {c for r in self.spec.request if r.expr is not None for c in expression_columns(r.expr)}
         self.repo = Path(run_dir) / "artifacts" / "features" / "feature_repo"
         self.store = open_store(self.repo)
+        self.project = resolve_use(lp.project, self.repo)  # with the views it uses from other projects, as published
+        self.spec = self.project.features
         self.service = next(iter(self.spec.services))
         self.keys = join_keys(self.spec, self.spec.services[self.service])
         fields = [(v, f) for v in self.spec.services[self.service] for f in view_fields(self.spec, v)]
@@ -254,16 +257,18 @@ def python_value(v):
 # %% ../nbs/06_deploy.ipynb #b8e54bf7
 @patch
 def _online_views(self: FeatureLookup) -> list[tuple]:
-    "Per view of the service: (Feast view, its join keys, their value types, its bucket in ns or None, its fields)."
-    types = {e.join_key: e.value_type for e in self.store.list_entities()}
+    "Per view of the service: (Feast view, its join keys, their value types, its bucket in ns or None, its fields, its namespace's config)."
+    parts = service_parts(self.store, self.spec, self.service)  # a used view is read in its publisher's namespace
     views = []
     for v in self.spec.services[self.service]:
-        fv = self.store.get_feature_view(feast_name(v))
+        store = parts[namespace_of(self.store, self.spec, v)][0]
+        types = {e.join_key: e.value_type for e in store.list_entities()}
+        fv = store.get_feature_view(feast_name(v))
         keys = [c.name for c in fv.entity_columns]
         bucket = td(self.spec.views[v].bucket)
         if not set(keys) - set(self.keys) <= {bucket_key(v)}:
             raise ServingError(f"{self.repo}: feature view {fv.name!r} is keyed by {keys}, not by the service's keys {self.keys}: rebuild the store (`mlops-nb run`)")
-        views.append((fv, keys, [types[k] for k in keys], bucket.value if bucket else None, [f.name for f in view_fields(self.spec, v)]))
+        views.append((fv, keys, [types[k] for k in keys], bucket.value if bucket else None, [f.name for f in view_fields(self.spec, v)], store.config))
     return views
 
 @patch
@@ -308,15 +313,15 @@ def online(self: FeatureLookup, rows, at: np.ndarray) -> dict:
     # plain lists and arrays: this runs for every request, and pandas objects per feature cost more than the read
     columns = {k: [None if v != v else v for v in rows[k].tolist()] for k in self.keys}
     out = {}
-    for fv, keys, types, bucket_ns, fields in self.views:
+    for fv, keys, types, bucket_ns, fields, config in self.views:
         bucket = ((at - EPOCH.value) // bucket_ns).tolist() if bucket_ns else None  # bucketed views are keyed by the decision's bucket
         row_keys = list(zip(*(columns[k] if k in columns else bucket for k in keys)))
         distinct = list(dict.fromkeys(row_keys))
         known = [d for d in distinct if None not in d]  # a missing key finds nothing (and Feast cannot encode it)
         values = [python_values_to_proto_values([d[j] for d in known], t) for j, t in enumerate(types)]
         entity_keys = [EntityKey(join_keys=keys, entity_values=[values[j][i] for j in range(len(keys))]) for i in range(len(known))]
-        found = dict(zip(known, self.online_store.online_read(config=self.store.config, table=fv, entity_keys=entity_keys,
-                                                              requested_features=fields) if known else []))
+        found = dict(zip(known, self.online_store.online_read(config=config, table=fv, entity_keys=entity_keys,  # a copy: Redis's appends to it
+                                                              requested_features=list(fields)) if known else []))
         read = [found.get(d, (None, None)) for d in distinct]
         seconds = np.array([ts.timestamp() // 1 if ts is not None else np.nan for ts, _ in read])  # whole seconds, as Feast's responses
         where = {k: i for i, k in enumerate(distinct)}

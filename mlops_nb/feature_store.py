@@ -5,19 +5,21 @@
 # %% ../nbs/84_feature_store.ipynb #2541efc9
 from __future__ import annotations
 
-import ast, contextlib, functools, os, re, warnings
+import ast, contextlib, functools, json, os, re, warnings
 from pathlib import Path
 from typing import Optional
 
 import pandas as pd
 
-from .config import FeatureField, FeatureSpec, Project
+from .config import EntitySpec, FeatureField, FeatureSpec, FeatureViewSpec, Project, ProjectError
 
 # %% auto #0
-__all__ = ['EPOCH', 'VERSION_TAG', 'DIGEST_TAG', 'FeatureError', 'check_source', 'feast_name', 'feast_project', 'shared_online',
-           'td', 'bucket_key', 'bucket_of', 'join_keys', 'view_keys', 'with_buckets', 'view_fields', 'decision_time',
-           'expression_columns', 'evaluate', 'request_features', 'request_feature_values', 'in_repo', 'open_store',
-           'training_frame', 'online_features', 'applied_views', 'materialize']
+__all__ = ['EPOCH', 'VERSION_TAG', 'DIGEST_TAG', 'BUCKET_TAG', 'USES_TAG', 'FEAST_DTYPES', 'FeatureError', 'check_source',
+           'feast_name', 'feast_project', 'shared_online', 'td', 'bucket_key', 'bucket_of', 'join_keys', 'view_keys',
+           'with_buckets', 'view_fields', 'decision_time', 'expression_columns', 'evaluate', 'request_features',
+           'request_feature_values', 'store_config', 'in_repo', 'open_store', 'namespace_of', 'service_parts',
+           'training_frame', 'online_features', 'applied_views', 'materialize', 'namespace_store', 'namespace_object',
+           'published_views', 'resolve_use', 'used_versions', 'view_users']
 
 # %% ../nbs/84_feature_store.ipynb #4ca1e4ca
 class FeatureError(ValueError):
@@ -147,6 +149,19 @@ def request_feature_values(spec: FeatureSpec, df) -> dict:
         except Exception as e: raise FeatureError(f"request feature {r.name!r}: cannot evaluate {r.expr!r}: {e}") from None
     return out
 
+# %% ../nbs/84_feature_store.ipynb #af9f2c33
+def store_config(project_name: str,  # the Feast project (namespace)
+                 online_store: Optional[dict] = None,  # Feast's online store settings (default: SQLite in the repo)
+                 registry: Optional[str] = None,  # a SQLAlchemy URL: Feast's SQL registry (default: a file in the repo)
+                ) -> dict:
+    "feature_store.yaml's content: local provider, DuckDB offline, the project's online store and registry."
+    online = dict(online_store or {"type": "sqlite"})
+    if online["type"] == "sqlite": online.setdefault("path", "online.db")  # relative: the repo can move
+    shared = registry and {"registry_type": "sql", "path": registry, "cache_ttl_seconds": 60,  # a new application shows within a minute
+                           "sqlalchemy_config_kwargs": {"echo": False, "pool_pre_ping": True}}
+    return {"project": feast_name(project_name), "provider": "local", "registry": shared or "registry.db",
+            "offline_store": {"type": "duckdb"}, "online_store": online, "entity_key_serialization_version": 3}
+
 # %% ../nbs/84_feature_store.ipynb #b908670e
 @contextlib.contextmanager
 def in_repo(store):
@@ -165,6 +180,26 @@ def open_store(repo):
     from feast import FeatureStore
     return FeatureStore(repo_path=str(Path(repo).resolve()))
 
+# %% ../nbs/84_feature_store.ipynb #c7fd485b
+def namespace_of(store, spec: FeatureSpec, view: str) -> str:
+    "The Feast project holding `view`: its publisher's for a used view, else the store's own."
+    return feast_name(spec.used[view]) if view in spec.used else store.project
+
+# %% ../nbs/84_feature_store.ipynb #598f6ca7
+def service_parts(store, spec: FeatureSpec, service: str) -> dict:
+    "{namespace: (its store, what to ask it for)}: the store's feature service for its own views, feature references elsewhere."
+    cache = store.__dict__.setdefault("_mlops_parts", {})  # registry lookups cost more than an online lookup
+    if service in cache: return cache[service]
+    parts, views = {}, spec.services[service]
+    if any(v not in spec.used for v in views): parts[store.project] = (store, store.get_feature_service(feast_name(service)))
+    for v in views:
+        if v not in spec.used: continue
+        ns = namespace_of(store, spec, v)
+        other, refs = parts.get(ns) or (namespace_store(spec, ns, store.repo_path), [])
+        parts[ns] = (other, refs + [f"{feast_name(v)}:{f.name}" for f in view_fields(spec, v)])
+    cache[service] = parts
+    return parts
+
 # %% ../nbs/84_feature_store.ipynb #10db41b4
 def training_frame(store,  # a FeatureStore from `build_store`
                    project: Project,  # the project
@@ -176,13 +211,15 @@ def training_frame(store,  # a FeatureStore from `build_store`
     service = service or next(iter(spec.services))
     views = spec.services[service]
     ent = with_buckets(spec, rows[["row_id", *join_keys(spec, views), "event_timestamp"]], views, rows.event_timestamp)
-    svc = store.get_feature_service(feast_name(service))
-    with in_repo(store): got = store.get_historical_features(entity_df=ent, features=svc).to_df()
-    feats = [f.name for v in spec.services[service] for f in view_fields(spec, v)]
-    got = got[["row_id", *feats]]
-    if len(got) != len(rows) or not got.row_id.is_unique:
-        raise FeatureError(f"the store returned {len(got)} rows for {len(rows)} entity rows")
-    return rows.merge(got, on="row_id", how="left", validate="one_to_one")
+    out = rows
+    for namespace, (other, features) in service_parts(store, spec, service).items():
+        with in_repo(other): got = other.get_historical_features(entity_df=ent, features=features).to_df()
+        feats = [f.name for v in views if namespace_of(store, spec, v) == namespace for f in view_fields(spec, v)]
+        got = got[["row_id", *feats]]
+        if len(got) != len(rows) or not got.row_id.is_unique:
+            raise FeatureError(f"the store returned {len(got)} rows for {len(rows)} entity rows")
+        out = out.merge(got, on="row_id", how="left", validate="one_to_one")
+    return out
 
 # %% ../nbs/84_feature_store.ipynb #300a3970
 def online_features(store,  # a FeatureStore
@@ -200,13 +237,14 @@ def online_features(store,  # a FeatureStore
         at = pd.Timestamp.now(tz="UTC") if at is None else pd.Timestamp(at)
         extra = {bucket_key(v): int((at - EPOCH) // td(spec.views[v].bucket)) for v in buckets}
         entities = [{**e, **extra} for e in entities]
-    service = feast_name(name)
-    cache = store.__dict__.setdefault("_mlops_services", {})  # the registry lookup costs more than the lookup itself
-    if service not in cache: cache[service] = store.get_feature_service(service)
-    return store.get_online_features(features=cache[service], entity_rows=entities).to_dict(include_event_timestamps=timestamps)
+    out = {}
+    for namespace, (other, features) in service_parts(store, spec, name).items():
+        out.update(other.get_online_features(features=features, entity_rows=entities).to_dict(include_event_timestamps=timestamps))
+    return out
 
 # %% ../nbs/84_feature_store.ipynb #b612de14
-VERSION_TAG, DIGEST_TAG = "mlops_nb.version", "mlops_nb.digest"  # tags of every view a run applies
+VERSION_TAG, DIGEST_TAG, BUCKET_TAG = "mlops_nb.version", "mlops_nb.digest", "mlops_nb.bucket"  # tags of every view a run applies
+USES_TAG = "mlops_nb.uses"  # tag of a namespace: the views of other projects it uses, `<project>.<view>` comma-separated
 
 def applied_views(store) -> dict:
     "{view: {version, digest}} of the views in the store's namespace: the run that applied each, and its values' digest."
@@ -217,3 +255,64 @@ def applied_views(store) -> dict:
 def materialize(store, project: Project, end, start=EPOCH) -> None:
     "Load every view's latest values in `[start, end]` into the online store."
     with in_repo(store): store.materialize(start_date=pd.Timestamp(start).to_pydatetime(), end_date=pd.Timestamp(end).to_pydatetime())
+
+# %% ../nbs/84_feature_store.ipynb #45ab76a2
+def namespace_store(spec: FeatureSpec, namespace: str, repo=None):
+    "A Feast store on the shared registry and online store of `spec`, in Feast project `namespace`."
+    from feast import FeatureStore, RepoConfig
+    repo = Path(repo or Path.cwd()).resolve()
+    return FeatureStore(config=RepoConfig(repo_path=repo, **store_config(namespace, spec.online_store, spec.registry)), repo_path=str(repo))
+
+# %% ../nbs/84_feature_store.ipynb #2f712c19
+def namespace_object(project: Project):
+    "The Feast project of a run's namespace, tagged with the views of other projects it uses."
+    from feast.project import Project as FeastProject
+    spec = project.features
+    used = ",".join(f"{feast_name(p)}.{feast_name(v)}" for v, p in spec.used.items())
+    return FeastProject(name=feast_project(project), description=project.description, tags={USES_TAG: used} if used else {})
+
+# %% ../nbs/84_feature_store.ipynb #aa7e690c
+def published_views(spec: FeatureSpec) -> dict:
+    "{namespace: its views} of every project that publishes views in the shared registry of `spec`."
+    store = namespace_store(spec, "mlops_nb")
+    return {p.name: sorted(fv.name for fv in store.registry.list_feature_views(p.name)) for p in store.list_projects()}
+
+# %% ../nbs/84_feature_store.ipynb #5aafb344
+FEAST_DTYPES = {"FLOAT64": "float", "FLOAT32": "float", "INT64": "int", "INT32": "int", "STRING": "str", "BOOL": "bool"}
+
+def resolve_use(project: Project, repo=None) -> Project:
+    "`project` with the views of `features.use` as the shared registry publishes them; `ProjectError` naming a view no project publishes."
+    spec = project.features
+    if spec is None or not spec.use: return project
+    views, entities = dict(spec.views), dict(spec.entities)
+    for name, publisher in spec.used.items():
+        fv = next((v for v in namespace_store(spec, feast_name(publisher), repo).list_feature_views() if v.name == feast_name(name)), None)
+        if fv is None:
+            listing = "; ".join(f"{p}: {', '.join(vs)}" for p, vs in published_views(spec).items() if vs) or "none"
+            raise ProjectError(f"`features.use` names {publisher}.{name}, which no project publishes in the shared registry: "
+                               f"fix the name, or run {publisher!r} with this registry first. Published: {listing}")
+        bucket = fv.tags.get(BUCKET_TAG) or None
+        ref = f"{publisher}.{name}"
+        entities[ref] = EntitySpec(keys=[c.name for c in fv.entity_columns if c.name != bucket_key(name)], description=f"keys of {ref}")
+        views[name] = FeatureViewSpec.model_construct(  # what the registry holds; its table is the publisher's, not ingested here
+            entity=ref, table=ref, timestamp="event_timestamp", ttl=f"{int(fv.ttl.total_seconds())}s" if fv.ttl else None,
+            fields=[FeatureField(name=f.name, dtype=FEAST_DTYPES.get(f.dtype.name, "float"), description=f.description) for f in fv.features],
+            bucket=bucket, owner=fv.owner, description=fv.description)
+    return project.model_copy(update={"features": spec.model_copy(update={"views": views, "entities": entities})})
+
+# %% ../nbs/84_feature_store.ipynb #6c79cb8b
+def used_versions(project: Project, repo=None) -> dict:
+    "{`<project>.<view>`: {namespace, version, digest}} of the views `project` uses, as the shared registry holds them now."
+    spec, out = project.features, {}
+    for name, publisher in spec.used.items():
+        versions = applied_views(namespace_store(spec, feast_name(publisher), repo))
+        out[f"{publisher}.{name}"] = {"namespace": feast_name(publisher), **versions.get(feast_name(name), {})}
+    return out
+
+# %% ../nbs/84_feature_store.ipynb #ecd8fb24
+def view_users(spec: FeatureSpec) -> dict:
+    "{`<namespace>.<view>`: the namespaces that use it}, as the shared registry's project tags say."
+    out = {}
+    for p in namespace_store(spec, "mlops_nb").list_projects():
+        for ref in filter(None, p.tags.get(USES_TAG, "").split(",")): out.setdefault(ref, []).append(p.name)
+    return {ref: sorted(users) for ref, users in out.items()}

@@ -16,20 +16,20 @@ import pandas as pd
 from .config import (FeatureSpec, FeatureViewSpec, LoadedProject, Project, ProjectError, RollingRate, Step,
                              frame_digest, load_project, open_step)
 from .design import LeakageError, check_features
-from .feature_store import (DIGEST_TAG, EPOCH, VERSION_TAG, FeatureError, bucket_key, bucket_of, check_source,
+from .feature_store import (BUCKET_TAG, DIGEST_TAG, EPOCH, VERSION_TAG, FeatureError, bucket_key, bucket_of, check_source,
                                     decision_time, expression_columns, feast_name, feast_project, in_repo, join_keys,
-                                    materialize, open_store, request_features, shared_online, td, training_frame,
-                                    view_fields, view_keys)
+                                    materialize, namespace_object, open_store, request_features, resolve_use, shared_online,
+                                    store_config, td, training_frame, used_versions, view_fields, view_keys)
 
 # %% auto #0
-__all__ = ['used_columns', 'guard', 'label_of', 'rolling_rate', 'bucketed', 'view_source', 'entity_rows', 'store_config',
-           'feast_objects', 'build_store', 'asof_join', 'publish', 'view_report', 'applied_record',
+__all__ = ['used_columns', 'guard', 'label_of', 'rolling_rate', 'bucketed', 'view_source', 'entity_rows', 'feast_objects',
+           'build_store', 'asof_join', 'publish', 'view_report', 'applied_record', 'used_view_report',
            'table_training_set', 'run_step']
 
 # %% ../nbs/04_features.ipynb #ad384b67
 def used_columns(spec: FeatureSpec) -> list[str]:
     "The source columns the features read (views' fields, request features and their expressions)."
-    cols = [f.name for v in spec.views.values() for f in v.fields]
+    cols = [f.name for v in spec.own_views.values() for f in v.fields]
     for r in spec.request:
         cols += [r.name] if r.expr is None else [c for c in expression_columns(r.expr) if c not in ("dt", "str")]
     return list(dict.fromkeys(cols))
@@ -126,19 +126,6 @@ def entity_rows(project: Project, df: pd.DataFrame) -> pd.DataFrame:
     base.insert(0, "row_id", np.arange(len(base), dtype="int64"))
     return base
 
-# %% ../nbs/04_features.ipynb #f02b7911
-def store_config(project_name: str,  # the Feast project (namespace)
-                 online_store: Optional[dict] = None,  # Feast's online store settings (default: SQLite in the repo)
-                 registry: Optional[str] = None,  # a SQLAlchemy URL: Feast's SQL registry (default: a file in the repo)
-                ) -> dict:
-    "feature_store.yaml's content: local provider, DuckDB offline, the project's online store and registry."
-    online = dict(online_store or {"type": "sqlite"})
-    if online["type"] == "sqlite": online.setdefault("path", "online.db")  # relative: the repo can move
-    shared = registry and {"registry_type": "sql", "path": registry, "cache_ttl_seconds": 60,  # a new application shows within a minute
-                           "sqlalchemy_config_kwargs": {"echo": False, "pool_pre_ping": True}}
-    return {"project": feast_name(project_name), "provider": "local", "registry": shared or "registry.db",
-            "offline_store": {"type": "duckdb"}, "online_store": online, "entity_key_serialization_version": 3}
-
 # %% ../nbs/04_features.ipynb #78e92e0c
 def _feast_type(dtype: str):
     "Feast's type of a feature of the project's `dtype`."
@@ -156,13 +143,13 @@ def feast_objects(spec: FeatureSpec, sources: dict, key_types: dict, tags: Optio
     from feast import Entity, FeatureService, FeatureView, Field, FileSource
     from feast.value_type import ValueType
     vt = {"str": ValueType.STRING, "int": ValueType.INT64, "float": ValueType.DOUBLE, "bool": ValueType.BOOL}
-    keys = list(dict.fromkeys(k for n in spec.views for k in view_keys(spec, n)))
+    keys = list(dict.fromkeys(k for n in spec.own_views for k in view_keys(spec, n)))
     entities = {k: Entity(name=k, join_keys=[k], value_type=vt[key_types.get(k, "str")],
                           description="; ".join(e.description for e in spec.entities.values() if k in e.keys)
                                       or "time bucket of a bucketed view")
                 for k in keys}
     views = {}
-    for name, v in spec.views.items():
+    for name, v in spec.own_views.items():
         keys = view_keys(spec, name)
         src = FileSource(name=f"{feast_name(name)}_source", path=str(sources[name]), timestamp_field="event_timestamp")
         ttl = td(v.ttl).to_pytimedelta() if v.ttl else timedelta(0)
@@ -171,8 +158,8 @@ def feast_objects(spec: FeatureSpec, sources: dict, key_types: dict, tags: Optio
                                           for f in view_fields(spec, name)],
                                   online=True, owner=v.owner or spec.owner, description=v.description,
                                   tags=(tags or {}).get(name, {}))
-    services = [FeatureService(name=feast_name(m), features=[views[v] for v in vs], owner=spec.owner,
-                               description=f"Features of model {m!r}") for m, vs in spec.services.items()]
+    services = [FeatureService(name=feast_name(m), features=[views[v] for v in vs if v in views], owner=spec.owner,  # own views; used ones by reference
+                               description=f"Features of model {m!r}") for m, vs in spec.services.items() if any(v in views for v in vs)]
     return [*entities.values(), *views.values(), *services]
 
 # %% ../nbs/04_features.ipynb #9093ed7a
@@ -187,7 +174,7 @@ def build_store(project: Project,  # the project (its `features:` section)
     spec, repo = project.features, Path(repo)
     (repo / "data").mkdir(parents=True, exist_ok=True)
     paths, timings, key_types = {}, {}, {}
-    for name in spec.views:
+    for name in spec.own_views:
         t0 = time.perf_counter()
         src = view_source(project, name, tables)
         paths[name] = f"data/{feast_name(name)}.parquet"  # relative: the repo can move (staging -> artifacts)
@@ -200,8 +187,8 @@ def build_store(project: Project,  # the project (its `features:` section)
     (repo / "feature_store.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))  # what readers open: the shared stores, if any
     own = store_config(feast_project(project))  # building touches nothing shared: the repo's own registry file and SQLite store
     store = FeatureStore(config=RepoConfig(repo_path=repo.resolve(), **own), repo_path=str(repo.resolve()))
-    tags = {n: {VERSION_TAG: version, DIGEST_TAG: timings[n]["digest"]} for n in spec.views}
-    with in_repo(store): store.apply(feast_objects(spec, paths, key_types, tags))
+    tags = {n: {VERSION_TAG: version, DIGEST_TAG: timings[n]["digest"], BUCKET_TAG: v.bucket or ""} for n, v in spec.own_views.items()}
+    with in_repo(store): store.apply([namespace_object(project), *feast_objects(spec, paths, key_types, tags)])
     return store, timings
 
 # %% ../nbs/04_features.ipynb #fa294d39
@@ -238,13 +225,13 @@ def publish(project: Project, repo) -> None:
     views = own.list_feature_views()
     for fv in views: fv.batch_source.file_options.uri = str(repo / fv.batch_source.path)
     shared = open_store(repo)
-    with in_repo(shared): shared.apply([*own.list_entities(), *views, *own.list_feature_services()])
+    with in_repo(shared): shared.apply([namespace_object(project), *own.list_entities(), *views, *own.list_feature_services()])
 
 # %% ../nbs/04_features.ipynb #64a9e222
 def view_report(project: Project, timings: dict, train: pd.DataFrame, snapshot_end: pd.Timestamp) -> dict:
     "Per view: entity, TTL, owner, features, compute time, rows, newest value known at the snapshot's end and its age, coverage."
     spec, out = project.features, {}
-    for name, v in spec.views.items():
+    for name, v in spec.own_views.items():
         feats = [f.name for f in view_fields(spec, name)]
         t = timings[name]
         known = t["timestamps"][t["timestamps"] <= snapshot_end]
@@ -264,7 +251,7 @@ def view_report(project: Project, timings: dict, train: pd.DataFrame, snapshot_e
 
 # %% ../nbs/04_features.ipynb #b615cd9c
 def _tables_needed(spec: FeatureSpec) -> list[str]:
-    return list(dict.fromkeys([spec.table, *(v.table for v in spec.views.values())]))
+    return list(dict.fromkeys([spec.table, *(v.table for v in spec.own_views.values())]))
 
 # %% ../nbs/04_features.ipynb #ebaa05e0
 def applied_record(step: Step, timings: dict, materialized: bool) -> dict:
@@ -273,6 +260,19 @@ def applied_record(step: Step, timings: dict, materialized: bool) -> dict:
     return {"namespace": feast_project(step.project), "registry": "sql" if spec.registry else "file",
             "online_store": spec.online_store["type"], "materialized": materialized,
             "views": {feast_name(n): {"version": step.run_dir.name, "digest": t["digest"]} for n, t in timings.items()}}
+
+# %% ../nbs/04_features.ipynb #1ca3d4a0
+def used_view_report(project: Project, train: pd.DataFrame, versions: dict) -> dict:
+    "Per view used from another project: its publisher, the version read, its definition as published, its services and coverage."
+    spec, out = project.features, {}
+    for name, publisher in spec.used.items():
+        v, feats = spec.views[name], view_fields(spec, name)
+        out[name] = {"kind": "used", "published_by": publisher, **versions[f"{publisher}.{name}"], "entity": v.entity,
+                     "keys": spec.entities[v.entity].keys, "ttl": v.ttl, "bucket": v.bucket, "owner": v.owner,
+                     "description": v.description, "features": [f.model_dump() for f in feats],
+                     "services": [m for m, vs in spec.services.items() if name in vs],
+                     "coverage": {f.name: round(float(train[f.name].notna().mean()), 4) for f in feats if f.name in train} if len(train) else {}}
+    return out
 
 # %% ../nbs/04_features.ipynb #261f718d
 def table_training_set(step: Step) -> dict:
@@ -304,9 +304,9 @@ def table_training_set(step: Step) -> dict:
 # %% ../nbs/04_features.ipynb #f8f9fd29
 def run_step(step: Step) -> dict:
     "Guard, compute, store and serve the features; write the training set and the per-view record; finish."
-    project = step.project
+    if step.project.features is None: return table_training_set(step)
+    project = resolve_use(step.project)  # the views it uses from other projects, as the shared registry publishes them
     spec = project.features
-    if spec is None: return table_training_set(step)
     feature_cols = guard(project)
     tables = {}
     for t in _tables_needed(spec):
@@ -320,6 +320,7 @@ def run_step(step: Step) -> dict:
     service = next(iter(spec.services))
     train = training_frame(store, project, rows, service).drop(columns="row_id")
     build_seconds = time.perf_counter() - t0
+    used = used_versions(project)  # the versions of the views it used, as the shared registry holds them
     end = rows.event_timestamp.max() if len(rows) else pd.Timestamp.now(tz="UTC")
     t1 = time.perf_counter()
     own_online = len(rows) > 0 and not shared_online(spec)  # a shared online store is filled on promotion (deploy)
@@ -333,13 +334,14 @@ def run_step(step: Step) -> dict:
     report = {"service": service, "snapshot_end": end.isoformat(), "rows": len(train),
               "build_seconds": round(build_seconds, 3), "materialize_seconds": round(materialize_seconds, 3),
               "repo": "feature_repo", "guarded_columns": feature_cols,
-              "views": view_report(project, timings, train, end), "applied": applied_record(step, timings, own_online)}
+              "views": {**view_report(project, timings, train, end), **used_view_report(project, train, used)},
+              "applied": applied_record(step, timings, own_online), "used": used}
     step.save_json("feature_views.json", report)
     step.params.update(feature_service=service, feature_views=",".join(spec.views), feature_namespace=feast_project(project),
                        stores=f"duckdb+{spec.online_store['type']}+{'sql' if spec.registry else 'file'} registry")
     step.metrics.update(training_rows=len(train), feature_build_seconds=build_seconds,
                         materialize_seconds=materialize_seconds, positive_rate=float(train[label].mean()) if len(train) else 0.0)
-    step.metrics.update({f"compute_seconds_{n}": r["compute_seconds"] for n, r in report["views"].items()})
+    step.metrics.update({f"compute_seconds_{n}": t["compute_seconds"] for n, t in timings.items()})
     step.finish()
     if spec.registry: publish(project, step.artifacts_dir("features") / "feature_repo")
     return report

@@ -19,10 +19,10 @@ from .reports import (LOWER_IS_BETTER, METRIC_MEANS, Raw, badge, box, card, desi
 
 # %% auto #0
 __all__ = ['VERDICT', 'TRIAL_METRICS', 'MAIN_METRICS', 'METRIC_SHORT', 'FAMILY_COLOURS', 'DECISION', 'PARTS', 'HOLDOUT_METRICS',
-           'MAX_FIGURE_BYTES', 'fmt_importance', 'importance_bar', 'train_importance', 'feature_catalog_section',
-           'view_value_section', 'experiments_section', 'trials_section', 'best_per_family_section', 'trials_chart',
-           'trials_chart_section', 'registry_version', 'live_registration', 'model_summary_section',
-           'intended_use_section', 'identical_rows_note', 'data_section', 'holdout_section',
+           'MAX_FIGURE_BYTES', 'fmt_importance', 'importance_bar', 'train_importance', 'view_users_of',
+           'feature_catalog_section', 'view_value_section', 'experiments_section', 'trials_section',
+           'best_per_family_section', 'trials_chart', 'trials_chart_section', 'registry_version', 'live_registration',
+           'model_summary_section', 'intended_use_section', 'identical_rows_note', 'data_section', 'holdout_section',
            'evaluation_figure_section', 'model_gates_section', 'slices_section', 'calibration_section',
            'model_importance_section', 'limitations_section', 'promotion_section', 'approvals_section',
            'lineage_section', 'requirements_section']
@@ -62,8 +62,8 @@ def _described(text: str, owner: Optional[str]) -> Raw:
     return Raw(esc(text) + (f"<div class='muted'>owner: {esc(owner)}</div>" if owner else ""))
 
 # %% ../nbs/95_reports_model.ipynb #73ef3948
-def _catalog_rows(spec: dict, report: dict, imp: Optional[dict] = None) -> list[dict]:
-    "One row per feature of a `features:` section, with what the run measured of its view (and its importance, with `imp`)."
+def _catalog_rows(spec: dict, report: dict, imp: Optional[dict] = None, users: Optional[dict] = None) -> list[dict]:
+    "One row per feature of a `features:` section and of the views it uses, with what the run measured (importance with `imp`, other projects using a view with `users`)."
     rows, views = [], report.get("views") or {}
     top = max([v for v in ((imp or {}).get("features") or {}).values() if not is_missing(v)] + [0])
     for name, v in (spec.get("views") or {}).items():
@@ -83,13 +83,21 @@ def _catalog_rows(spec: dict, report: dict, imp: Optional[dict] = None) -> list[
                          "ttl": v.get("ttl") or "none", "freshness": fresh,
                          "coverage": fmt_pct((got.get("coverage") or {}).get(f["name"]), 1),
                          "models": ", ".join(m for m, vs in (spec.get("services") or {}).items() if name in vs),
-                         "importance": _feature_importance(f["name"], imp, top)})
+                         "used_by": ", ".join((users or {}).get(name) or []) or "—", "importance": _feature_importance(f["name"], imp, top)})
+    for name, got in views.items():
+        if got.get("kind") != "used": continue
+        for f in got.get("features") or []:
+            rows.append({"feature": Raw(f"<b>{esc(f['name'])}</b>"), "description": _described(f.get("description") or got.get("description", ""), got.get("owner")),
+                         "type": f.get("dtype", "float"), "entity": Raw(f"<span class='muted'>({esc(', '.join(got.get('keys') or []))})</span>"),
+                         "source": Raw(f"published by <b>{esc(got.get('published_by'))}</b> <span class='muted'>view {esc(name)}, version {esc(got.get('version'))}</span>"),
+                         "ttl": got.get("ttl") or "none", "freshness": "—", "coverage": fmt_pct((got.get("coverage") or {}).get(f["name"]), 1),
+                         "models": ", ".join(got.get("services") or []), "used_by": "—", "importance": _feature_importance(f["name"], imp, top)})
     for r in spec.get("request") or []:
         rows.append({"feature": Raw(f"<b>{esc(r['name'])}</b>"), "description": _described(r.get("description", ""), spec.get("owner")),
                      "type": r.get("dtype", "float"), "entity": "the request",
                      "source": Raw(f"<code>{esc(spec.get('table'))}</code> <span class='muted expr'>{esc(r.get('expr') or r['name'])}</span>"),
                      "ttl": "—", "freshness": "at request", "coverage": "", "models": ", ".join(spec.get("services") or {}),
-                     "importance": _feature_importance(r["name"], imp, top)})
+                     "used_by": "—", "importance": _feature_importance(r["name"], imp, top)})
     return rows
 
 # %% ../nbs/95_reports_model.ipynb #17ed9140
@@ -99,6 +107,18 @@ def _importance_note(imp: Optional[dict], why: str) -> Raw:
     return Raw(f'<p class="muted">Importance: how much the selected model (trial #{esc(imp.get("selected_trial"))}) loses in '
                f'{esc(metric_name(imp.get("metric") or "the selection metric"))} on validation when the values are shuffled; '
                "about zero or below: the model would do as well without it.</p>")
+
+# %% ../nbs/95_reports_model.ipynb #86476e8e
+def view_users_of(project: dict) -> tuple:
+    "({view: [projects using it]} of the project's own views, or None without a shared registry; why not, when it cannot be read)."
+    spec = project.get("features") or {}
+    if not spec.get("registry"): return None, ""
+    from mlops_nb.config import FeatureSpec
+    from mlops_nb.feature_store import feast_name, view_users
+    namespace = feast_name(spec.get("project") or project.get("name", ""))
+    try: users = view_users(FeatureSpec.model_validate(spec))
+    except Exception as e: return None, f"the shared registry could not be read ({type(e).__name__}: {str(e)[:200]})"
+    return {v: users.get(f"{namespace}.{feast_name(v)}", []) for v in spec.get("views") or {}}, ""
 
 # %% ../nbs/95_reports_model.ipynb #594e588a
 def feature_catalog_section(ctx: dict) -> Raw:
@@ -126,13 +146,15 @@ def feature_catalog_section(ctx: dict) -> Raw:
             parts.append(html_table([{"column": Raw(f"<code>{esc(c)}</code>"), "importance": _feature_importance(c, imp, top)}
                                      for c in ranked], {"column": "Column", "importance": "Importance"}))
         return card(*parts, _importance_note(imp, why))
-    rows = _catalog_rows(spec, report, imp)
+    users, unread = view_users_of(project)
+    rows = _catalog_rows(spec, report, imp, users)
     head = Raw(f"<p><b>{len(rows)}</b> features; training set of <b>{fmt_num(report.get('rows'))}</b> rows, "
                f"snapshot ending {esc(fmt_time(report.get('snapshot_end')))}.</p>")
     cols = {"feature": "Feature", "description": "Description and owner", "type": "Type", "entity": "Entity", "source": "Source",
             "ttl": "TTL", "freshness": "Freshness", "coverage": "Coverage", "models": "Models"}
+    if users is not None: cols["used_by"] = "Used by (other projects)"
     if imp is not None: cols["importance"] = "Importance"
-    return card(head, html_table(rows, cols, numeric=["coverage"]), _importance_note(imp, why))
+    return card(head, html_table(rows, cols, numeric=["coverage"]), _importance_note(imp, why), box(unread, "warn") if unread else Raw(""))
 
 # %% ../nbs/95_reports_model.ipynb #d3403af3
 def view_value_section(ctx: dict) -> Raw:

@@ -4,15 +4,17 @@ The shared stores serve what the embedded ones serve; the features step publishe
 promotion fills the shared online store; a replay in its own namespace leaves production untouched; a registry
 URL with credentials in it is refused before anything runs."""
 import json, os
+from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy.engine import make_url
 
-from conftest import mlops_nb, redis_server
+from conftest import WAREHOUSE, mlops_nb, redis_server
 from mlops_nb.config import ProjectError, Step, load_project
-from mlops_nb.deploy import fill_shared_online
-from mlops_nb.feature_store import applied_views, join_keys, online_features, open_store, training_frame
+from mlops_nb.deploy import FeatureLookup, fill_shared_online
+from mlops_nb.feature_store import applied_views, join_keys, online_features, open_store, resolve_use, training_frame
 from test_features import _run, demo_lp, week  # noqa: F401  (the demo's first week, as the ingest step delivers it)
 
 pytestmark = pytest.mark.timeout(240)
@@ -130,3 +132,96 @@ def test_a_registry_url_with_credentials_is_refused(demo_project, tmp_path):
     assert code == 2, out
     assert "features.registry" in out and "PGPASSWORD" in out and "s3cret" not in out
     assert not (demo_project.parent / "runs").exists() or not any((demo_project.parent / "runs").iterdir())
+
+
+def user_project(demo_lp, registry_url, redis_url, folder, use="flights.weather"):
+    """A second project, `planner`: its own late rates per carrier, and the weather the project `flights` publishes,
+    used by name (no definition copied); its project file, written in `folder`."""
+    import yaml
+    data = json.loads(json.dumps(demo_lp.data, default=str))
+    data.pop("train", None)  # its experiments name the demo's views
+    data.pop("pipeline", None)  # the lifecycle: the demo's own step is the demo's
+    data.update(name="planner", root=str(folder))
+    data["sources"]["warehouse"]["url"] = f"sqlite:///{WAREHOUSE}"
+    f = data["features"]
+    f.update(registry=registry_url, online_store={"type": "redis", "connection_string": redis_url}, use=[use])
+    f["views"] = {"carrier_history": f["views"]["carrier_history"]}
+    f["entities"] = {"carrier": f["entities"]["carrier"]}
+    f["services"] = {"delay_model": [use.rsplit(".", 1)[1], "carrier_history"]}
+    path = folder / "planner.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_a_second_project_trains_and_serves_on_published_views(demo_lp, week, production, registry_url, redis_url, tmp_path):
+    lp, step, _, _, train, entities, at = production
+    if lookup(lp, step.run_dir, entities, at)["temp"].isna().all(): promote(lp, step.run_dir)  # run alone: production promoted first
+    planner = load_project(user_project(demo_lp, registry_url, redis_url, tmp_path))
+    pstep, preport = _run(planner, week, tmp_path / "planner-run")
+    # point in time: the weather the publisher's own training set has, for the same flights
+    mine = pd.read_parquet(pstep.artifacts_dir("features") / "training_set.parquet")
+    weather = [f["name"] for f in demo_lp.data["features"]["views"]["weather"]["fields"]]
+    assert len(mine) == len(train) and "carrier_late_rate" in mine and "route_late_rate" not in mine
+    pd.testing.assert_frame_equal(mine[weather], train[weather], check_dtype=False)
+    # its record: which project and which published version of the view it read; its own views, in its namespace
+    assert preport["used"] == {"flights.weather": {"namespace": "flights", **preport_versions(step)["weather"]}}
+    assert set(preport["applied"]["views"]) == {"carrier_history"} and preport["applied"]["namespace"] == "planner"
+    # online: the publisher's promoted values from the shared Redis, and the planner's own views once it promotes
+    assert promote(planner, pstep.run_dir)["views"] == preport["applied"]["views"]
+    resolved = SimpleNamespace(project=resolve_use(planner.project))  # readers take the project with the views it uses, as published
+    served = lookup(resolved, pstep.run_dir, [{k: e[k] for k in ("origin", "carrier")} for e in entities], at)
+    published = lookup(lp, step.run_dir, entities, at)
+    pd.testing.assert_frame_equal(served[weather], published[weather])
+    assert served["temp"].notna().any() and served["carrier_late_rate"].notna().any()
+    # the model service's own lookup (06_deploy) reads the same values, the used view in its publisher's namespace
+    service = FeatureLookup(planner, pstep.run_dir)
+    got = service.online({k: pd.Series([e[k] for e in entities]) for k in ("origin", "carrier")}, np.full(len(entities), at.value))
+    np.testing.assert_allclose(got["temp"], published["temp"].to_numpy(float))
+    # the catalog's source: the registry says who uses the publisher's weather
+    from mlops_nb.feature_store import view_users
+    from mlops_nb.reports_model import view_users_of
+    assert view_users(planner.features)["flights.weather"] == ["planner"]
+    assert view_users_of(lp.data) == ({"weather": ["planner"], "plane": [], "route_history": [], "carrier_history": []}, "")
+    assert preport["views"]["weather"]["kind"] == "used" and preport["views"]["weather"]["coverage"]["temp"] > 0.9
+
+
+def preport_versions(step):
+    return json.loads((step.artifacts_dir("features") / "feature_views.json").read_text())["applied"]["views"]
+
+
+def test_a_view_no_project_publishes_is_refused_naming_it(demo_lp, production, registry_url, redis_url, warehouse, tmp_path):
+    f = user_project(demo_lp, registry_url, redis_url, tmp_path, use="flights.wether")
+    with pytest.raises(ProjectError, match=r"`features.use` names flights.wether, which no project publishes") as e:
+        resolve_use(load_project(f).project)
+    assert "flights: carrier_history, plane, route_history, weather" in str(e.value)
+    code, out = mlops_nb("run", "--project", f)  # refused before a run folder exists, exit code 2
+    assert code == 2 and "flights.wether" in out and "Published: " in out, out
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_pipeline_run_publishes_to_the_shared_registry(demo_project, registry_url, redis_url):
+    "`mlops-nb run` on the shared stores, in a namespace of its own: its steps publish, record, and keep the password out of every file."
+    import yaml
+    data = yaml.safe_load(demo_project.read_text())
+    data["features"].update(registry=registry_url, online_store={"type": "redis", "connection_string": redis_url}, project="flights-ci")
+    data["quality"]["profile"]["enabled"] = False  # a short run: the profile and the search are not what this test is about
+    data["train"] = {"parallel": 1, "experiments": [{"name": "trees", "family": "hist_gradient_boosting", "params": {},
+                                                     "hypothesis": "Boosted trees on every view rank late flights."}]}
+    for m in data["design"]["key_metrics"]:  # a week of flights rarely passes the demo's gates: lowered, the run promotes its version
+        m["threshold"] = {"roc_auc": 0.5, "recall": 0.0, "value": -1e12}.get(m["metric"], m["threshold"])
+    demo_project.write_text(yaml.safe_dump(data, sort_keys=False))
+    code, out = mlops_nb("run", "--project", demo_project, "--no-reports")
+    assert code == 0, out
+    run_dir = next(p for p in (demo_project.parent / "runs").iterdir() if (p / "run.json").exists())
+    report = json.loads((run_dir / "artifacts" / "features" / "feature_views.json").read_text())
+    assert report["applied"]["namespace"] == "flights_ci" and report["applied"]["registry"] == "sql"
+    assert applied_views(open_store(run_dir / "artifacts" / "features" / "feature_repo")) == report["applied"]["views"]
+    card = json.loads((run_dir / "artifacts" / "train" / "model_card.json").read_text())
+    smoke = json.loads((run_dir / "artifacts" / "deploy" / "smoke.json").read_text())
+    assert card["registered"]["decision"] == "champion", card["registered"]
+    # promoted by this run: the deploy step filled Redis before its smoke test (the service read it), and said so
+    assert smoke["deployed"] and smoke["online_features"]["materialized"] and smoke["online_features"]["namespace"] == "flights_ci"
+    assert smoke["online_features"]["views"] == report["applied"]["views"]
+    password = os.environ["PGPASSWORD"]
+    leaked = [p for p in demo_project.parent.rglob("*") if p.is_file() and password.encode() in p.read_bytes()]
+    assert leaked == []
