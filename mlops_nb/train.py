@@ -517,7 +517,7 @@ def refuse_other_versions(cluster,  # a `distributed.Client`
     if not theirs: raise TrainError(f"the Dask cluster at {where} has no worker: start one (`dask worker {where}`)")
     problems = []
     for worker, got in sorted(theirs.items()):
-        if isinstance(got, BaseException): problems.append(f"worker {worker} cannot run mlops_nb ({type(got).__name__}: {got})")
+        if isinstance(got, BaseException): problems.append(f"worker {worker} could not report its versions ({type(got).__name__}: {got})")
         else: problems += [f"worker {worker} has {p} {got.get(p)}, this run has {v}" for p, v in ours.items() if got.get(p) != v]
     if problems:
         raise TrainError(f"the Dask cluster at {where} runs other versions than this run, so its trials could differ from this "
