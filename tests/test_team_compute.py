@@ -97,6 +97,18 @@ def test_dask_search_chooses_the_same_trial_with_the_same_metrics(cluster_addres
     assert [r["trial"] for r in on_dask] == list(range(9))
 
 
+def test_without_an_address_the_run_starts_a_cluster_of_its_cores_and_closes_it(tumours, local_results):
+    with dask_cluster(None) as cluster:
+        workers = cluster.scheduler_info(n_workers=-1)["workers"].values()
+        refuse_other_versions(cluster, "a local cluster")
+        on_dask = searched(tumours, cluster=cluster)
+        local = cluster.cluster
+    assert len(workers) == os.cpu_count() and {w["nthreads"] for w in workers} == {1}
+    assert all(w["host"] == "127.0.0.1" for w in workers)
+    assert decided(on_dask) == decided(local_results)
+    assert cluster.status == "closed" and local.status.name == "closed"
+
+
 def test_the_frames_are_sent_once_not_with_every_trial(cluster_address, tumours):
     """The scheduler's own record, as each result comes back: every trial's task depends on the same two scattered frames
     (the train and validation parts), which both workers held as the first trial finished, and the trials ran on both.
