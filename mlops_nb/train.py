@@ -5,7 +5,8 @@
 # %% ../nbs/05_train.ipynb #d298b252
 from __future__ import annotations
 
-import io, itertools, json, math, os, random, sys, tempfile, time, traceback, warnings
+import hashlib, io, itertools, json, math, os, random, sys, tempfile, time, traceback, warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -13,20 +14,21 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from .config import (DesignCard, Experiment, Split, Step, TrainSpec, ValueModel, frame_digest, open_step,
+from .config import (Compute, DesignCard, Experiment, Split, Step, TrainSpec, ValueModel, frame_digest, open_step,
                              package_root, utc_time)
 from .design import evaluate_gates, score, trivial_values
 from .registry import artifact_location, model_name, registry_client, requirements
 from .runs import git_commit
 
 # %% auto #0
-__all__ = ['LOWER_IS_BETTER', 'DEFAULTS', 'TRUSTED_PREFIXES', 'TRUSTED_EXTRA', 'TrainError', 'HoldoutError', 'progress',
-           'split_kind', 'row_groups', 'identical_rows', 'split_frame', 'check_holdout', 'value_threshold',
+__all__ = ['LOWER_IS_BETTER', 'DEFAULTS', 'CHECKED_PACKAGES', 'TRUSTED_PREFIXES', 'TRUSTED_EXTRA', 'TrainError', 'HoldoutError',
+           'progress', 'split_kind', 'row_groups', 'identical_rows', 'split_frame', 'check_holdout', 'value_threshold',
            'feature_kinds', 'model_transforms', 'make_model', 'expand', 'default_experiments', 'feature_groups',
            'trial_features', 'metric_value', 'permutation_importance', 'value_curve', 'evaluation_figure',
-           'trial_importance', 'run_trial', 'tracking', 'log_trial', 'dataset_inputs', 'search', 'best_of', 'verdicts',
-           'slice_columns', 'holdout_report', 'promotion_metric', 'decide', 'trusted_types', 'champion_on', 'register',
-           'limitations', 'TrainingSet', 'read_training_set', 'search_trials', 'score_on_holdout', 'model_card',
+           'trial_importance', 'run_trial', 'tracking', 'log_trial', 'dataset_inputs', 'search', 'package_versions',
+           'refuse_other_versions', 'dask_cluster', 'on_dask', 'best_of', 'verdicts', 'slice_columns', 'holdout_report',
+           'promotion_metric', 'decide', 'trusted_types', 'champion_on', 'register', 'limitations', 'TrainingSet',
+           'read_training_set', 'compute_label', 'trial_cluster', 'search_trials', 'score_on_holdout', 'model_card',
            'record_search', 'register_and_promote', 'snapshot_digests', 'run_step']
 
 # %% ../nbs/05_train.ipynb #3faf8414
@@ -464,15 +466,20 @@ def search(trials: list[dict],  # from `expand`
            log=None,  # called with each result as it finishes; returns its run id
            say=print,  # progress output
            seed: int = 0,
+           cluster=None,  # a `distributed.Client`: the trials run on its cluster instead (`parallel` is then the cluster's)
           ) -> list[dict]:
     "Run every trial; return their results in trial order (models included)."
     from joblib import Parallel, delayed
     parts = {k: parts[k] for k in ("train", "validation")}
-    jobs = (delayed(run_trial)(t, features[t["experiment"]], parts, label=label, metric=metric, vm=vm, groups=groups, seed=seed) for t in trials)
+    kw = dict(label=label, metric=metric, vm=vm, groups=groups, seed=seed)
+    if cluster is not None: finished = on_dask(cluster, trials, features, parts, **kw)
+    elif parallel > 1:
+        finished = Parallel(n_jobs=parallel, return_as="generator_unordered")(
+            delayed(run_trial)(t, features[t["experiment"]], parts, **kw) for t in trials)
+    else: finished = (run_trial(t, features[t["experiment"]], parts, **kw) for t in trials)
     results, best = [], None
     sign = -1 if metric in LOWER_IS_BETTER else 1
-    runner = Parallel(n_jobs=parallel, return_as="generator_unordered") if parallel > 1 else (lambda js: (j[0](*j[1], **j[2]) for j in js))
-    for i, r in enumerate(runner(jobs), 1):
+    for i, r in enumerate(finished, 1):
         t0 = time.perf_counter()
         r["run_id"] = log(r) if log else None
         r["tracking_seconds"] = time.perf_counter() - t0
@@ -485,6 +492,81 @@ def search(trials: list[dict],  # from `expand`
         lead = f"best so far {best[1]:.4f} ({best[0]['experiment']} #{best[0]['trial']})" if best else "no trial has finished yet"
         say(f"trial {i}/{len(trials)} {r['experiment']} #{r['trial']} {r['family']} {r['params']}: {msg}; {lead}")
     return sorted(results, key=lambda r: r["trial"])
+
+# %% ../nbs/05_train.ipynb #23cb70e5
+CHECKED_PACKAGES = ("numpy", "pandas", "scikit-learn", "scipy", "threadpoolctl", "cloudpickle")
+
+def package_versions() -> dict:
+    "{package: version} of this process: Python, what a trial computes with and ships back with, and mlops_nb with its code's digest."
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+    import mlops_nb
+    def installed(p):
+        try: return version(p)
+        except PackageNotFoundError: return "not installed"
+    code = hashlib.sha256(b"".join(f.read_bytes() for f in sorted(Path(mlops_nb.__file__).parent.glob("*.py")))).hexdigest()[:12]
+    return {"python": platform.python_version(), **{p: installed(p) for p in CHECKED_PACKAGES},
+            "mlops_nb": f"{mlops_nb.__version__} (code {code})"}
+
+# %% ../nbs/05_train.ipynb #9b089a77
+def refuse_other_versions(cluster,  # a `distributed.Client`
+                          where: str,  # the cluster, as the error names it
+                         ) -> dict:
+    "This run's versions, once every worker of `cluster` has the same; else `TrainError` naming each worker, package and both versions."
+    ours, theirs = package_versions(), cluster.run(package_versions, on_error="return")
+    if not theirs: raise TrainError(f"the Dask cluster at {where} has no worker: start one (`dask worker {where}`)")
+    problems = []
+    for worker, got in sorted(theirs.items()):
+        if isinstance(got, BaseException): problems.append(f"worker {worker} could not report its versions ({type(got).__name__}: {got})")
+        else: problems += [f"worker {worker} has {p} {got.get(p)}, this run has {v}" for p, v in ours.items() if got.get(p) != v]
+    if problems:
+        raise TrainError(f"the Dask cluster at {where} runs other versions than this run, so its trials could differ from this "
+                         f"machine's or not come back: {'; '.join(problems)}. Install this run's versions on its workers")
+    return ours
+
+# %% ../nbs/05_train.ipynb #44463fd3
+@contextmanager
+def dask_cluster(address: Optional[str],  # `compute.address`: tcp://host:port; None: a cluster of this machine's cores
+                 connect_seconds: float = 10):
+    "A `distributed.Client` of the scheduler at `address`, or of a local cluster (closed on leaving), for the time of a search."
+    try: from distributed import Client, LocalCluster
+    except ImportError:
+        raise TrainError("compute.backend is `dask`, but dask.distributed is not installed here: pip install 'mlops-nb[team]'") from None
+    if address is None:
+        with LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=None) as local, Client(local, set_as_default=False) as client:
+            yield client
+        return
+    try: client = Client(address, timeout=connect_seconds, set_as_default=False)
+    except OSError as e:
+        raise TrainError(f"compute.address: no Dask scheduler answers at {address} ({e}): start one (`dask scheduler`), "
+                         "or correct the address") from None
+    with client: yield client
+
+# %% ../nbs/05_train.ipynb #7e752dde
+def on_dask(cluster, trials: list[dict], features: dict, parts: dict, retries: int = 2, **kw):
+    "Each trial as one task on `cluster`, the frames sent to every worker once; yield the results as they finish."
+    from concurrent.futures import CancelledError  # what a future the scheduler dropped raises
+    from distributed import as_completed
+    # keys of their own (not digests, nor the dict's `train` and `validation`): frames sent again after a loss
+    # must not meet the scheduler's memory of the lost ones, nor another search's
+    scatter = lambda: dict(zip(parts, cluster.scatter(list(parts.values()), broadcast=True, hash=False)))
+    submit = lambda t: cluster.submit(run_trial, t, features[t["experiment"]], shared, pure=False, retries=retries, **kw)
+    shared = scatter()
+    futures, sent = {submit(t): (t, shared) for t in trials}, {t["trial"]: 1 for t in trials}
+    finished = as_completed(futures, loop=cluster.loop)  # the run's client is nobody's default
+    for future in finished:
+        t, needed = futures.pop(future)
+        try: result = future.result()
+        except Exception as error:  # the cluster's own failure (`run_trial` keeps a trial's own)
+            if isinstance(error, CancelledError) and sent[t["trial"]] <= retries:  # the scheduler dropped it: its frames were lost
+                if needed is shared: shared = scatter()  # once per loss: the trials cancelled with it get the new copy
+                sent[t["trial"]] += 1
+                futures[again := submit(t)] = (t, shared)
+                finished.add(again)
+                continue
+            result = {**t, "features": features[t["experiment"]], "status": "failed", "error": f"{type(error).__name__}: {error}", "seconds": 0.0}
+        yield result
 
 # %% ../nbs/05_train.ipynb #e1803973
 def best_of(results: list[dict], metric: str) -> Optional[dict]:
@@ -692,6 +774,23 @@ def read_training_set(step: Step) -> TrainingSet:
                        json.loads(step.artifact("features", "feature_views.json").read_text()))
 
 
+# %% ../nbs/05_train.ipynb #03758fc7
+def compute_label(compute: Compute) -> str:
+    "Where the trials train, as the run and each trial record it: `local`, `dask tcp://host:port`, or `dask (local cluster)`."
+    return "local" if compute.backend == "local" else f"dask {compute.address or '(local cluster)'}"
+
+@contextmanager
+def trial_cluster(compute: Compute, say: Callable):
+    "None for `compute.backend: local`; for `dask`, a client of the cluster once its workers' versions are this run's."
+    if compute.backend == "local":
+        yield None
+        return
+    with dask_cluster(compute.address) as cluster:
+        where = compute.address or "a local cluster"
+        refuse_other_versions(cluster, where)
+        say(f"trials on the Dask cluster at {where}: {len(cluster.scheduler_info()['workers'])} workers, versions checked")
+        yield cluster
+
 # %% ../nbs/05_train.ipynb #dbd0e5df
 def search_trials(step: Step, ts: TrainingSet, parts: dict, metric: str, tags: dict, say: Callable) -> tuple:
     "Run and log the project's experiments on the train and validation parts: (results, experiments, seconds)."
@@ -707,9 +806,13 @@ def search_trials(step: Step, ts: TrainingSet, parts: dict, metric: str, tags: d
     # on big data, one single-threaded process per core: OpenMP threads spinning next to a busy neighbour
     # made a fit ten times slower; on small data, worker processes cost more to start than the trials take
     parallel = spec.parallel or (min(os.cpu_count() or 1, len(trials)) if len(parts["train"]) >= 50_000 else 1)
+    tags = {**tags, "compute": compute_label(step.project.compute)}
+    step.params.update(compute=tags["compute"])
     t0 = time.perf_counter()
-    results = search(trials, cols, parts, label=label, metric=metric, vm=vm, groups=groups, parallel=parallel,
-                     log=lambda r: log_trial(client, exp_id, parent, r, inputs, tags, vm), say=say, seed=spec.split.seed)
+    with trial_cluster(step.project.compute, say) as cluster:
+        results = search(trials, cols, parts, label=label, metric=metric, vm=vm, groups=groups, parallel=parallel,
+                         log=lambda r: log_trial(client, exp_id, parent, r, inputs, tags, vm), say=say, seed=spec.split.seed,
+                         cluster=cluster)
     return results, experiments, time.perf_counter() - t0
 
 
