@@ -85,7 +85,10 @@ def test_the_week_runs_on_the_servers(week):
     ports = json.loads((folder / "stack.json").read_text())["ports"]
     assert rec["mlflow"]["tracking_uri"] == f"http://127.0.0.1:{ports['mlflow']}"
     assert not (root / "mlartifacts").exists() and not (root / "mlflow.db").exists()  # everything went to the server
-    assert json.loads((run_dir / "artifacts" / "deploy" / "smoke.json").read_text())["deployed"]
+    smoke = json.loads((run_dir / "artifacts" / "deploy" / "smoke.json").read_text())
+    assert smoke["deployed"] and smoke["online_features"], smoke  # the promoted version's features put in the stack's Redis
+    trained = json.loads((run_dir / "artifacts" / "train" / "outputs.json").read_text())["params"]
+    assert f"tcp://127.0.0.1:{ports['dask']}" in trained["compute"], trained  # the trials ran on the stack's cluster
     kept = "".join(p.read_text(errors="replace") for p in run_dir.rglob("*") if p.suffix in (".json", ".yaml", ".ipynb", ".log", ".txt"))
     assert env["PGPASSWORD"] not in kept and env["MLFLOW_TRACKING_PASSWORD"] not in kept
 
@@ -111,7 +114,7 @@ def test_the_service_answers_from_the_stack_follows_the_alias_and_monitoring_cou
         code, out = mlops_nb("run", "--project", project, "--until", "train", "--force", "train", "--no-reports", env=env, timeout=900)
         assert code == 0, out
         other = "1" if first == "2" else "2"  # the new version may have been promoted itself: move the alias to the other one
-        code, out = mlops_nb("rollback", "--project", project, "--to", other, env=env)
+        code, out = mlops_nb("rollback", "delay_model", "--project", project, "--to", other, env=env)
         assert code == 0, out
         deadline = time.monotonic() + 60
         while served_version(url) != other and time.monotonic() < deadline: time.sleep(0.5)
