@@ -11,6 +11,7 @@ import requests
 import yaml
 
 from conftest import BIN, free_port, mlops_nb, running_server, write_demo_project
+from mlops_nb.feature_store import applied_views, open_store
 from mlops_nb.team import alive, daemon_pid, port_open, read_env, team_status
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server is not installed (make test installs it)")
@@ -79,14 +80,21 @@ def week(stack):
     return folder, base.parent, run_dir, env
 
 
-def test_the_week_runs_on_the_servers(week):
+def test_the_week_runs_on_the_servers(week, monkeypatch):
     folder, root, run_dir, env = week
+    for k, v in env.items(): monkeypatch.setenv(k, v)  # this process reads the stack's registry too
     rec = json.loads((run_dir / "run.json").read_text())
     ports = json.loads((folder / "stack.json").read_text())["ports"]
     assert rec["mlflow"]["tracking_uri"] == f"http://127.0.0.1:{ports['mlflow']}"
     assert not (root / "mlartifacts").exists() and not (root / "mlflow.db").exists()  # everything went to the server
+    # the features step published to the stack's registry, in the project's namespace; promoted, the version's
+    # features went to the stack's Redis before the deploy step's smoke test (the service read them), and it said so
+    applied = json.loads((run_dir / "artifacts" / "features" / "feature_views.json").read_text())["applied"]
+    assert applied["namespace"] == "flights" and applied["registry"] == "sql", applied
+    assert applied_views(open_store(run_dir / "artifacts" / "features" / "feature_repo")) == applied["views"]
     smoke = json.loads((run_dir / "artifacts" / "deploy" / "smoke.json").read_text())
-    assert smoke["deployed"] and smoke["online_features"], smoke  # the promoted version's features put in the stack's Redis
+    assert smoke["deployed"] and smoke["online_features"]["materialized"] and smoke["online_features"]["namespace"] == "flights", smoke
+    assert smoke["online_features"]["views"] == applied["views"]
     trained = json.loads((run_dir / "artifacts" / "train" / "outputs.json").read_text())["params"]
     assert f"tcp://127.0.0.1:{ports['dask']}" in trained["compute"], trained  # the trials ran on the stack's cluster
     kept = "".join(p.read_text(errors="replace") for p in run_dir.rglob("*") if p.suffix in (".json", ".yaml", ".ipynb", ".log", ".txt"))
