@@ -5,7 +5,7 @@
 # %% ../nbs/06_deploy.ipynb #5f000c05
 from __future__ import annotations
 
-import asyncio, gc, json, math, os, re, time, uuid
+import asyncio, gc, json, math, os, re, shutil, time, uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
@@ -16,11 +16,11 @@ from fastcore.basics import patch
 from fastapi import FastAPI, Request  # at module level: FastAPI reads the endpoints' annotations from here
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from .config import LoadedProject, ProjectError, atomic_write, free_port, now_iso, package_root, wait_for_server
+from .config import LoadedProject, ProjectError, atomic_write, free_port, now_iso, package_root, wait_for_server, write_json
 from .feature_store import (EPOCH, applied_views, bucket_key, expression_columns, feast_name, join_keys, materialize,
                                     namespace_of, open_store, request_feature_values, resolve_use, service_parts, shared_online,
                                     td, training_frame, view_fields)
-from .predictions import PredictionLog, open_log
+from .predictions import PredictionLog, is_server_log, log_location, open_log
 from .registry import alias_version, is_server, load_model, model_name, registry_client, requirements
 from .runs import die_with_parent
 from .tables import read_table_file
@@ -28,15 +28,15 @@ from .tables import read_table_file
 # %% auto #0
 __all__ = ['TREELITE_ROWS', 'SCALAR_VALUES', 'MAX_RECORDS', 'PASS_RECORDS', 'GATHER_TURNS', 'MAX_BODY_BYTES', 'MAX_TEXT',
            'MAX_INT', 'MAX_NUMBER', 'YEARS', 'YEARS_PATTERN', 'RESPONSE_SCHEMAS', 'DRAIN_SECONDS', 'DOCKERFILE',
-           'PACKAGE_FILES', 'ServingError', 'ServingModel', 'known_categories', 'load_version', 'LeanModel',
-           'category_codes', 'numeric_imputation', 'tree_model', 'lean_model', 'serving_run', 'reference_rows',
-           'snapshot_table', 'FeatureLookup', 'n_rows', 'python_value', 'request_columns', 'column_types',
-           'RequestError', 'shown', 'is_text', 'parse_body', 'parse_records', 'check_records', 'records_columns',
-           'validate_records', 'unseen_values', 'request_schema', 'check_labels', 'labels_schema', 'read_labels',
-           'canary_mask', 'Scorer', 'score_file', 'ServiceMetrics', 'score_passes', 'follow_alias', 'service_openapi',
-           'log_refusal', 'prediction_routes', 'status_routes', 'Drain', 'DrainMiddleware', 'make_app', 'serve',
-           'run_with', 'serving_requirements', 'dockerfile', 'smoke_test', 'write_bundle', 'smoke_test_bundle',
-           'promoted_here', 'fill_shared_online', 'run_step']
+           'PACKAGE_FILES', 'IMAGE_BUNDLE', 'SERVING_RUN', 'ServingError', 'ServingModel', 'known_categories',
+           'load_version', 'LeanModel', 'category_codes', 'numeric_imputation', 'tree_model', 'lean_model',
+           'serving_run', 'reference_rows', 'snapshot_table', 'FeatureLookup', 'n_rows', 'python_value',
+           'request_columns', 'column_types', 'RequestError', 'shown', 'is_text', 'parse_body', 'parse_records',
+           'check_records', 'records_columns', 'validate_records', 'unseen_values', 'request_schema', 'check_labels',
+           'labels_schema', 'read_labels', 'canary_mask', 'Scorer', 'score_file', 'ServiceMetrics', 'score_passes',
+           'follow_alias', 'service_openapi', 'log_refusal', 'prediction_routes', 'status_routes', 'Drain',
+           'DrainMiddleware', 'make_app', 'serve', 'run_with', 'serving_requirements', 'dockerfile', 'smoke_test',
+           'write_bundle', 'bundle_serving_run', 'smoke_test_bundle', 'promoted_here', 'fill_shared_online', 'run_step']
 
 # %% ../nbs/06_deploy.ipynb #4f639048
 class ServingError(ValueError):
@@ -1057,13 +1057,14 @@ def serve(lp: LoadedProject, host: str = "127.0.0.1", port: Optional[int] = None
 
 # %% ../nbs/06_deploy.ipynb #dec2d48f
 DOCKERFILE = """# The mlops-nb service for {model}, smoke-tested with version {version} in run {run}.
-# Build from the mlops-nb source tree (only the package is copied into the image):
-#   docker build -f {bundle}/Dockerfile -t {image} {source}
+# Build from the mlops-nb source tree (the package), with this bundle as a second context (BuildKit):
+#   docker build -f {bundle}/Dockerfile --build-context bundle={bundle} -t {image} {source}
 {run_with}
 FROM python:3.11-slim
 WORKDIR /srv
 COPY {package_files} ./
 COPY mlops_nb ./mlops_nb
+COPY --from=bundle . ./bundle
 RUN pip install --no-cache-dir {requirements} && pip install --no-cache-dir .
 ENV OMP_NUM_THREADS=1
 EXPOSE 8000
@@ -1072,15 +1073,20 @@ CMD {command}
 """
 PACKAGE_FILES = ["pyproject.toml", "setup.py", "README.md", "LICENSE"]  # what `pip install .` reads besides the package
 
-def run_with(image: str, root: Path, tracking_uri: str) -> str:
+def run_with(image: str, root: Path, tracking_uri: str, log_on_server: bool = False) -> str:
     "The Dockerfile's lines on how to run the image: what it needs from the host, for a registry on this machine or a server."
+    if is_server(tracking_uri) and log_on_server:
+        return (f"# On the team's servers: the model from the tracking server {tracking_uri}, the prediction log in PostgreSQL, the\n"
+                "# features from the shared online store; the users given in the environment at run time (never in the image).\n"
+                "# Nothing is mounted.\n"
+                f"#   docker run -p 127.0.0.1:8000:8000 -e MLFLOW_TRACKING_USERNAME -e MLFLOW_TRACKING_PASSWORD -e PGUSER -e PGPASSWORD {image}")
     if not is_server(tracking_uri):
         return ("# Run it with the project's folder mounted at the same path: the registry records its artifacts by absolute\n"
                 "# path, and the project file below names its registry, runs and prediction log under that folder.\n"
                 f"#   docker run -p 127.0.0.1:8000:8000 -v {root}:{root} {image}")
     return (f"# The registry is the tracking server {tracking_uri}: the model is read from it, as the user given in the\n"
-            "# environment at run time (never in the image). The project file below still names its runs (snapshot, feature\n"
-            "# store) and prediction log under the project's folder: mount it at the same path.\n"
+            "# environment at run time (never in the image). The project file below still names its prediction log under the\n"
+            "# project's folder: mount it at the same path (or give deploy.prediction_log a PostgreSQL database).\n"
             f"#   docker run -p 127.0.0.1:8000:8000 -e MLFLOW_TRACKING_USERNAME -e MLFLOW_TRACKING_PASSWORD -v {root}:{root} {image}")
 
 def serving_requirements() -> list[str]:
@@ -1089,13 +1095,16 @@ def serving_requirements() -> list[str]:
     return requirements() + [f"{p}=={package_version(p.split('[')[0])}" for p in ("fastapi", "uvicorn", "feast[duckdb]", "mlflow", "treelite", "pyarrow")]
 
 # %% ../nbs/06_deploy.ipynb #e4b7ebe0
-def dockerfile(name: str, version: str, run_dir: Path, bundle: Path, project: Path, root: Path, tracking_uri: str = "") -> str:
-    "The bundle's Dockerfile: the package and its pinned requirements; the service of the project file `project` as its command."
+IMAGE_BUNDLE = "/srv/bundle"  # where the image holds the bundle
+
+def dockerfile(name: str, version: str, run_dir: Path, bundle: Path, root: Path, tracking_uri: str = "", log_on_server: bool = False) -> str:
+    "The bundle's Dockerfile: the package and its pinned requirements, the bundle; the service of its project file and serving run as its command."
     import shlex
-    command = ["mlops-nb", "serve", "--project", str(project), "--host", "0.0.0.0", "--port", "8000"]
+    command = ["mlops-nb", "serve", "--project", f"{IMAGE_BUNDLE}/project.yaml", "--run-dir", f"{IMAGE_BUNDLE}/{SERVING_RUN}",
+               "--host", "0.0.0.0", "--port", "8000"]
     image = f"mlops-nb-{name}:{version}"
-    return DOCKERFILE.format(model=name, version=version, run=run_dir.name, bundle=bundle, image=image,
-                             source=package_root(), run_with=run_with(image, root, tracking_uri), package_files=" ".join(PACKAGE_FILES),
+    return DOCKERFILE.format(model=name, version=version, run=run_dir.name, bundle=bundle, image=image, source=package_root(),
+                             run_with=run_with(image, root, tracking_uri, log_on_server), package_files=" ".join(PACKAGE_FILES),
                              requirements=" ".join(map(shlex.quote, serving_requirements())), command=json.dumps(command))
 
 # %% ../nbs/06_deploy.ipynb #6859ff58
@@ -1134,9 +1143,29 @@ def write_bundle(step, name: str, version: str) -> dict:
     step.save_text("bundle/requirements.txt", "\n".join(serving_requirements()) + "\n")
     # the effective project (a step running alone has overrides), with its root resolved: the image serves it as it is
     step.save_text("bundle/project.yaml", lp.dump())
+    bundle_serving_run(step)
     final = step.artifacts_dir(step.name) / "bundle"  # where the step's outputs land when it finishes
-    step.save_text("bundle/Dockerfile", dockerfile(name, version, step.run_dir, final, final / "project.yaml", lp.root, step.tracking_uri))
+    step.save_text("bundle/Dockerfile", dockerfile(name, version, step.run_dir, final, lp.root, step.tracking_uri,
+                                                   is_server_log(log_location(lp.deploy.prediction_log, lp))))
     return bundle
+
+SERVING_RUN = "serving_run"  # the bundle's copy of what the service reads from a run
+
+def bundle_serving_run(step, rows: int = 1000) -> Path:
+    "The bundle's own serving run: the snapshot's newest `rows` (request types, the example), the reference rows, the feature repository."
+    import pyarrow.parquet as pq
+    lp, out = step.lp, step.staging / "bundle" / SERVING_RUN
+    table = snapshot_table(lp)
+    (out / "artifacts" / "ingest").mkdir(parents=True, exist_ok=True)
+    snapshot = pq.read_table(step.artifacts_dir("ingest") / f"{table}.parquet")  # in time order: the newest rows last
+    pq.write_table(snapshot.slice(max(0, snapshot.num_rows - rows)), out / "artifacts" / "ingest" / f"{table}.parquet")
+    if (reference := reference_rows(step.run_dir)) is not None:
+        (out / "artifacts" / "features").mkdir(parents=True, exist_ok=True)
+        reference.to_parquet(out / "artifacts" / "features" / "training_set.parquet")
+    if lp.features is not None:
+        shutil.copytree(step.artifacts_dir("features") / "feature_repo", out / "artifacts" / "features" / "feature_repo")
+    write_json(out / "run.json", {"run_id": step.run_dir.name, "status": "succeeded", "bundle_of": str(step.run_dir)})
+    return out
 
 # %% ../nbs/06_deploy.ipynb #d6170dcf
 def smoke_test_bundle(step) -> tuple:
@@ -1144,9 +1173,10 @@ def smoke_test_bundle(step) -> tuple:
     import subprocess, sys
     from functools import partial
     port, exe = free_port(), Path(sys.executable).parent / "mlops-nb"
-    # the image's own project file; the run is not finished yet, so its snapshot and store are named, as is the registry
-    cmd = [str(exe), "serve", "--project", str(step.staging / "bundle" / "project.yaml"), "--port", str(port), "--refresh", "0",
-           "--tracking-uri", step.tracking_uri, "--run-dir", str(step.run_dir), "--prediction-log", str(step.staging / "smoke_predictions.db")]
+    # the image's own project file and serving run (as its command names them), the registry named as the run knows it
+    bundle = step.staging / "bundle"
+    cmd = [str(exe), "serve", "--project", str(bundle / "project.yaml"), "--port", str(port), "--refresh", "0",
+           "--tracking-uri", step.tracking_uri, "--run-dir", str(bundle / SERVING_RUN), "--prediction-log", str(step.staging / "smoke_predictions.db")]
     t0 = time.perf_counter()
     with open(step.staging / "service.log", "w") as out:
         # dies with the step's kernel: a run killed during its smoke test leaves no service behind (`runs.die_with_parent`)

@@ -207,12 +207,14 @@ def test_a_tenth_of_rows_identical(tmp_path):
 def assert_image_command_serves(bundle: Path, cwd: Path):
     "The bundle's Dockerfile copies files the source tree has, and its command, run on the host, serves and passes the smoke test."
     from mlops_nb.config import package_root
-    from mlops_nb.deploy import smoke_test
+    from mlops_nb.deploy import IMAGE_BUNDLE, smoke_test
     lines = (bundle / "Dockerfile").read_text().splitlines()
-    copied = [w for line in lines if line.startswith("COPY ") for w in line.split()[1:-1]]
+    copied = [w for line in lines if line.startswith("COPY ") and "--from=bundle" not in line for w in line.split()[1:-1]]
     assert copied and all((package_root() / c).exists() for c in copied), copied
+    assert "COPY --from=bundle . ./bundle" in lines  # the bundle itself (its second build context) is in the image
     command = json.loads(next(line for line in lines if line.startswith("CMD "))[4:])
-    assert command[:4] == ["mlops-nb", "serve", "--project", str(bundle / "project.yaml")], command
+    assert command[:6] == ["mlops-nb", "serve", "--project", f"{IMAGE_BUNDLE}/project.yaml", "--run-dir", f"{IMAGE_BUNDLE}/serving_run"], command
+    command = [a.replace(IMAGE_BUNDLE, str(bundle)) for a in command]  # the image's copy of the bundle is the bundle here
     port = free_port()  # the container's 0.0.0.0:8000 becomes a loopback port here
     host = {"0.0.0.0": "127.0.0.1", "8000": str(port)}
     cwd.mkdir()  # not the project folder: the image's working directory is its own

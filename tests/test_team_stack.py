@@ -101,6 +101,24 @@ def test_the_week_runs_on_the_servers(week, monkeypatch):
     assert env["PGPASSWORD"] not in kept and env["MLFLOW_TRACKING_PASSWORD"] not in kept
 
 
+def test_the_bundle_serves_with_nothing_of_the_project_folder(week, tmp_path):
+    "On the team's servers the deployment bundle alone serves: the project's runs moved away, a copy of the bundle answers."
+    folder, root, run_dir, env = week
+    bundle = shutil.copytree(run_dir / "artifacts" / "deploy" / "bundle", tmp_path / "bundle")
+    command = json.loads(next(l for l in (bundle / "Dockerfile").read_text().splitlines() if l.startswith("CMD "))[4:])
+    port = free_port()
+    command = [a.replace("/srv/bundle", str(bundle)) for a in command]
+    command = [BIN / command[0], *[{"0.0.0.0": "127.0.0.1", "8000": str(port)}.get(a, a) for a in command[1:]]]
+    (root / "runs").rename(root / "runs.away")
+    try:
+        with running_server(command, tmp_path / "image.log", url=f"http://127.0.0.1:{port}/ready", timeout=180, env=env, cwd=tmp_path):
+            example = requests.get(f"http://127.0.0.1:{port}/metadata", timeout=10).json()["example"]
+            r = requests.post(f"http://127.0.0.1:{port}/predict", json=example, timeout=30)
+            assert r.status_code == 200, r.text
+    finally: (root / "runs.away").rename(root / "runs")
+    assert "-v " not in (bundle / "Dockerfile").read_text()  # nothing to mount
+
+
 def served_version(url: str) -> str:
     return str(requests.get(f"{url}/metadata", timeout=10).json()["version"])
 
