@@ -19,13 +19,13 @@ from .registry import approve, is_server, refusal, registry_client, rollback
 from .runs import Interrupted, LockBusy, list_run_records, one_line
 
 # %% auto #0
-__all__ = ['MIN_CLASS_ROWS', 'SCHEDULE_MARK', 'CRON_FIELDS', 'EXIT_OK', 'EXIT_STEP_FAILED', 'EXIT_BAD_INPUT', 'EXIT_BUSY',
-           'EXIT_WAITING', 'EPILOG', 'COMMANDS', 'PREDICTION_LOG_HELP', 'APPROVE_USAGE', 'input_errors', 'preflight',
-           'next_steps', 'check_target', 'infer_project', 'runs_table', 'sign_off_lines', 'show_run', 'schedule_block',
-           'check_cron', 'merge_schedule', 'install_schedule', 'Command', 'command', 'shown', 'is_command', 'parser',
-           'main', 'demo_arguments', 'cmd_demo', 'run_arguments', 'cmd_run', 'runs_arguments', 'cmd_runs',
-           'reports_arguments', 'cmd_reports', 'prediction_log_of', 'serve_arguments', 'cmd_serve', 'score_arguments',
-           'cmd_score', 'feedback_arguments', 'cmd_feedback', 'rollback_arguments', 'cmd_rollback', 'approve_arguments',
+__all__ = ['SCHEDULE_MARK', 'CRON_FIELDS', 'EXIT_OK', 'EXIT_STEP_FAILED', 'EXIT_BAD_INPUT', 'EXIT_BUSY', 'EXIT_WAITING', 'EPILOG',
+           'COMMANDS', 'PREDICTION_LOG_HELP', 'APPROVE_USAGE', 'input_errors', 'preflight', 'next_steps',
+           'check_target', 'infer_project', 'runs_table', 'sign_off_lines', 'show_run', 'schedule_block', 'check_cron',
+           'merge_schedule', 'install_schedule', 'Command', 'command', 'shown', 'is_command', 'parser', 'main',
+           'demo_arguments', 'cmd_demo', 'run_arguments', 'cmd_run', 'runs_arguments', 'cmd_runs', 'reports_arguments',
+           'cmd_reports', 'prediction_log_of', 'serve_arguments', 'cmd_serve', 'score_arguments', 'cmd_score',
+           'feedback_arguments', 'cmd_feedback', 'rollback_arguments', 'cmd_rollback', 'approve_arguments',
            'cmd_approve', 'monitor_arguments', 'cmd_monitor', 'schedule_arguments', 'cmd_schedule', 'check_new_step',
            'phase_table', 'upstream_table', 'example_reading', 'starter_notebook', 'insert_lines', 'declare_step',
            'new_step', 'new_step_arguments', 'cmd_new_step', 'team_arguments', 'cmd_team']
@@ -71,20 +71,13 @@ def next_steps(lp: LoadedProject, run_dir: Path) -> list[str]:
     return lines
 
 # %% ../nbs/92_cli.ipynb #e97ac872
-MIN_CLASS_ROWS = 10  # fewer rows of a class cannot give train, validation and hold-out one each
-
-def check_target(df, target: str, data_file: Path) -> None:
-    "Refuse (`ProjectError`) a target no run can learn: absent, not two values, or a class too rare to split."
+def check_target(df, target: str, data_file: Path, kind: Optional[str] = None) -> tuple[str, str]:
+    "The kind of target column `target` is, and why (`design.target_kind`); `ProjectError` when it is absent or cannot be learned."
+    from mlops_nb.design import target_kind
     if target not in df.columns:
         raise ProjectError(f"{data_file}: --target {target!r} is not a column{did_you_mean(target, df.columns)}; "
                            f"columns: {', '.join(map(str, df.columns))}")
-    counts = df[target].value_counts()
-    if len(counts) != 2:
-        raise ProjectError(f"{data_file}: --target {target!r} has {len(counts)} distinct values"
-                           f"{' (all empty)' if len(counts) == 0 else ''}; mlops-nb predicts a binary target (two values)")
-    if counts.min() < MIN_CLASS_ROWS:
-        raise ProjectError(f"{data_file}: --target {target!r} is {counts.idxmin()!r} in only {counts.min()} of {len(df):,} rows; "
-                           f"train, validation and hold-out each need both classes: at least {MIN_CLASS_ROWS} rows of each")
+    return target_kind(df[target], f"{data_file}: --target {target!r}", kind)
 
 def _plain(v): return v.item() if hasattr(v, "item") else v
 
@@ -103,23 +96,26 @@ def _readable_time(s) -> bool:
     return True
 
 # %% ../nbs/92_cli.ipynb #9878dbf8
-def infer_project(data_file, target: str, name: Optional[str] = None) -> dict:
-    "A project (as a dict) for a CSV or Parquet table with a binary target: a card and rules describing the table as it is."
+def infer_project(data_file, target: str, name: Optional[str] = None, kind: Optional[str] = None) -> dict:
+    "A project (as a dict) for a CSV or Parquet table and its target column: a card and rules describing the table as it is."
     from mlops_nb.design import inferred_card
     from mlops_nb.ingest import extract_table
     from mlops_nb.tables import read_table_file
     from mlops_nb.quality import infer_rules, looks_like_time
     data_file = Path(data_file).resolve()
     with input_errors(): df = read_table_file(data_file)
-    check_target(df, target, data_file)
+    kind, why = check_target(df, target, data_file, kind)
     table = re.sub(r"[^A-Za-z0-9_]", "_", data_file.stem) or "data"
     time_col = next((str(c) for c in df.columns if looks_like_time(str(c), df[c]) and _readable_time(df[c])), None)
     source = f"{data_file.name} ({len(df):,} rows, {datetime.now(timezone.utc):%Y-%m-%d})"
     project = {
         "name": name or re.sub(r"[^A-Za-z0-9_.-]", "-", data_file.stem).strip("-.") or "project",
-        "description": f"Inferred by `mlops-nb run --data {data_file.name} --target {target}`: edit and reuse with --project.",
+        "description": f"Inferred by `mlops-nb run --data {data_file.name} --target {target}`{f' --kind {kind}' if why.startswith('--kind') else ''}: "
+                       "edit and reuse with --project.",
         "root": str(Path.cwd()),
-        "design": inferred_card(target, _positive_label(df[target]), table, source, len(df)),
+        "design": inferred_card(target, kind, table, source, len(df), reason=why,
+                                positive=_positive_label(df[target]) if kind == "binary" else None,
+                                classes=sorted(map(str, df[target].dropna().unique())) if kind == "multiclass" else None),
         "sources": {"data": {"path": str(data_file)}},
         "ingest": {"tables": {table: {"source": "data", "time_column": time_col}}},
     }
@@ -292,10 +288,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 # %% ../nbs/92_cli.ipynb #01637370
 def _project_for(args) -> LoadedProject:
-    if getattr(args, "data", None) or getattr(args, "target", None):
+    if getattr(args, "data", None) or getattr(args, "target", None) or getattr(args, "kind", None):
         if not (args.data and args.target): raise ProjectError("--data and --target go together: --data FILE --target COL")
         if args.project: raise ProjectError("give either --project FILE or --data FILE --target COL, not both")
-        return load_project(data=infer_project(args.data, args.target), overrides=getattr(args, "overrides", []))
+        return load_project(data=infer_project(args.data, args.target, kind=getattr(args, "kind", None)), overrides=getattr(args, "overrides", []))
     return load_project(args.project or demo_project_file(), getattr(args, "overrides", []))
 
 def _runs_dir(args) -> Path:
@@ -336,7 +332,9 @@ def cmd_demo(args) -> int:
 def run_arguments(p: argparse.ArgumentParser):
     p.add_argument("--project", metavar="FILE", help="project file (default: the demo, conf/project.yaml)")
     p.add_argument("--data", metavar="FILE", help="a CSV or Parquet table: infer a project from it (needs --target)")
-    p.add_argument("--target", metavar="COL", help="the binary target column of --data")
+    p.add_argument("--target", metavar="COL", help="the target column of --data: a flag, a class or a number")
+    p.add_argument("--kind", choices=["binary", "multiclass", "regression"],
+                   help="with --data: the kind of target (default: inferred from the column, the reason saved in the run's project.yaml)")
     p.add_argument("--from", dest="start", metavar="STEP", help="first step executed, with every step after it; the earlier ones are reused from the latest successful run")
     p.add_argument("--until", metavar="STEP", help="run this step and the steps it needs, nothing after")
     p.add_argument("--force", action="append", default=[], metavar="STEP",

@@ -14,14 +14,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 # %% auto #0
-__all__ = ['Severity', 'Dimension', 'Role', 'Phase', 'FeatureType', 'Family', 'PHASE_STEPS', 'LIFECYCLE', 'RESERVED_STEP_NAMES',
-           'STEP_NAME', 'POSTGRES_CREDENTIALS', 'CREDENTIAL_KEYS', 'ProjectError', 'did_you_mean', 'Model',
-           'Stakeholder', 'PhaseOwnership', 'EndUser', 'Compliance', 'Budget', 'Requirements', 'KeyMetric',
-           'ValueModel', 'Target', 'DesignCard', 'Source', 'Join', 'TableSpec', 'Window', 'IngestSpec', 'ColumnRule',
-           'RowCheck', 'ReferenceCheck', 'DuplicateCheck', 'FreshnessCheck', 'GapCheck', 'TableQuality', 'ProfileSpec',
-           'QualitySpec', 'FeatureField', 'EntitySpec', 'RollingRate', 'FeatureViewSpec', 'RequestFeature',
-           'FeatureSpec', 'Expectation', 'Experiment', 'Split', 'Promotion', 'TrainSpec', 'DeploySpec',
-           'DriftThresholds', 'RetrainSpec', 'ScheduleSpec', 'MonitorSpec', 'PhaseStep', 'PipelineStep',
+__all__ = ['Severity', 'Dimension', 'Role', 'Phase', 'TargetKind', 'METRICS', 'LOWER_IS_BETTER', 'FeatureType', 'Family',
+           'PHASE_STEPS', 'LIFECYCLE', 'RESERVED_STEP_NAMES', 'STEP_NAME', 'POSTGRES_CREDENTIALS', 'CREDENTIAL_KEYS',
+           'ProjectError', 'did_you_mean', 'Model', 'Stakeholder', 'PhaseOwnership', 'EndUser', 'Compliance', 'Budget',
+           'Requirements', 'KeyMetric', 'ValueModel', 'Target', 'DesignCard', 'Source', 'Join', 'TableSpec', 'Window',
+           'IngestSpec', 'ColumnRule', 'RowCheck', 'ReferenceCheck', 'DuplicateCheck', 'FreshnessCheck', 'GapCheck',
+           'TableQuality', 'ProfileSpec', 'QualitySpec', 'FeatureField', 'EntitySpec', 'RollingRate', 'FeatureViewSpec',
+           'RequestFeature', 'FeatureSpec', 'Expectation', 'Experiment', 'Split', 'Promotion', 'TrainSpec',
+           'DeploySpec', 'DriftThresholds', 'RetrainSpec', 'ScheduleSpec', 'MonitorSpec', 'PhaseStep', 'PipelineStep',
            'pipeline_steps', 'run_order', 'ancestors', 'check_pipeline', 'Tracking', 'refuse_credentials', 'Compute',
            'DevMode', 'Project', 'describe_errors', 'parse_override', 'set_dotted', 'file_digest', 'read_yaml',
            'merged', 'read_project', 'validate_project', 'LoadedProject', 'load_project', 'package_root',
@@ -92,36 +92,64 @@ class Requirements(Model):
 
 
 # %% ../nbs/00_config.ipynb #37518400
+TargetKind = Literal["binary", "multiclass", "regression"]
+
+METRICS = {  # what the hold-out measures for each kind of target; a key metric or an expectation names one of these
+    "binary": ("roc_auc", "average_precision", "brier", "log_loss", "ece", "precision", "recall", "f1", "flagged_rate",
+               "value", "value_absolute"),
+    "multiclass": ("roc_auc", "accuracy", "f1", "log_loss", "value", "value_absolute"),  # roc_auc and f1: macro averages
+    "regression": ("rmse", "mae", "r2", "mape", "bias", "value", "value_absolute")}
+LOWER_IS_BETTER = {"brier", "log_loss", "ece", "rmse", "mae", "mape"}  # errors: a gate on them is a ceiling
+
 class KeyMetric(Model):
     name: str  # how stakeholders call it
     kind: Literal["model", "customer", "value"]  # model metric, customer-happiness proxy, generated value
-    metric: str  # the measured quantity (roc_auc, recall, precision, value: money per period above no model, ...)
+    metric: str  # the measured quantity (roc_auc, recall, rmse, value: money per period above no model, ...: see METRICS)
     owner: Role
-    direction: Literal["maximize", "minimize"] = "maximize"
+    direction: Optional[Literal["maximize", "minimize"]] = None  # default: minimize an error (LOWER_IS_BETTER), else maximize
     threshold: Optional[float]  # the gate: worse than this blocks promotion; null: tracked, not gated
     strict: bool = False  # the gate needs strictly better than `threshold` (equal fails)
     description: str = ""
 
+    @model_validator(mode="after")
+    def _direction(self):
+        if self.direction is None: self.direction = "minimize" if self.metric in LOWER_IS_BETTER else "maximize"
+        return self
 
 # %% ../nbs/00_config.ipynb #0e22895d
 class ValueModel(Model):
     currency: str = "USD"
     period: Literal["day", "week", "month", "quarter", "year"] = "month"
     volume_per_period: float = Field(gt=0)  # decisions taken per period
+    # binary: what each outcome of flagging (or not) a case is worth
     true_positive: float = 0.0  # value gained by a correctly flagged positive
     false_positive: float = 0.0  # cost of a false alarm (positive number)
     false_negative: float = 0.0  # cost of a missed positive (positive number)
     true_negative: float = 0.0  # value of a correctly ignored negative
+    # regression: what an error costs, per unit of the target, and what a close enough prediction is worth
+    under_prediction: float = Field(0.0, ge=0)  # cost per unit the prediction falls short of the truth
+    over_prediction: float = Field(0.0, ge=0)  # cost per unit the prediction exceeds the truth
+    tolerance: Optional[float] = Field(None, gt=0)  # a prediction at most this far from the truth...
+    within_tolerance: float = 0.0  # ...is worth this much
+    # multiclass: what deciding each class is worth, for each true class
+    matrix: dict[str, dict[str, float]] = {}  # {true class: {decided class: value}}; a pair not given is worth 0
     assumptions: str = ""  # what the figures assume, in plain words (an inferred card says it guessed them)
 
+    def priced(self) -> dict:
+        "Which kinds of target the value model prices: {kind: the keys that price it}."
+        keys = {"binary": ("true_positive", "false_positive", "false_negative", "true_negative"),
+                "regression": ("under_prediction", "over_prediction", "within_tolerance"), "multiclass": ("matrix",)}
+        return {k: [f for f in fs if getattr(self, f)] for k, fs in keys.items() if any(getattr(self, f) for f in fs)}
 
 # %% ../nbs/00_config.ipynb #6bd52545
 class Target(Model):
     name: str  # the label's column name
     expr: Optional[str] = None  # pandas expression deriving it from a table's columns; None: the column as is
     table: Optional[str] = None  # ingested table holding it (default: the first)
-    positive_label: Any = True  # value of the positive class
-
+    kind: TargetKind = "binary"  # binary (a flag), multiclass (one of several classes) or regression (a number)
+    kind_reason: Optional[str] = None  # set when the kind was inferred from the column: why
+    positive_label: Any = True  # binary: value of the positive class
+    classes: Optional[list[str]] = None  # multiclass: the classes, in the order answers list them (default: sorted, as training saw them)
 
 # %% ../nbs/00_config.ipynb #0af4e4e7
 class DesignCard(Model):
@@ -137,6 +165,28 @@ class DesignCard(Model):
     sign_off_required: bool = False  # promotion waits for a human approval
     inferred_from: Optional[str] = None  # set when the card was inferred from a table, not written by people: from what
 
+
+    @model_validator(mode="after")
+    def _fits_its_kind(self):
+        kind = self.target.kind
+        for j, m in enumerate(self.key_metrics):
+            if m.metric not in METRICS[kind]:
+                raise ValueError(f"key_metrics[{j}].metric is {m.metric!r}, not measured for a {kind} target; one of {', '.join(METRICS[kind])}")
+        if self.value_model is not None:
+            priced = self.value_model.priced()
+            if other := {k: v for k, v in priced.items() if k != kind}:
+                raise ValueError(f"value_model prices a {' and a '.join(other)} target ({', '.join(f for v in other.values() for f in v)}) "
+                                 f"but design.target.kind is {kind}")
+            if kind not in priced:
+                raise ValueError(f"value_model prices nothing for a {kind} target: set " + {
+                    "binary": "true_positive, false_positive, false_negative and true_negative",
+                    "regression": "under_prediction and over_prediction (cost per unit of error), or tolerance and within_tolerance",
+                    "multiclass": "matrix ({true class: {decided class: value}})"}[kind])
+        if self.value_model is not None and self.value_model.within_tolerance and self.value_model.tolerance is None:
+            raise ValueError("value_model.within_tolerance is set but value_model.tolerance is not: how close is close enough?")
+        if kind == "multiclass" and self.target.classes is not None and len(set(self.target.classes)) < 3:
+            raise ValueError(f"target.classes is {self.target.classes}: a multiclass target has at least 3 distinct classes")
+        return self
 
 # %% ../nbs/00_config.ipynb #9a32ff4e
 class Source(Model):

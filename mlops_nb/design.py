@@ -10,13 +10,15 @@ from typing import Optional
 
 import numpy as np
 
-from .config import DesignCard, KeyMetric, Step, ValueModel, open_step
+from .config import DesignCard, KeyMetric, ProjectError, Step, ValueModel, open_step
 
 # %% auto #0
-__all__ = ['PHASES', 'AUC_MARGIN', 'CARD_KEYS', 'value_per_period', 'trivial_values', 'generated_value', 'break_even_threshold',
-           'needs', 'gate_passes', 'evaluate_gates', 'expected_calibration_error', 'score', 'LeakageError',
-           'check_features', 'card_problems', 'DesignCardError', 'gates_of', 'inferred_card', 'inferred_note',
-           'card_markdown', 'run_step']
+__all__ = ['PHASES', 'MIN_CLASS_ROWS', 'MAX_CLASSES', 'FEW_NUMBERS', 'AUC_MARGIN', 'CARD_KEYS', 'GUESSED', 'value_per_period',
+           'trivial_values', 'generated_value', 'break_even_threshold', 'needs', 'gate_passes', 'evaluate_gates',
+           'expected_calibration_error', 'score', 'value_threshold', 'regression_values', 'best_constant',
+           'value_offset', 'value_matrix', 'class_decisions', 'score_regression', 'score_multiclass', 'decision_rule',
+           'measure', 'decide', 'LeakageError', 'check_features', 'card_problems', 'DesignCardError', 'gates_of',
+           'target_kind', 'inferred_metrics', 'inferred_card', 'inferred_note', 'card_markdown', 'run_step']
 
 # %% ../nbs/01_design.ipynb #7a34f90f
 def value_per_period(vm: ValueModel, tp: float, fp: float, fn: float, tn: float) -> float:
@@ -105,6 +107,119 @@ def score(y, p, threshold: float, vm: Optional[ValueModel]) -> dict:
     return out
 
 
+# %% ../nbs/01_design.ipynb #cb6ccab2
+def value_threshold(y: np.ndarray, p: np.ndarray, vm: Optional[ValueModel]) -> float:
+    "The probability threshold (flag when p >= it) that maximises value on (y, p); F1 when there is no value model."
+    y, p = np.asarray(y, bool), np.asarray(p, float)
+    order = np.argsort(-p, kind="stable")
+    ps, ys = p[order], y[order]
+    tp = np.cumsum(ys); fp = np.cumsum(~ys); P = ys.sum(); N = len(ys) - P
+    if vm is None: score = 2 * tp / (tp + P)
+    else: score = tp * vm.true_positive - fp * vm.false_positive - (P - tp) * vm.false_negative + (N - fp) * vm.true_negative
+    last = np.r_[ps[1:] != ps[:-1], True]  # a threshold cannot split tied probabilities
+    candidates = np.flatnonzero(last)
+    best = candidates[np.argmax(score[candidates])]
+    none_value = -P * vm.false_negative + N * vm.true_negative if vm is not None else -np.inf
+    return 1.0 + 1e-9 if vm is not None and none_value >= score[best] else float(ps[best])
+
+# %% ../nbs/01_design.ipynb #12557b5c
+def regression_values(vm: ValueModel, y, decided) -> np.ndarray:
+    "The value of each decided number against the truth `y`: the band's value when close enough, less the price of the error."
+    err = np.asarray(decided, float) - np.asarray(y, float)
+    v = -vm.under_prediction * np.maximum(-err, 0) - vm.over_prediction * np.maximum(err, 0)
+    if vm.tolerance is not None: v = v + vm.within_tolerance * (np.abs(err) <= vm.tolerance)
+    return v
+
+def best_constant(vm: ValueModel, y) -> float:
+    "The one number that, decided for every row, is worth most on `y`: the best a team can do without a model."
+    y = np.asarray(y, float)
+    candidates = np.unique(np.r_[np.quantile(y, np.linspace(0, 1, 101)), y.mean()])
+    return float(candidates[int(np.argmax([regression_values(vm, y, np.full(len(y), c)).mean() for c in candidates]))])
+
+# %% ../nbs/01_design.ipynb #368b0dff
+def value_offset(y, estimate, vm: Optional[ValueModel]) -> float:
+    "The shift added to the regression estimate that maximises value on (y, estimate); 0 when prices are symmetric."
+    if vm is None or (vm.under_prediction == vm.over_prediction and vm.tolerance is None): return 0.0
+    y, estimate = np.asarray(y, float), np.asarray(estimate, float)
+    candidates = np.unique(np.r_[0.0, np.quantile(y - estimate, np.linspace(0, 1, 101))])
+    values = [regression_values(vm, y, estimate + c).mean() for c in candidates]
+    return float(candidates[int(np.argmax(values))])
+
+# %% ../nbs/01_design.ipynb #919d0308
+def value_matrix(vm: Optional[ValueModel], classes: list) -> Optional[np.ndarray]:
+    "M[i, j]: the value of deciding `classes[j]` when the truth is `classes[i]` (None without a value model)."
+    if vm is None: return None
+    names = [str(c) for c in classes]
+    named = set(vm.matrix) | {d for row in vm.matrix.values() for d in row}
+    if unknown := sorted(named - set(names)):
+        raise ValueError(f"design.value_model.matrix names class(es) {unknown} the target does not have; its classes: {names}")
+    return np.array([[float(vm.matrix.get(t, {}).get(d, 0.0)) for d in names] for t in names])
+
+def class_decisions(P, M: Optional[np.ndarray]) -> np.ndarray:
+    "The index of the decided class per row of the probability matrix `P`: the best expected value, or the most probable."
+    P = np.asarray(P, float)
+    return np.argmax(P if M is None else P @ M, axis=1)
+
+# %% ../nbs/01_design.ipynb #3ae1af83
+def score_regression(y, estimate, offset: float, vm: Optional[ValueModel]) -> dict:
+    "Error, fit and money metrics of the regression `estimate` for truth `y`, deciding `estimate + offset`."
+    y, estimate = np.asarray(y, float), np.asarray(estimate, float)
+    err, decided = estimate - y, estimate + offset
+    nonzero = y != 0
+    ss = float(((y - y.mean()) ** 2).sum()) if len(y) else 0.0
+    out = {"rows": len(y), "mean_target": float(y.mean()) if len(y) else float("nan"), "offset": float(offset),
+           "rmse": float(np.sqrt((err ** 2).mean())) if len(y) else float("nan"), "mae": float(np.abs(err).mean()) if len(y) else float("nan"),
+           "r2": 1 - float((err ** 2).sum()) / ss if ss > 0 else float("nan"),
+           "mape": float(np.abs(err[nonzero] / y[nonzero]).mean()) if nonzero.any() else float("nan"),
+           "bias": float((decided - y).mean()) if len(y) else float("nan")}
+    if vm is not None and len(y):
+        out["value_absolute"] = float(regression_values(vm, y, decided).mean()) * vm.volume_per_period
+        out["value"] = out["value_absolute"] - float(regression_values(vm, y, np.full(len(y), best_constant(vm, y))).mean()) * vm.volume_per_period
+    return out
+
+# %% ../nbs/01_design.ipynb #52c22b9e
+def score_multiclass(y, P, classes: list, vm: Optional[ValueModel]) -> dict:
+    "Ranking, calibration, decision and money metrics of class probabilities `P` (columns in `classes` order) for labels `y`."
+    from sklearn.metrics import f1_score, log_loss, roc_auc_score
+    names = [str(c) for c in classes]
+    y, P = np.asarray(y).astype(str), np.clip(np.asarray(P, float), 1e-7, 1)
+    P = P / P.sum(axis=1, keepdims=True)
+    M = value_matrix(vm, names)
+    decided = np.asarray(names)[class_decisions(P, M)] if len(y) else np.asarray([], str)
+    present = [j for j, c in enumerate(names) if (y == c).any()]
+    aucs = [roc_auc_score(y == names[j], P[:, j]) for j in present if (y != names[j]).any()]
+    out = {"rows": len(y), "classes": names,
+           "roc_auc": float(np.mean(aucs)) if len(aucs) >= 2 else float("nan"),
+           "accuracy": float((decided == y).mean()) if len(y) else float("nan"),
+           "f1": float(f1_score(y, decided, labels=[names[j] for j in present], average="macro", zero_division=0)) if len(y) else float("nan"),
+           "log_loss": float(log_loss(y, P, labels=names)) if len(y) else float("nan"),
+           "confusion": [[int(((y == t) & (decided == d)).sum()) for d in names] for t in names]}
+    if M is not None and len(y):
+        index = {c: j for j, c in enumerate(names)}
+        truth = np.array([index[c] for c in y])
+        out["value_absolute"] = float(M[truth, class_decisions(P, M)].mean()) * vm.volume_per_period
+        out["value"] = out["value_absolute"] - float(M[truth].mean(axis=0).max()) * vm.volume_per_period
+    return out
+
+# %% ../nbs/01_design.ipynb #9604ebd8
+def decision_rule(kind: str, y, out, vm: Optional[ValueModel], classes: Optional[list] = None) -> dict:
+    "The decision rule chosen on validation outputs `out` for truth `y`: {'threshold'}, {'offset'} or {'classes'}."
+    if kind == "binary": return {"threshold": value_threshold(y, out, vm)}
+    if kind == "regression": return {"offset": value_offset(y, out, vm)}
+    return {"classes": [str(c) for c in classes]}
+
+def measure(kind: str, y, out, rule: dict, vm: Optional[ValueModel]) -> dict:
+    "Every metric of `kind` for the model outputs `out` (P(positive), class probabilities or numbers) against truth `y`."
+    if kind == "binary": return score(y, out, rule["threshold"], vm)
+    if kind == "regression": return score_regression(y, out, rule["offset"], vm)
+    return score_multiclass(y, out, rule["classes"], vm)
+
+def decide(kind: str, out, rule: dict, vm: Optional[ValueModel]) -> np.ndarray:
+    "What is decided for each row: a flag, a number, or a class."
+    if kind == "binary": return np.asarray(out, float) >= rule["threshold"]
+    if kind == "regression": return np.asarray(out, float) + rule["offset"]
+    return np.asarray(rule["classes"])[class_decisions(out, value_matrix(vm, rule["classes"]))]
+
 # %% ../nbs/01_design.ipynb #e7e38c9b
 class LeakageError(ValueError):
     "A feature set uses columns the design card forbids or marks as unknown at decision time."
@@ -150,53 +265,130 @@ def gates_of(card: DesignCard) -> dict:
         "refused_features": {"unknown_at_decision": comp.unknown_at_decision, "forbidden": comp.forbidden_features},
         "target": card.target.model_dump(mode="json"),
         "value_model": vm.model_dump(mode="json") if vm else None,
-        "break_even_threshold": break_even_threshold(vm) if vm else None,
+        "break_even_threshold": break_even_threshold(vm) if vm and card.target.kind == "binary" else None,
         "max_latency_ms": card.requirements.end_user.max_latency_ms,
         "max_data_age": card.requirements.max_data_age,
         "sign_off_required": card.sign_off_required,
     }
+
+# %% ../nbs/01_design.ipynb #36751805
+MIN_CLASS_ROWS = 10  # fewer rows of a class cannot give train, validation and hold-out one each
+MAX_CLASSES = 50  # more classes than this is a grouping to decide, not a target to learn
+FEW_NUMBERS = 10  # whole numbers with at most this many values: classes or a number? the run asks
+
+def _plain(v): return v.item() if hasattr(v, "item") else v
+
+def _listed(values, n: int = 4) -> str:
+    values = [_plain(v) for v in values]
+    return ", ".join(map(repr, values[:n])) + (", ..." if len(values) > n else "")
+
+def target_kind(s: "pd.Series",  # the target column
+                where: str,  # how the user named it, for messages: `data.csv: --target price`
+                kind: Optional[str] = None,  # the kind the user asked for; None: infer it
+               ) -> tuple[str, str]:  # the kind, and why
+    "The kind of target `s` is (binary, multiclass, regression) with the reason, or `ProjectError` saying why it cannot be learned."
+    import pandas as pd
+    values = s.dropna()
+    counts = values.value_counts()
+    if len(counts) == 0: raise ProjectError(f"{where} is empty in every row: nothing to learn")
+    if len(counts) == 1: raise ProjectError(f"{where} is {_plain(counts.index[0])!r} in every row: nothing to learn")
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    whole = numeric and bool(np.all(np.mod(values.to_numpy(float), 1) == 0))
+    distinct = sorted(counts.index) if numeric else list(counts.index)
+    if kind is None:
+        if len(counts) == 2: kind, why = "binary", f"two values ({_listed(distinct)})"
+        elif whole and len(counts) == len(values) and np.all(np.diff(np.sort(values.to_numpy(float))) == 1):
+            raise ProjectError(f"{where} counts {_listed(distinct, 3)} with a distinct value per row, like a row number: nothing to generalise from")
+        elif not numeric and len(counts) == len(values):
+            raise ProjectError(f"{where} has a distinct value in each of its {len(values):,} rows, like an identifier: nothing to generalise from")
+        elif whole and len(counts) <= FEW_NUMBERS:
+            raise ProjectError(f"{where} holds {len(counts)} whole numbers ({_listed(distinct, FEW_NUMBERS)}): classes, or a number? "
+                               "say which: --kind multiclass (each value a class) or --kind regression (a quantity)")
+        elif numeric: kind, why = "regression", f"numbers: {len(counts):,} distinct values from {_plain(distinct[0])!r} to {_plain(distinct[-1])!r}"
+        else: kind, why = "multiclass", f"{len(counts)} classes ({_listed(distinct)})"
+    else: why = f"--kind {kind}"
+    if kind == "regression" and not numeric:
+        raise ProjectError(f"{where} holds text ({_listed(distinct)}), not numbers: a regression target is a quantity")
+    if kind == "binary" and len(counts) != 2:
+        raise ProjectError(f"{where} has {len(counts)} distinct values, not two: a binary target is a flag; try --kind multiclass")
+    if kind == "multiclass" and len(counts) == 2:
+        raise ProjectError(f"{where} has two values ({_listed(distinct)}): that is a binary target; leave --kind out")
+    if kind == "multiclass" and len(counts) > MAX_CLASSES:
+        raise ProjectError(f"{where} has {len(counts):,} classes, more than {MAX_CLASSES}: group them into fewer, or predict another column")
+    if kind != "regression" and counts.min() < MIN_CLASS_ROWS:
+        rare = counts[counts < MIN_CLASS_ROWS]
+        raise ProjectError(f"{where} is {_listed(rare.index)} in only {_listed(rare.to_numpy(), len(rare))} of {len(s):,} rows: "
+                           f"train, validation and hold-out each need every class, at least {MIN_CLASS_ROWS} rows of each; "
+                           "merge the rare classes or drop their rows")
+    return kind, why
 
 # %% ../nbs/01_design.ipynb #02c3da8d
 AUC_MARGIN = 0.05  # an inferred card's ranking gate: ROC AUC this far above chance (0.5)
 
 CARD_KEYS = {  # what a user edits to make an inferred card theirs
     "design.problem, design.decision": "what the prediction is for, and which decision it supports, when",
-    "design.value_model": "what each outcome is worth (true_positive, false_positive, false_negative, true_negative) "
-                          "and how many decisions a period (volume_per_period)",
+    "design.value_model": "what each outcome is worth (binary: true_positive, false_positive, false_negative, true_negative; "
+                          "regression: under_prediction, over_prediction per unit, or tolerance and within_tolerance; "
+                          "multiclass: matrix) and how many decisions a period (volume_per_period)",
     "design.key_metrics[*].threshold": "the gates a model must pass to be served (null: tracked, not gated)",
     "design.inferred_from": "delete it once the card is yours"}
 
+GUESSED = "Guessed, not agreed: {what}, and each row of the table is one decision a month. Put what each outcome is really worth in its place."
+
+def inferred_metrics(kind: str) -> tuple[list, dict]:
+    "An inferred card's key metrics and value model (without its volume) for a target of `kind`."
+    value = {"name": "Value generated", "kind": "value", "metric": "value", "owner": "business_stakeholder", "threshold": 0, "strict": True}
+    if kind == "regression":
+        return ([{"name": "Better than the mean", "kind": "model", "metric": "r2", "owner": "data_scientist", "threshold": 0, "strict": True,
+                  "description": "R² on the frozen hold-out: above 0, the model beats predicting the average for every row."},
+                 {"name": "Typical error", "kind": "customer", "metric": "mae", "owner": "subject_matter_expert", "threshold": None,
+                  "description": "Mean absolute error, in the target's units. Tracked, not gated: a ceiling belongs here once people say what error they can live with."},
+                 {**value, "description": "Units a month above deciding the best single number for every row: a served model must beat it."}],
+                {"under_prediction": 1, "over_prediction": 1,
+                 "assumptions": GUESSED.format(what="every unit of error costs 1 unit, too low or too high")})
+    auc = {"name": "Ranking quality", "kind": "model", "metric": "roc_auc", "owner": "data_scientist", "threshold": 0.5 + AUC_MARGIN}
+    if kind == "multiclass":
+        return ([{**auc, "description": f"Macro ROC AUC (each class against the others, averaged) on the frozen hold-out, at least {AUC_MARGIN:g} above chance (0.5)."},
+                 {"name": "Right calls", "kind": "customer", "metric": "accuracy", "owner": "subject_matter_expert", "threshold": None,
+                  "description": "Share of the rows whose class is decided right. Tracked, not gated: the value gate already asks for more right calls than always deciding the commonest class."},
+                 {**value, "description": "Units a month above always deciding the same class: a served model must beat the best such class."}],
+                {"assumptions": GUESSED.format(what="a right class is worth 1 unit and a wrong one costs 1 unit")})
+    return ([{**auc, "description": f"ROC AUC on the frozen hold-out, at least {AUC_MARGIN:g} above chance (0.5): a model that ranks no better than a coin is not served."},
+             {"name": "Positives caught", "kind": "customer", "metric": "recall", "owner": "subject_matter_expert", "threshold": None,
+              "description": "Share of the positives the model flags. Tracked, not gated: a floor belongs here once the value model says what a miss costs."},
+             {**value, "description": "Units a month above the better of flagging nothing and flagging everything: a served model must beat both."}],
+            {"true_positive": 1, "false_positive": 1, "false_negative": 1, "true_negative": 1,
+             "assumptions": GUESSED.format(what="every right decision (a positive flagged, a negative left alone) is worth 1 unit and every wrong one costs 1 unit")})
+
 def inferred_card(target: str,  # the target column
-                  positive,  # its positive value
+                  kind: str,  # binary, multiclass or regression (`target_kind`)
                   table: str,  # the ingested table holding it
                   source: str,  # what the card was inferred from, for people (`churn.csv: 7,043 rows, ...`)
                   rows: int,  # the table's rows: one decision a month each
+                  positive=None,  # binary: its positive value
+                  classes: Optional[list] = None,  # multiclass: its classes
+                  reason: Optional[str] = None,  # why the kind was inferred
                  ) -> dict:  # the project's `design:` section
     "A complete design card for a bare table: gates a first model can meet, in agreement with its value model."
-    you = "you"
+    metrics, vm = inferred_metrics(kind)
+    if kind == "multiclass":
+        names = [str(c) for c in classes]
+        vm["matrix"] = {t: {d: 1 if d == t else -1 for d in names} for t in names}
+    what = {"binary": f" (positive: {positive!r})", "multiclass": f" (one of {len(classes or [])} classes)", "regression": " (a number)"}[kind]
+    target_card = {"name": target, "table": table, "kind": kind, "kind_reason": reason}
+    if kind == "binary": target_card["positive_label"] = positive
     return {
-        "problem": f"Predict `{target}` (positive: {positive!r}) for the rows of {table}.",
+        "problem": f"Predict `{target}`{what} for the rows of {table}.",
         "decision": "Not written yet: which decision the prediction supports, and when it is taken.",
-        "stakeholders": [{"name": you, "role": r} for r in ("business_stakeholder", "subject_matter_expert", "data_scientist", "ml_engineer")],
+        "stakeholders": [{"name": "you", "role": r} for r in ("business_stakeholder", "subject_matter_expert", "data_scientist", "ml_engineer")],
         "phases": {"design": {"owner": "data_scientist", "sign_off": ["business_stakeholder"]},
                    "development": {"owner": "data_scientist", "sign_off": ["subject_matter_expert"]},
                    "deployment": {"owner": "ml_engineer"}, "maintenance": {"owner": "ml_engineer"}},
-        "key_metrics": [
-            {"name": "Ranking quality", "kind": "model", "metric": "roc_auc", "owner": "data_scientist", "threshold": 0.5 + AUC_MARGIN,
-             "description": f"ROC AUC on the frozen hold-out, at least {AUC_MARGIN:g} above chance (0.5): a model that ranks no better than a coin is not served."},
-            {"name": "Positives caught", "kind": "customer", "metric": "recall", "owner": "subject_matter_expert", "threshold": None,
-             "description": "Share of the positives the model flags. Tracked, not gated: a floor belongs here once the value model says what a miss costs."},
-            {"name": "Value generated", "kind": "value", "metric": "value", "owner": "business_stakeholder", "threshold": 0, "strict": True,
-             "description": "Units a month above the better of flagging nothing and flagging everything: a served model must beat both."}],
-        "value_model": {"currency": "units", "period": "month", "volume_per_period": max(int(rows), 1),
-                        "true_positive": 1, "false_positive": 1, "false_negative": 1, "true_negative": 1,
-                        "assumptions": ("Guessed, not agreed: every right decision (a positive flagged, a negative left alone) is worth "
-                                        "1 unit and every wrong one costs 1 unit, and each row of the table is one decision a month. "
-                                        "Put what each outcome is really worth in its place.")},
-        "target": {"name": target, "table": table, "positive_label": positive},
+        "key_metrics": metrics,
+        "value_model": {"currency": "units", "period": "month", "volume_per_period": max(int(rows), 1), **vm},
+        "target": target_card,
         "inferred_from": source,
     }
-
 
 # %% ../nbs/01_design.ipynb #ebc281f8
 def inferred_note(card: DesignCard, project_file: str) -> str:

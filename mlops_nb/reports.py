@@ -14,13 +14,13 @@ from urllib.parse import parse_qs, quote
 
 import yaml
 
-from .config import ProjectError, atomic_write, package_root, wait_for_server
+from .config import LOWER_IS_BETTER, ProjectError, atomic_write, package_root, wait_for_server
 from .runs import ipc_kernel_manager, settle
 
 # %% auto #0
 __all__ = ['RUN_ID', 'ROOT_ENV', 'PAGES', 'PAGE_TITLES', 'DONE', 'ACRONYMS', 'STYLE', 'STATUS_CLASS', 'METRIC_NAMES',
-           'METRIC_MEANS', 'SHARES', 'LOWER_IS_BETTER', 'DIMENSIONS', 'SEVERITY', 'TRAIN_FILES', 'RunNotFound', 'Runs',
-           'run_key', 'read_run', 'list_runs', 'load_run', 'reports_root', 'run_from_query', 'select_run', 'run_status',
+           'METRIC_MEANS', 'SHARES', 'DIMENSIONS', 'SEVERITY', 'TRAIN_FILES', 'RunNotFound', 'Runs', 'run_key',
+           'read_run', 'list_runs', 'load_run', 'reports_root', 'run_from_query', 'select_run', 'run_status',
            'parse_time', 'run_ended', 'run_duration', 'step_error', 'run_error', 'Raw', 'esc', 'fmt_duration',
            'fmt_time', 'fmt_pct', 'fmt_bytes', 'fmt_num', 'humanize', 'badge', 'box', 'html_table', 'kv_table', 'card',
            'show', 'page_link', 'link', 'page_header', 'run_chooser', 'page_footer', 'read_json', 'design_card',
@@ -450,7 +450,6 @@ METRIC_MEANS = {"roc_auc": "how well it ranks late above on-time cases (0.5: cha
                 "value_absolute": "money per period of the model's decisions",
                 "threshold": "flag a case when its probability is at least this"}
 SHARES = {"precision", "recall", "flagged_rate"}
-LOWER_IS_BETTER = {"brier", "log_loss", "ece"}
 
 def metric_name(m: str) -> str:
     "A metric's name for people: `roc_auc` -> `ROC AUC`."

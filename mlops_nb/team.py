@@ -5,7 +5,7 @@
 # %% ../nbs/86_team.ipynb #d9499076
 from __future__ import annotations
 
-import glob, json, os, pwd, secrets, shutil, signal, socket, subprocess, sys, time
+import glob, json, os, secrets, shutil, signal, socket, subprocess, sys, time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
@@ -15,7 +15,7 @@ import yaml
 from .config import ProjectError, atomic_write, free_port, read_yaml, wait_for_server, write_json
 
 # %% auto #0
-__all__ = ['SERVERS', 'ServerError', 'log_tail', 'start_daemon', 'alive', 'daemon_pid', 'stop_daemon', 'port_open', 'check_ready',
+__all__ = ['ServerError', 'log_tail', 'start_daemon', 'alive', 'daemon_pid', 'stop_daemon', 'port_open', 'check_ready',
            'wait_port', 'pg_bin', 'as_postgres', 'give_to_postgres', 'Postgres', 'mlflow_server', 'redis_server',
            'dask_commands', 'wait_workers', 'read_env', 'stack_settings', 'team_overlay', 'write_overlay',
            'start_checked', 'team_up', 'worker_names', 'team_down', 'team_status']
@@ -64,12 +64,11 @@ def stop_daemon(folder: Path, name: str, grace: float = 20) -> bool:
     pid = daemon_pid(folder, name)
     (folder / "pids" / name).unlink(missing_ok=True)
     if pid is None: return False
-    with_group = lambda sig: os.killpg(pid, sig)
-    try: with_group(signal.SIGTERM)
+    try: os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError: return False
     deadline = time.monotonic() + grace
     while alive(pid) and time.monotonic() < deadline: time.sleep(0.1)
-    try: with_group(signal.SIGKILL)  # whatever of the group outlived its leader
+    try: os.killpg(pid, signal.SIGKILL)  # whatever of the group outlived its leader
     except ProcessLookupError: pass
     return True
 
@@ -221,8 +220,6 @@ def wait_workers(address: str, n: int, timeout: float = 60) -> int:
         return len(c.scheduler_info()["workers"])
 
 # %% ../nbs/86_team.ipynb #5620faa1
-SERVERS = ("postgres", "mlflow", "redis", "dask-scheduler", "dask-workers")
-
 def read_env(path: Path) -> dict:
     "The variables of an `env` file (`KEY=value` lines; `#` comments)."
     lines = Path(path).read_text().splitlines() if Path(path).exists() else []

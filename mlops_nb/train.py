@@ -14,18 +14,18 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from .config import (Compute, DesignCard, Experiment, Split, Step, TrainSpec, ValueModel, frame_digest, open_step,
-                             package_root, utc_time)
-from .design import evaluate_gates, score, trivial_values
+from .config import (LOWER_IS_BETTER, Compute, DesignCard, Experiment, Split, Step, TrainSpec, ValueModel, frame_digest,
+                             open_step, package_root, utc_time)
+from .design import evaluate_gates, score, trivial_values, value_threshold
 from .registry import artifact_location, model_name, registry_client, requirements
 from .runs import git_commit
 
 # %% auto #0
-__all__ = ['LOWER_IS_BETTER', 'DEFAULTS', 'CHECKED_PACKAGES', 'TRUSTED_PREFIXES', 'TRUSTED_EXTRA', 'TrainError', 'HoldoutError',
-           'progress', 'split_kind', 'row_groups', 'identical_rows', 'split_frame', 'check_holdout', 'value_threshold',
-           'feature_kinds', 'model_transforms', 'make_model', 'expand', 'default_experiments', 'feature_groups',
-           'trial_features', 'metric_value', 'permutation_importance', 'value_curve', 'evaluation_figure',
-           'trial_importance', 'run_trial', 'tracking', 'log_trial', 'dataset_inputs', 'search', 'package_versions',
+__all__ = ['DEFAULTS', 'CHECKED_PACKAGES', 'TRUSTED_PREFIXES', 'TRUSTED_EXTRA', 'TrainError', 'HoldoutError', 'progress',
+           'split_kind', 'row_groups', 'identical_rows', 'split_frame', 'check_holdout', 'feature_kinds',
+           'model_transforms', 'make_model', 'expand', 'default_experiments', 'feature_groups', 'trial_features',
+           'metric_value', 'permutation_importance', 'value_curve', 'evaluation_figure', 'trial_importance',
+           'run_trial', 'tracking', 'log_trial', 'dataset_inputs', 'search', 'package_versions',
            'refuse_other_versions', 'dask_cluster', 'on_dask', 'best_of', 'verdicts', 'slice_columns', 'holdout_report',
            'promotion_metric', 'decide', 'trusted_types', 'champion_on', 'register', 'limitations', 'TrainingSet',
            'read_training_set', 'compute_label', 'trial_cluster', 'search_trials', 'score_on_holdout', 'model_card',
@@ -142,24 +142,6 @@ def check_holdout(parts: dict, time_column: Optional[str] = None, ids: Sequence[
     if len(shared := rows.intersection(train)):
         raise HoldoutError(f"the validation part shares {len(shared)} row(s) with the train part: it would select the model on what it learned from")
     return frame_digest(parts["holdout"])
-
-# %% ../nbs/05_train.ipynb #a8148bf3
-LOWER_IS_BETTER = {"brier", "log_loss", "ece"}
-
-def value_threshold(y: np.ndarray, p: np.ndarray, vm: Optional[ValueModel]) -> float:
-    "The probability threshold (flag when p >= it) that maximises value on (y, p); F1 when there is no value model."
-    y, p = np.asarray(y, bool), np.asarray(p, float)
-    order = np.argsort(-p, kind="stable")
-    ps, ys = p[order], y[order]
-    tp = np.cumsum(ys); fp = np.cumsum(~ys); P = ys.sum(); N = len(ys) - P
-    if vm is None: score = 2 * tp / (tp + P)
-    else: score = tp * vm.true_positive - fp * vm.false_positive - (P - tp) * vm.false_negative + (N - fp) * vm.true_negative
-    last = np.r_[ps[1:] != ps[:-1], True]  # a threshold cannot split tied probabilities
-    candidates = np.flatnonzero(last)
-    best = candidates[np.argmax(score[candidates])]
-    none_value = -P * vm.false_negative + N * vm.true_negative if vm is not None else -np.inf
-    return 1.0 + 1e-9 if vm is not None and none_value >= score[best] else float(ps[best])
-
 
 # %% ../nbs/05_train.ipynb #bda68b6d
 def feature_kinds(df: pd.DataFrame, features: list[str]) -> dict:
