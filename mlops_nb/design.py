@@ -203,10 +203,12 @@ def score_multiclass(y, P, classes: list, vm: Optional[ValueModel]) -> dict:
 
 # %% ../nbs/01_design.ipynb #9604ebd8
 def decision_rule(kind: str, y, out, vm: Optional[ValueModel], classes: Optional[list] = None) -> dict:
-    "The decision rule chosen on validation outputs `out` for truth `y`: {'threshold'}, {'offset'} or {'classes'}."
+    "The decision rule chosen on validation outputs `out` for truth `y`: {'threshold'}, {'offset'} or {'classes', 'matrix'}."
     if kind == "binary": return {"threshold": value_threshold(y, out, vm)}
     if kind == "regression": return {"offset": value_offset(y, out, vm)}
-    return {"classes": [str(c) for c in classes]}
+    names = [str(c) for c in classes]
+    M = value_matrix(vm, names)
+    return {"classes": names, "matrix": None if M is None else M.tolist()}
 
 def measure(kind: str, y, out, rule: dict, vm: Optional[ValueModel]) -> dict:
     "Every metric of `kind` for the model outputs `out` (P(positive), class probabilities or numbers) against truth `y`."
@@ -214,11 +216,12 @@ def measure(kind: str, y, out, rule: dict, vm: Optional[ValueModel]) -> dict:
     if kind == "regression": return score_regression(y, out, rule["offset"], vm)
     return score_multiclass(y, out, rule["classes"], vm)
 
-def decide(kind: str, out, rule: dict, vm: Optional[ValueModel]) -> np.ndarray:
-    "What is decided for each row: a flag, a number, or a class."
+def decide(kind: str, out, rule: dict) -> np.ndarray:
+    "What is decided for each row under the rule (which carries the value matrix it was chosen with): a flag, a number, or a class."
     if kind == "binary": return np.asarray(out, float) >= rule["threshold"]
     if kind == "regression": return np.asarray(out, float) + rule["offset"]
-    return np.asarray(rule["classes"])[class_decisions(out, value_matrix(vm, rule["classes"]))]
+    M = rule.get("matrix")
+    return np.asarray(rule["classes"])[class_decisions(out, None if M is None else np.asarray(M, float))]
 
 # %% ../nbs/01_design.ipynb #e7e38c9b
 class LeakageError(ValueError):
