@@ -117,8 +117,7 @@ def split_frame(df: pd.DataFrame,  # the training set
                 kind: str = "binary",  # the kind of target: binary, multiclass or regression
                ) -> dict:
     "{'train', 'validation', 'holdout'} frames of `df`."
-    kind = split_kind(split, time_column)
-    if kind == "time":
+    if split_kind(split, time_column) == "time":
         t = df[time_column]
         start = utc_time(split.holdout_start) if split.holdout_start else _time_boundary(t, split.holdout)
         rest, holdout = df[t < start], df[t >= start]
