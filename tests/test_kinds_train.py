@@ -128,3 +128,45 @@ def test_a_setting_that_does_not_fit_the_kind_is_refused_at_load(diabetes, edit,
 def test_card_classes_that_the_labels_lack_are_refused(wine):
     code, out, _ = retrain(wine, "four", lambda d: d["design"]["target"].update(classes=["0", "1", "2", "3"]))
     assert code != 0 and "design.target.classes lists ['3'], which no row of the training set's `target` holds" in out, out
+
+
+@pytest.fixture(scope="module")
+def wine_parts():
+    "The wine table split as training splits a multiclass target; (parts, feature columns, classes)."
+    from sklearn.datasets import load_wine
+    df = load_wine(as_frame=True).frame.rename(columns=lambda c: c.replace("/", "_"))
+    df["target"] = df["target"].map(str)
+    return split_frame(df, Split(by="random", seed=1), "target", kind="multiclass"), [c for c in df.columns if c != "target"], ["0", "1", "2"]
+
+
+@pytest.mark.parametrize("kind, families", [("multiclass", ("hist_gradient_boosting", "random_forest", "logistic_regression")),
+                                            ("regression", ("hist_gradient_boosting", "random_forest", "ridge"))])
+def test_every_family_of_every_kind_saves_and_loads_with_skops(kind, families):
+    "The types skops is told to trust rebuild each kind's estimators, and the loaded pipeline predicts as the fitted one."
+    import skops.io
+    from sklearn.datasets import load_diabetes, load_wine
+    from mlops_nb.train import make_model, trusted_types
+    table = (load_wine if kind == "multiclass" else load_diabetes)(as_frame=True).frame
+    X, y = table.drop(columns="target").assign(group=np.where(table.index % 3, "a", "b")), table["target"]
+    y = y.map(str) if kind == "multiclass" else y.astype(float)
+    for family in families:
+        model = make_model(family, {}, [c for c in X.columns if c != "group"], ["group"], kind=kind).fit(X, y)
+        loaded = skops.io.loads(skops.io.dumps(model), trusted=trusted_types(model))
+        np.testing.assert_array_equal(loaded.predict(X.head(20)), model.predict(X.head(20)))
+
+
+def test_a_multiclass_search_on_dask_is_the_local_search(wine_parts):
+    "The trials on a Dask cluster get the kind and classes too: the same results as in this process."
+    from distributed import Client, LocalCluster
+    from mlops_nb.config import Experiment
+    from mlops_nb.train import expand, search
+    parts, features, classes = wine_parts
+    trials = expand([Experiment(name="lin", hypothesis="h", family="logistic_regression", params={"C": [0.1, 1.0]}),
+                     Experiment(name="gbt", hypothesis="h", family="hist_gradient_boosting", params={"max_iter": [30]})])
+    kw = dict(label="target", metric="roc_auc", vm=None, groups={c: [c] for c in features}, kind="multiclass", classes=classes, say=lambda m: None)
+    here = search(trials, {"lin": features, "gbt": features}, parts, **kw)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as lc, Client(lc, set_as_default=False) as c:
+        there = search(trials, {"lin": features, "gbt": features}, parts, cluster=c, **kw)
+    same = ["trial", "status", "metrics", "rule", "importance"]
+    assert [{k: r.get(k) for k in same} for r in there] == [{k: r.get(k) for k in same} for r in here]
+    assert all(r["status"] == "finished" and r["rule"]["classes"] == classes and r["metrics"]["roc_auc"] > 0.9 for r in here)
