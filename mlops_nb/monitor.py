@@ -17,16 +17,16 @@ from .config import LOWER_IS_BETTER, LoadedProject, MonitorSpec, TableQuality, u
 from .design import decide, evaluate_gates, measure
 from .feature_store import expression_columns
 from .predictions import log_exists, log_location, newest_decision, read_window, refused_between
-from .registry import alias_version, load_model, model_name, registry_client
+from .registry import alias_version, load_model, model_name, registry_client, version_rule
 
 
 # %% auto #0
 __all__ = ['KINDS', 'PERIOD_METRICS', 'PREDICTION_COLUMN', 'DriftError', 'MissingColumnError', 'EmptyWindowError', 'infer_kind',
            'check_kind', 'distinct_sorted', 'wasserstein_sorted', 'wasserstein_norm', 'jensen_shannon', 'psi',
            'ks_p_value', 'chi_square_p_value', 'z_p_value', 'column_drift', 'drift_table', 'drift_summary',
-           'MonitorError', 'window_bounds', 'logged_window', 'json_columns', 'version_rule', 'champion_context',
-           'unseen_categories', 'logged_outputs', 'performance', 'computational', 'request_quality', 'retrain_decision',
-           'retrain_window', 'reference_predictions', 'window_drift', 'record_monitoring', 'run_step']
+           'MonitorError', 'window_bounds', 'logged_window', 'json_columns', 'champion_context', 'unseen_categories',
+           'logged_outputs', 'performance', 'computational', 'request_quality', 'retrain_decision', 'retrain_window',
+           'reference_predictions', 'window_drift', 'record_monitoring', 'run_step']
 
 # %% ../nbs/07_monitor.ipynb #6c11d839
 class DriftError(ValueError):
@@ -317,11 +317,6 @@ def json_columns(texts: pd.Series) -> pd.DataFrame:
 
 
 # %% ../nbs/07_monitor.ipynb #b53470bd
-def version_rule(tags: Mapping) -> tuple[str, dict]:
-    "A registered version's kind of target and decision rule, from its tags (a version from before kinds: binary, its threshold)."
-    kind = tags.get("kind", "binary")
-    return kind, (json.loads(tags["decision_rule"]) if tags.get("decision_rule") else {"threshold": float(tags.get("threshold", 0.5))})
-
 def champion_context(step) -> dict:
     "The serving champion and what it learned from: version, kind and decision rule, model card, importance, reference rows."
     name = model_name(step.project)
@@ -338,7 +333,9 @@ def champion_context(step) -> dict:
     if period.get("validation_end") and "event_timestamp" in train:
         train = train[train.event_timestamp <= pd.Timestamp(period["validation_end"])]
     ranked = [f for f, _ in sorted(importance.get("features", {}).items(), key=lambda kv: -kv[1])]
-    kind, rule = version_rule(mv.tags)
+    try: kind, rule = version_rule(mv.tags, f"model {name!r} version {version}")
+    except ValueError as e: raise MonitorError(str(e)) from None
+    if rule is None: raise MonitorError(f"model {name!r} version {version} is multiclass without a `decision_rule` tag; re-register it with `mlops-nb run`")
     return {"name": name, "version": str(version), "kind": kind, "rule": rule, "threshold": rule.get("threshold"), "card": card,
             "ranked_features": ranked, "reference": train.reset_index(drop=True), "source_run": source.name,
             "source_is_pipeline_run": source == run, "newest_training_data": period.get("holdout_end"), "train_end": period.get("train_end")}

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 from .config import LoadedProject, Project, ProjectError, now_iso, refuse_credentials
 
 # %% auto #0
-__all__ = ['model_name', 'is_server', 'artifact_location', 'refusal', 'on_server', 'registry_client', 'tracking_client',
-           'alias_version', 'load_model', 'requirements', 'approve', 'rollback']
+__all__ = ['TARGET_KINDS', 'RULE_KEYS', 'model_name', 'is_server', 'artifact_location', 'refusal', 'on_server', 'registry_client',
+           'tracking_client', 'alias_version', 'load_model', 'version_rule', 'requirements', 'approve', 'rollback']
 
 # %% ../nbs/81_registry.ipynb #730458f0
 def model_name(project: Project) -> str:
@@ -103,6 +103,26 @@ def load_model(client, name: str, version: str) -> tuple:
         local = mlflow.artifacts.download_artifacts(artifact_uri=client.get_model_version_download_uri(name, mv.version),
                                                     dst_path=tmp, tracking_uri=client.tracking_uri)
         return mlflow.sklearn.load_model(local), mv
+
+# %% ../nbs/81_registry.ipynb #ef7de0fa
+TARGET_KINDS = ("binary", "multiclass", "regression")
+RULE_KEYS = {"binary": "threshold", "regression": "offset", "multiclass": "classes"}  # what each kind's rule must hold
+
+def version_rule(tags: dict,  # a model version's tags
+                 where: str,  # the version, for messages: `model 'delay_model' version 3`
+                ) -> tuple[str, Optional[dict]]:  # its kind of target, and its decision rule
+    "A registered version's kind of target and decision rule, from its tags `kind` and `decision_rule`; `ValueError` naming a broken tag."
+    import json
+    kind = tags.get("kind", "binary")
+    if kind not in TARGET_KINDS:
+        raise ValueError(f"{where}: its tag `kind` is {kind!r}, not one of {', '.join(TARGET_KINDS)}; re-register it with `mlops-nb run`")
+    if "decision_rule" not in tags:  # before rules were tagged
+        return kind, {"binary": {"threshold": float(tags.get("threshold", 0.5))}, "regression": {"offset": 0.0}, "multiclass": None}[kind]
+    try: rule = json.loads(tags["decision_rule"])
+    except ValueError: raise ValueError(f"{where}: its tag `decision_rule` is not JSON: {tags['decision_rule'][:80]!r}") from None
+    if not isinstance(rule, dict) or RULE_KEYS[kind] not in rule:
+        raise ValueError(f"{where}: its tag `decision_rule` {tags['decision_rule'][:80]!r} has no {RULE_KEYS[kind]!r}, which a {kind} version decides with")
+    return kind, rule
 
 # %% ../nbs/81_registry.ipynb #63f7b708
 def requirements() -> list[str]:

@@ -17,7 +17,7 @@ import pandas as pd
 from .config import (FAMILY_KINDS, LOWER_IS_BETTER, Compute, DesignCard, Experiment, Split, Step, TrainSpec, ValueModel, frame_digest,
                              open_step, package_root, utc_time)
 from .design import class_decisions, decision_rule, evaluate_gates, measure, score, trivial_values, value_threshold
-from .registry import artifact_location, model_name, registry_client, requirements
+from .registry import artifact_location, model_name, registry_client, requirements, version_rule
 from .runs import git_commit
 
 # %% auto #0
@@ -783,14 +783,15 @@ def champion_on(client, name: str, holdout: pd.DataFrame, label: str, vm, kind: 
     from mlflow.exceptions import MlflowException
     try: mv = client.get_model_version_by_alias(name, "champion")
     except MlflowException: return None, None, None
-    theirs = mv.tags.get("kind", "binary")  # versions registered before targets had kinds are binary
+    try: theirs, rule = version_rule(mv.tags, f"the champion (version {mv.version})")
+    except ValueError as e: return mv, None, str(e)
     if theirs != kind: return mv, None, f"the champion (version {mv.version}) predicts a {theirs} target, this model a {kind} one: they cannot be compared"
     try:
         model = mlflow.sklearn.load_model(f"models:/{name}@champion")
         cols = list(model.feature_names_in_)
         missing = [c for c in cols if c not in holdout.columns]
         if missing: return mv, None, f"the champion (version {mv.version}) needs columns this hold-out lacks: {missing}"
-        rule = json.loads(mv.tags["decision_rule"]) if "decision_rule" in mv.tags else {"threshold": float(mv.tags.get("threshold", 0.5))}
+        rule = rule or {"classes": [str(c) for c in model.classes_], "matrix": None}  # an untagged multiclass version: its model's classes
         return mv, measure(kind, truth(holdout, label, kind), model_outputs(model, holdout[cols], kind, rule.get("classes")), rule, vm), None
     except Exception as e:  # a champion that cannot be loaded or scored is not beaten by comparison
         return mv, None, f"the champion (version {mv.version}) could not be scored on this hold-out: {type(e).__name__}: {e}"
