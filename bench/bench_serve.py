@@ -225,7 +225,7 @@ def floor_child(folder: Path, n1: int, n100: int, profile_calls: int, log_second
     import numpy as np, pandas as pd
     from mlops_nb.config import demo_project_file, load_project
     from mlops_nb.deploy import Scorer, parse_records, records_columns
-    from mlops_nb.predictions import PREDICTION_COLUMNS, WAL_RESET_BYTES, PredictionLog
+    from mlops_nb.predictions import WAL_RESET_BYTES, PredictionLog
     lp = load_project(demo_project_file())
     scorer = Scorer(lp, tracking_uri=lp.tracking_uri, log_path=folder / "floor_predictions.db")
     m, fl = scorer.model, scorer.features
@@ -278,7 +278,7 @@ def floor_child(folder: Path, n1: int, n100: int, profile_calls: int, log_second
 
     def log_json(X1):  # the log's rows: inputs and features to JSON
         return PredictionLog._rows(one[0], X1, meta(1))
-    sql = f"insert or replace into predictions ({PREDICTION_COLUMNS}) values ({','.join('?' * 12)})"
+    sql = PredictionLog.insert_predictions
     def log_commit(rows):  # the transaction alone: rows already as JSON, inserted and committed
         scratch._write(sql, [(f"rid{next(ids)}", *r[1:]) for r in rows])
 

@@ -778,8 +778,9 @@ def score_many(self: Scorer, requests: list[tuple], request_ids: Optional[list] 
     version = [chall.version if c else champ.version for c in canary]
     variant = ["batch" if batch else "canary" if c else "champion" for c in canary]
     now = now_iso()
-    self.log.append(records, X, [(rids[o], int(i), now, champ.name, version[j], variant[j], *log_fields(answered[j])[:2], latency,
-                                   decided[j] or now, log_fields(answered[j])[2]) for j, (o, i) in enumerate(zip(owner, index))])
+    fields = [log_fields(a) for a in answered]
+    self.log.append(records, X, [(rids[o], int(i), now, champ.name, version[j], variant[j], *fields[j][:2], latency, decided[j] or now,
+                                  fields[j][2]) for j, (o, i) in enumerate(zip(owner, index))])
     if chall is not None and self.rollout.strategy == "shadow":
         self.shadow_pool.submit(self._shadow, chall, X, [rids[o] for o in owner], index, records, now, decided)
     bodies, start = [], 0

@@ -18,7 +18,7 @@ from .config import POSTGRES_CREDENTIALS, LoadedProject, ProjectError, now_iso, 
 
 # %% auto #0
 __all__ = ['SCHEMA', 'PREDICTION_COLUMNS', 'ADDED_COLUMNS', 'CHECKPOINT_SECONDS', 'WAL_RESET_BYTES', 'PG_SCHEMA', 'PG_UPGRADE',
-           'SCHEMA_LOCK', 'KEY_COLUMNS', 'PredictionLog', 'answer_columns', 'upgrade_sqlite', 'json_lines',
+           'SCHEMA_LOCK', 'KEY_COLUMNS', 'PredictionLog', 'json_lines', 'answer_columns', 'upgrade_sqlite',
            'LabelError', 'stored_labels', 'no_match', 'is_server_log', 'log_frame', 'typed_answers', 'newest_decision',
            'read_window', 'refused_between', 'log_engine', 'server_error', 'server_frame', 'PostgresLog',
            'log_location', 'open_log', 'log_exists']
@@ -68,25 +68,6 @@ class PredictionLog:
             rows.append((*m[:6], json.dumps(records[j], default=str), feats[j], probability, decision, *m[8:10], kind, decided, estimate, probabilities))
         return rows
 
-# %% ../nbs/82_predictions.ipynb #2097cdef
-def answer_columns(probability, decision, details=None) -> tuple:
-    "(probability, decision, kind, decided, estimate, probabilities) as the log stores an answer: a flag, a decided number (`details`: its estimate) or a class name (`details`: {class: probability})."
-    if isinstance(decision, str): return probability, None, "multiclass", decision, None, None if details is None else json.dumps(details)
-    if isinstance(decision, (float, np.floating)):
-        return None, None, "regression", repr(float(decision)), None if details is None else _json_value(float(details)), None
-    return probability, int(decision), "binary", None, None, None
-
-# %% ../nbs/82_predictions.ipynb #0a47a3ca
-def upgrade_sqlite(db: sqlite3.Connection):
-    "Add the columns an older SQLite log lacks (`ADDED_COLUMNS`) and let its labels be empty; inside the caller's transaction."
-    for table, column, kind in ADDED_COLUMNS:
-        if column not in {r[1] for r in db.execute(f"pragma table_info({table})")}: db.execute(f"alter table {table} add column {column} {kind}")
-    if any(r[1] == "label" and r[3] for r in db.execute("pragma table_info(feedback)")):  # `label integer not null`: before other kinds
-        db.execute("alter table feedback rename to feedback_binary")
-        db.execute(next(s for s in SCHEMA.split(";") if "table if not exists feedback" in s))
-        db.execute("insert into feedback (request_id, record, label, ts, outcome) select request_id, record, label, ts, outcome from feedback_binary")
-        db.execute("drop table feedback_binary")
-
 # %% ../nbs/82_predictions.ipynb #e46c3621
 @patch
 def _connect(self: PredictionLog, timeout: float = 30, any_thread: bool = False):
@@ -128,6 +109,25 @@ def json_lines(X) -> list[str]:
         return [json.dumps({c: _json_value(v) for c, v in zip(names, row)}, separators=(",", ":"), default=str) for row in zip(*columns)]
     # times with a zone, nullable numbers: pandas' C writer knows them (missing values as null)
     return pd.DataFrame(X, copy=False).to_json(orient="records", lines=True, date_format="iso", double_precision=15).splitlines()
+
+# %% ../nbs/82_predictions.ipynb #2097cdef
+def answer_columns(probability, decision, details=None) -> tuple:
+    "(probability, decision, kind, decided, estimate, probabilities) as the log stores an answer: a flag, a decided number (`details`: its estimate) or a class name (`details`: {class: probability})."
+    if isinstance(decision, str): return probability, None, "multiclass", decision, None, None if details is None else json.dumps(details)
+    if isinstance(decision, (float, np.floating)):
+        return None, None, "regression", repr(float(decision)), None if details is None else _json_value(float(details)), None
+    return probability, int(decision), "binary", None, None, None
+
+# %% ../nbs/82_predictions.ipynb #0a47a3ca
+def upgrade_sqlite(db: sqlite3.Connection):
+    "Add the columns an older SQLite log lacks (`ADDED_COLUMNS`) and let its labels be empty; inside the caller's transaction."
+    for table, column, kind in ADDED_COLUMNS:
+        if column not in {r[1] for r in db.execute(f"pragma table_info({table})")}: db.execute(f"alter table {table} add column {column} {kind}")
+    if any(r[1] == "label" and r[3] for r in db.execute("pragma table_info(feedback)")):  # `label integer not null`: before other kinds
+        db.execute("alter table feedback rename to feedback_binary")
+        db.execute(next(s for s in SCHEMA.split(";") if "table if not exists feedback" in s))
+        db.execute("insert into feedback (request_id, record, label, ts, outcome) select request_id, record, label, ts, outcome from feedback_binary")
+        db.execute("drop table feedback_binary")
 
 # %% ../nbs/82_predictions.ipynb #8d4a32ea
 @patch

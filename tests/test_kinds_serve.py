@@ -37,21 +37,8 @@ def kind_table(kind: str) -> tuple:
     return df, target
 
 
-def pipeline(kind: str, family: str, numeric: list, categorical: list):
-    "An unfitted Pipeline as training builds it: `train.model_transforms` of the family, then the estimator."
-    from sklearn.ensemble import (HistGradientBoostingClassifier, HistGradientBoostingRegressor, RandomForestClassifier,
-                                  RandomForestRegressor)
-    from sklearn.linear_model import LogisticRegression, Ridge
-    from sklearn.pipeline import Pipeline
-    from mlops_nb.train import model_transforms
-    cats = list(range(len(categorical))) or None
-    estimator = {("regression", "hist_gradient_boosting"): HistGradientBoostingRegressor(max_iter=40, categorical_features=cats, random_state=0),
-                 ("regression", "random_forest"): RandomForestRegressor(n_estimators=20, min_samples_leaf=5, random_state=0, n_jobs=1),
-                 ("regression", "logistic_regression"): Ridge(alpha=1.0),
-                 ("multiclass", "hist_gradient_boosting"): HistGradientBoostingClassifier(max_iter=40, categorical_features=cats, random_state=0),
-                 ("multiclass", "random_forest"): RandomForestClassifier(n_estimators=20, min_samples_leaf=3, random_state=0, n_jobs=1),
-                 ("multiclass", "logistic_regression"): LogisticRegression(max_iter=2000)}[(kind, family)]
-    return Pipeline([("transforms", model_transforms(numeric, categorical, family)), ("model", estimator)])
+PARAMS = {"hist_gradient_boosting": {"max_iter": 40}, "random_forest": {"n_estimators": 20, "min_samples_leaf": 5}, "ridge": {},
+          "logistic_regression": {"max_iter": 2000}}  # small: the models are the serving path's material, not the point
 
 
 def fitted(kind: str, family: str) -> tuple:
@@ -59,17 +46,18 @@ def fitted(kind: str, family: str) -> tuple:
     from mlops_nb.config import ValueModel
     from mlops_nb.design import decision_rule
     from mlops_nb.deploy import model_output
+    from mlops_nb.train import make_model
     df, target = kind_table(kind)
     features = [c for c in df.columns if c != target]
     categorical = [c for c in features if df[c].dtype == object]
-    model = pipeline(kind, family, [c for c in features if c not in categorical], categorical)
+    model = make_model(family, PARAMS[family], [c for c in features if c not in categorical], categorical, kind=kind)  # as training builds it
     model.fit(df[features], df[target])  # multiclass: str labels, as the features step writes them
     if kind == "regression":  # running short costs three times a surplus: the rule decides above the estimate
         vm = ValueModel(volume_per_period=100, under_prediction=3.0, over_prediction=1.0)
         rule = decision_rule(kind, df[target], model_output(model, df[features], kind), vm)
-    else:  # confusing a barolo is dear: the matrix moves some decisions away from the most probable class
+    else:  # missing a grignolino is dear: the matrix moves some decisions away from the most probable class
         names = sorted(WINES.values())
-        vm = ValueModel(volume_per_period=100, matrix={t: {d: (5.0 if t == d else -20.0 if t == "barolo" else -1.0) for d in names} for t in names})
+        vm = ValueModel(volume_per_period=100, matrix={t: {d: (5.0 if t == d else -1000.0 if t == "grignolino" else -1.0) for d in names} for t in names})
         rule = decision_rule(kind, df[target], None, vm, names)
     return model, df, target, features, rule
 
@@ -160,7 +148,7 @@ def records_of(rows: pd.DataFrame, features: list) -> list[dict]:
 
 
 @pytest.mark.parametrize("kind,family,lean", [("regression", "hist_gradient_boosting", True), ("regression", "random_forest", True),
-                                              ("regression", "logistic_regression", False), ("multiclass", "hist_gradient_boosting", True),
+                                              ("regression", "ridge", False), ("multiclass", "hist_gradient_boosting", True),
                                               ("multiclass", "random_forest", True), ("multiclass", "logistic_regression", False)])
 def test_lean_path_equals_the_pipeline(kind, family, lean):
     "Trees take the lean path, proven at load; its outputs equal the pipeline's for rows with missing, unseen and known values."
@@ -215,8 +203,8 @@ def test_service_answers_per_kind(projects, services, kind):
         for a, w in zip(body["predictions"], want):
             assert a["probabilities"] == pytest.approx(w["probabilities"], abs=1e-9)
             assert a["probability"] == pytest.approx(w["probabilities"][a["class"]], abs=1e-12)
-        assert any(a["class"] != max(a["probabilities"], key=a["probabilities"].get) for a in body["predictions"]) or \
-            all(w["class"] == max(w["probabilities"], key=w["probabilities"].get) for w in want)
+        # the value matrix, not the largest probability, decides: some answers are not the most probable class
+        assert any(a["class"] != max(a["probabilities"], key=a["probabilities"].get) for a in body["predictions"])
     doc = requests.get(f"{url}/openapi.json").json()
     schema = {**doc["components"]["schemas"]["Predictions"], "components": doc["components"]}
     jsonschema.validate(body, schema)
@@ -316,7 +304,7 @@ def test_a_regression_never_fails_a_request(tmp_path):
     JSON can carry (weights that overflow float64 on them) is refused naming the record, 422, not a 500."""
     from fastapi.testclient import TestClient
     from mlops_nb.deploy import Scorer, make_app
-    p = kind_project(tmp_path / "ridge", "regression", family="logistic_regression")
+    p = kind_project(tmp_path / "ridge", "regression", family="ridge")
     scorer = Scorer(p.lp)
     assert scorer.model.lean is None and "OneHotEncoder" in scorer.model.inference, scorer.model.inference
     good = records_of(p.df.head(2), p.features)
