@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio, gc, json, math, os, re, shutil, time, uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional, get_args
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -16,13 +16,13 @@ from fastcore.basics import patch
 from fastapi import FastAPI, Request  # at module level: FastAPI reads the endpoints' annotations from here
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from .config import LoadedProject, ProjectError, TargetKind, atomic_write, free_port, now_iso, package_root, wait_for_server, write_json
-from .design import decide
+from .config import LoadedProject, ProjectError, atomic_write, free_port, now_iso, package_root, wait_for_server, write_json
+from .design import decide, model_outputs
 from .feature_store import (EPOCH, applied_views, bucket_key, expression_columns, feast_name, join_keys, materialize,
                                     namespace_of, open_store, request_feature_values, resolve_use, service_parts, shared_online,
                                     td, training_frame, view_fields)
 from .predictions import LabelError, PredictionLog, is_server_log, log_location, open_log
-from .registry import alias_version, is_server, load_model, model_name, registry_client, requirements
+from .registry import alias_version, is_server, load_model, model_name, registry_client, requirements, version_rule
 from .runs import die_with_parent
 from .tables import read_table_file
 
@@ -30,12 +30,12 @@ from .tables import read_table_file
 __all__ = ['TREELITE_ROWS', 'SCALAR_VALUES', 'MAX_RECORDS', 'PASS_RECORDS', 'GATHER_TURNS', 'MAX_BODY_BYTES', 'MAX_TEXT',
            'MAX_INT', 'MAX_NUMBER', 'YEARS', 'YEARS_PATTERN', 'LABEL_KINDS', 'ANSWER_SCHEMAS', 'RESPONSE_SCHEMAS',
            'DRAIN_SECONDS', 'DOCKERFILE', 'PACKAGE_FILES', 'IMAGE_BUNDLE', 'SERVING_RUN', 'ServingError',
-           'ServingModel', 'known_categories', 'version_rule', 'class_order', 'model_output', 'load_version',
-           'LeanModel', 'category_codes', 'numeric_imputation', 'tree_model', 'lean_model', 'serving_run',
-           'reference_rows', 'snapshot_table', 'FeatureLookup', 'n_rows', 'python_value', 'request_columns',
-           'column_types', 'RequestError', 'shown', 'is_text', 'parse_body', 'parse_records', 'check_records',
-           'records_columns', 'validate_records', 'unseen_values', 'request_schema', 'check_labels', 'labels_schema',
-           'read_labels', 'canary_mask', 'Scorer', 'answers', 'log_fields', 'rule_fields', 'unanswerable', 'score_file',
+           'ServingModel', 'known_categories', 'serving_rule', 'class_order', 'load_version', 'LeanModel',
+           'category_codes', 'numeric_imputation', 'tree_model', 'lean_model', 'serving_run', 'reference_rows',
+           'snapshot_table', 'FeatureLookup', 'n_rows', 'python_value', 'request_columns', 'column_types',
+           'RequestError', 'shown', 'is_text', 'parse_body', 'parse_records', 'check_records', 'records_columns',
+           'validate_records', 'unseen_values', 'request_schema', 'check_labels', 'labels_schema', 'read_labels',
+           'canary_mask', 'Scorer', 'answers', 'log_fields', 'rule_fields', 'unanswerable', 'score_file',
            'scored_columns', 'decided_summary', 'ServiceMetrics', 'score_passes', 'follow_alias', 'service_openapi',
            'predictions_schema', 'log_refusal', 'prediction_routes', 'status_routes', 'Drain', 'DrainMiddleware',
            'make_app', 'serve', 'run_with', 'serving_requirements', 'dockerfile', 'smoke_test', 'write_bundle',
@@ -66,7 +66,7 @@ class ServingModel:
 
     def predict(self, X) -> np.ndarray:
         "For each row of `X` (a frame, or {column: values} as the service holds them): P(positive), the class probabilities (columns in the rule's `classes` order), or the estimate."
-        out = self.lean.predict(X) if self.lean is not None else model_output(self.model, pd.DataFrame({c: X[c] for c in self.columns}), self.kind)
+        out = self.lean.predict(X) if self.lean is not None else model_outputs(self.model, pd.DataFrame({c: X[c] for c in self.columns}), self.kind)
         return out if self.order is None else out[:, self.order]
 
     def decide(self, out) -> np.ndarray:
@@ -92,20 +92,11 @@ def known_categories(model) -> dict:
 
 
 # %% ../nbs/06_deploy.ipynb #2b7d4304
-def version_rule(tags: dict, model, where: str) -> tuple:
-    "(kind, decision rule) of a registered version from its tags `kind` and `decision_rule`; an untagged (older) version is binary at its `threshold` tag."
-    kinds = get_args(TargetKind)
-    kind = tags.get("kind", "binary")
-    if kind not in kinds: raise ServingError(f"{where}: its tag `kind` is {kind!r}, not one of {', '.join(kinds)}; re-register it with `mlops-nb run`")
-    try: rule = json.loads(tags["decision_rule"]) if "decision_rule" in tags else None
-    except ValueError: raise ServingError(f"{where}: its tag `decision_rule` is not JSON: {shown(tags['decision_rule'])}") from None
-    if rule is None:  # what training decided with before it tagged rules: the threshold tag, no offset, the most probable class
-        rule = {"binary": {"threshold": float(tags.get("threshold", 0.5))}, "regression": {"offset": 0.0},
-                "multiclass": {"classes": [str(c) for c in getattr(model, "classes_", [])], "matrix": None}}[kind]
-    needs = {"binary": "threshold", "regression": "offset", "multiclass": "classes"}[kind]
-    if not isinstance(rule, dict) or needs not in rule:
-        raise ServingError(f"{where}: its tag `decision_rule` {shown(tags['decision_rule'])} has no {needs!r}, which a {kind} version decides with")
-    return kind, rule
+def serving_rule(tags: dict, model, where: str) -> tuple:
+    "(kind, decision rule) of a registered version (`registry.version_rule`); an untagged multiclass version decides the most probable of its model's classes."
+    try: kind, rule = version_rule(tags, where)
+    except ValueError as e: raise ServingError(str(e)) from None
+    return kind, rule if rule is not None else {"classes": [str(c) for c in getattr(model, "classes_", [])], "matrix": None}
 
 def class_order(model, rule: dict, where: str) -> list[int]:
     "For each class of the rule, in its order, the column of the model's `predict_proba` that holds it."
@@ -114,24 +105,19 @@ def class_order(model, rule: dict, where: str) -> list[int]:
         raise ServingError(f"{where}: the model's classes {fitted} are not its decision rule's {rule['classes']}; re-register it")
     return [fitted.index(c) for c in rule["classes"]]
 
-def model_output(model, X, kind: str) -> np.ndarray:
-    "What a fitted estimator, or a pipeline ending in one, gives for `X`: P(positive) (binary), class probabilities (multiclass), estimates (regression)."
-    if kind == "regression": return np.asarray(model.predict(X), dtype=float)
-    p = model.predict_proba(X)
-    return p[:, 1] if kind == "binary" else p
 
 # %% ../nbs/06_deploy.ipynb #4c050804
 def load_version(client, name: str, version: str, reference: Optional[pd.DataFrame] = None) -> ServingModel:
     "Load version `version` of model `name` for serving."
     model, mv = load_model(client, name, version)
-    kind, rule = version_rule(dict(mv.tags), model, f"model {name!r} version {mv.version}")
+    kind, rule = serving_rule(dict(mv.tags), model, f"model {name!r} version {mv.version}")
     return ServingModel(name, mv.version, model, kind, rule, list(model.feature_names_in_), dict(mv.tags), reference)
 
 # %% ../nbs/06_deploy.ipynb #1e12cf4f
 TREELITE_ROWS = 128
 
 class LeanModel:
-    "A fitted pipeline's output (`model_output`) without its per-call overhead: category codes from dicts, trees through treelite."
+    "A fitted pipeline's output (`design.model_outputs`) without its per-call overhead: category codes from dicts, trees through treelite."
     def __init__(self, pipeline, kind: str = "binary"):
         transforms, self.estimator = pipeline.named_steps["transforms"], pipeline[-1]
         parts = {n: (t, list(c)) for n, t, c in transforms.transformers_ if n in ("categorical", "numeric")}
@@ -166,7 +152,7 @@ class LeanModel:
         import treelite.gtil
         # treelite walks each row through every tree; scikit-learn walks each tree through every row at a fixed cost
         # per call: treelite wins on few rows, up to TREELITE_ROWS (measured by bench/bench_serve.py)
-        if self.trees is None or len(Z) > TREELITE_ROWS: return model_output(self.estimator, Z, self.kind)
+        if self.trees is None or len(Z) > TREELITE_ROWS: return model_outputs(self.estimator, Z, self.kind)
         if self.float32: Z = Z.astype(np.float32).astype(np.float64)
         out = treelite.gtil.predict(self.trees, Z, nthread=1, pred_margin=self.softmax).reshape(len(Z), -1)
         if self.softmax:
@@ -222,14 +208,14 @@ def tree_model(estimator):
 
 # %% ../nbs/06_deploy.ipynb #1b661f49
 def lean_model(pipeline, reference: Optional[pd.DataFrame], kind: str = "binary") -> tuple:
-    "(LeanModel or None, why): the lean path when it gives the pipeline's output (`model_output`) on `reference`, else None."
+    "(LeanModel or None, why): the lean path when it gives the pipeline's output (`design.model_outputs`) on `reference`, else None."
     if reference is None or reference.empty: return None, "no reference rows to prove the lean path on"
     try:
         lean = LeanModel(pipeline, kind)
         X = reference[list(pipeline.feature_names_in_)]
         worst = 0.0
         for probe in (X, X.assign(**{c: None for c in lean.categorical}), X.assign(**{c: "\x00unseen" for c in lean.categorical})):
-            expected, Z = model_output(pipeline, probe, kind), lean.inputs(probe)
+            expected, Z = model_outputs(pipeline, probe, kind), lean.inputs(probe)
             by_rows = np.concatenate([lean.outputs(Z[i:i + TREELITE_ROWS]) for i in range(0, len(Z), TREELITE_ROWS)])
             scale = max(1.0, float(np.abs(expected).max()))  # estimates come in the target's units: equal to 1e-9 of their size
             worst = max(worst, np.abs(by_rows - expected).max() / scale, np.abs(lean.outputs(Z) - expected).max() / scale)

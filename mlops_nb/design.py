@@ -16,9 +16,9 @@ from .config import DesignCard, KeyMetric, ProjectError, Step, ValueModel, open_
 __all__ = ['PHASES', 'MIN_CLASS_ROWS', 'MAX_CLASSES', 'FEW_NUMBERS', 'AUC_MARGIN', 'CARD_KEYS', 'GUESSED', 'value_per_period',
            'trivial_values', 'generated_value', 'break_even_threshold', 'needs', 'gate_passes', 'evaluate_gates',
            'expected_calibration_error', 'score', 'value_threshold', 'regression_values', 'best_constant',
-           'value_offset', 'value_matrix', 'class_decisions', 'score_regression', 'score_multiclass', 'decision_rule',
-           'measure', 'decide', 'LeakageError', 'check_features', 'card_problems', 'DesignCardError', 'gates_of',
-           'target_kind', 'inferred_metrics', 'inferred_card', 'inferred_note', 'card_markdown', 'run_step']
+           'value_offset', 'value_matrix', 'class_decisions', 'score_regression', 'score_multiclass', 'model_outputs',
+           'decision_rule', 'measure', 'decide', 'LeakageError', 'check_features', 'card_problems', 'DesignCardError',
+           'gates_of', 'target_kind', 'inferred_metrics', 'inferred_card', 'inferred_note', 'card_markdown', 'run_step']
 
 # %% ../nbs/01_design.ipynb #7a34f90f
 def value_per_period(vm: ValueModel, tp: float, fp: float, fn: float, tn: float) -> float:
@@ -203,6 +203,20 @@ def score_multiclass(y, P, classes: list, vm: Optional[ValueModel],
         out["value_absolute"] = float(M[truth, [index[c] for c in decided]].mean()) * vm.volume_per_period
         out["value"] = out["value_absolute"] - float(M[truth].mean(axis=0).max()) * vm.volume_per_period
     return out
+
+# %% ../nbs/01_design.ipynb #5db1cc91
+def model_outputs(model,  # a fitted estimator, or a pipeline ending in one
+                  X,  # the rows it reads
+                  kind: str,  # the kind of target
+                  classes: Optional[list] = None,  # multiclass: the columns wanted, in order (default: the model's)
+                 ) -> np.ndarray:
+    "What a fitted model says of rows `X`: P(positive) (binary), class probabilities (columns in `classes` order), or estimates."
+    if kind == "regression": return np.asarray(model.predict(X), float)
+    P = model.predict_proba(X)
+    if kind == "binary": return P[:, 1]
+    if classes is None: return P
+    known = [str(c) for c in model.classes_]
+    return P[:, [known.index(str(c)) for c in classes]]
 
 # %% ../nbs/01_design.ipynb #9604ebd8
 def decision_rule(kind: str, y, out, vm: Optional[ValueModel], classes: Optional[list] = None) -> dict:

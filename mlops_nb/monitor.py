@@ -14,7 +14,7 @@ import pandas as pd
 
 from .checks import dimension_scores, evaluate_table
 from .config import LOWER_IS_BETTER, LoadedProject, MonitorSpec, TableQuality, utc_time
-from .design import decide, evaluate_gates, measure
+from .design import decide, evaluate_gates, measure, model_outputs
 from .feature_store import expression_columns
 from .predictions import log_exists, log_location, newest_decision, read_window, refused_between
 from .registry import alias_version, load_model, model_name, registry_client, version_rule
@@ -363,7 +363,9 @@ PERIOD_METRICS = {"binary": ("roc_auc", "recall", "precision", "value", "positiv
 def logged_outputs(labelled: pd.DataFrame, kind: str, rule: dict) -> tuple:
     "(truth, model outputs) of labelled log rows, as `design.measure` takes them."
     if kind == "binary": return labelled.label.astype(float).astype(bool).to_numpy(), labelled.probability.to_numpy(float)
-    if kind == "regression": return labelled.label.astype(float).to_numpy(), labelled.decision.astype(float).to_numpy() - rule["offset"]
+    if kind == "regression":  # the logged estimate; a log without one: the decision less the champion's offset
+        estimate = labelled["estimate"] if "estimate" in labelled else labelled.decision.astype(float) - rule["offset"]
+        return labelled.label.astype(float).to_numpy(), estimate.astype(float).to_numpy()
     probabilities = [json.loads(t) for t in labelled.probabilities]
     return labelled.label.astype(str).to_numpy(), np.array([[d.get(c, 0.0) for c in rule["classes"]] for d in probabilities], float)
 
@@ -473,9 +475,7 @@ def reference_predictions(ctx: dict, step, n: int = 50_000) -> pd.Series:
     X, kind, rule = ref[list(model.feature_names_in_)], ctx["kind"], ctx["rule"]
     if kind == "binary": out = model.predict_proba(X)[:, 1]
     elif kind == "regression": out = decide(kind, model.predict(X), rule)
-    else:  # the rule's classes in the model's column order
-        P = model.predict_proba(X)
-        out = decide(kind, P[:, [list(map(str, model.classes_)).index(c) for c in rule["classes"]]], rule)
+    else: out = decide(kind, model_outputs(model, X, kind, rule["classes"]), rule)
     return pd.Series(out, name=PREDICTION_COLUMN[kind])
 
 

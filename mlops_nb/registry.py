@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging, os
 from contextlib import contextmanager
 from importlib.metadata import version as package_version
-from typing import Optional
+from typing import Optional, get_args
 from urllib.parse import urlsplit
 
-from .config import LoadedProject, Project, ProjectError, now_iso, refuse_credentials
+from .config import LoadedProject, Project, ProjectError, TargetKind, now_iso, refuse_credentials
 
 # %% auto #0
 __all__ = ['TARGET_KINDS', 'RULE_KEYS', 'model_name', 'is_server', 'artifact_location', 'refusal', 'on_server', 'registry_client',
@@ -105,7 +105,7 @@ def load_model(client, name: str, version: str) -> tuple:
         return mlflow.sklearn.load_model(local), mv
 
 # %% ../nbs/81_registry.ipynb #ef7de0fa
-TARGET_KINDS = ("binary", "multiclass", "regression")
+TARGET_KINDS = get_args(TargetKind)
 RULE_KEYS = {"binary": "threshold", "regression": "offset", "multiclass": "classes"}  # what each kind's rule must hold
 
 def version_rule(tags: dict,  # a model version's tags

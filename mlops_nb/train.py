@@ -16,7 +16,7 @@ import pandas as pd
 
 from .config import (FAMILY_KINDS, LOWER_IS_BETTER, Compute, DesignCard, Experiment, Split, Step, TrainSpec, ValueModel, frame_digest,
                              open_step, package_root, utc_time)
-from .design import class_decisions, decision_rule, evaluate_gates, measure, score, trivial_values, value_threshold
+from .design import class_decisions, decision_rule, evaluate_gates, measure, model_outputs, score, trivial_values, value_threshold
 from .registry import artifact_location, model_name, registry_client, requirements, version_rule
 from .runs import git_commit
 
@@ -24,14 +24,14 @@ from .runs import git_commit
 __all__ = ['DEFAULTS', 'DEFAULT_METRIC', 'BETTER_THAN_CHANCE', 'LINEAR', 'CHECKED_PACKAGES', 'SLICE_METRICS', 'TRUSTED_PREFIXES',
            'TRUSTED_EXTRA', 'WEAK_SLICE', 'TrainError', 'HoldoutError', 'progress', 'split_kind', 'row_groups',
            'identical_rows', 'split_frame', 'check_holdout', 'feature_kinds', 'model_transforms', 'make_model',
-           'expand', 'default_experiments', 'feature_groups', 'trial_features', 'truth', 'model_outputs',
-           'metric_value', 'permutation_importance', 'value_curve', 'evaluation_figure', 'regression_figure',
-           'multiclass_figure', 'trial_figure', 'trial_importance', 'run_trial', 'tracking', 'log_trial',
-           'dataset_inputs', 'search', 'package_versions', 'refuse_other_versions', 'dask_cluster', 'on_dask',
-           'best_of', 'verdicts', 'slice_columns', 'confidence', 'holdout_report', 'promotion_metric', 'decide',
-           'trusted_types', 'champion_on', 'register', 'limitations', 'TrainingSet', 'read_training_set',
-           'target_classes', 'compute_label', 'trial_cluster', 'search_trials', 'score_on_holdout', 'label_shares',
-           'model_card', 'record_search', 'register_and_promote', 'snapshot_digests', 'run_step']
+           'expand', 'default_experiments', 'feature_groups', 'trial_features', 'truth', 'metric_value',
+           'permutation_importance', 'value_curve', 'evaluation_figure', 'regression_figure', 'multiclass_figure',
+           'trial_figure', 'trial_importance', 'run_trial', 'tracking', 'log_trial', 'dataset_inputs', 'search',
+           'package_versions', 'refuse_other_versions', 'dask_cluster', 'on_dask', 'best_of', 'verdicts',
+           'slice_columns', 'confidence', 'holdout_report', 'promotion_metric', 'decide', 'trusted_types',
+           'champion_on', 'register', 'limitations', 'TrainingSet', 'read_training_set', 'target_classes',
+           'compute_label', 'trial_cluster', 'search_trials', 'score_on_holdout', 'label_shares', 'model_card',
+           'record_search', 'register_and_promote', 'snapshot_digests', 'run_step']
 
 # %% ../nbs/05_train.ipynb #3faf8414
 class TrainError(ValueError):
@@ -279,14 +279,6 @@ def trial_features(e: Experiment, groups: dict, has_views: bool) -> list[str]:
 def truth(frame: pd.DataFrame, label: str, kind: str) -> np.ndarray:
     "The label column as training reads it: flags (binary), class names (multiclass), numbers (regression)."
     return frame[label].to_numpy({"binary": bool, "multiclass": str, "regression": float}[kind])
-
-def model_outputs(model, X: pd.DataFrame, kind: str, classes: Optional[list] = None) -> np.ndarray:
-    "What a fitted model says of rows `X`: P(positive) (binary), class probabilities with columns in `classes` order, or estimates."
-    if kind == "regression": return np.asarray(model.predict(X), float)
-    P = model.predict_proba(X)
-    if kind == "binary": return P[:, 1]
-    known = [str(c) for c in model.classes_]  # scikit-learn sorts them; the card may order them otherwise
-    return P[:, [known.index(c) for c in classes]]
 
 
 # %% ../nbs/05_train.ipynb #053d0a6c
