@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional, get_args
 
-from .config import (PHASE_STEPS, RESERVED_STEP_NAMES, LIFECYCLE, STEP_NAME, LoadedProject, Phase, ProjectError, ancestors,
+from .config import (PHASE_STEPS, RESERVED_STEP_NAMES, LIFECYCLE, STEP_NAME, LoadedProject, Phase, ProjectError, Target, ancestors,
                              atomic_write, demo_project_file, did_you_mean, load_project, run_order)
 from .pipeline import WAITING_EXIT, monitor_project, plan_steps, run_pipeline, sign_off_run, waiting_lines
 from .predictions import log_exists, log_location, open_log
@@ -19,16 +19,16 @@ from .registry import approve, is_server, refusal, registry_client, rollback
 from .runs import Interrupted, LockBusy, list_run_records, one_line
 
 # %% auto #0
-__all__ = ['SCHEDULE_MARK', 'CRON_FIELDS', 'EXIT_OK', 'EXIT_STEP_FAILED', 'EXIT_BAD_INPUT', 'EXIT_BUSY', 'EXIT_WAITING', 'EPILOG',
-           'COMMANDS', 'PREDICTION_LOG_HELP', 'APPROVE_USAGE', 'input_errors', 'preflight', 'next_steps',
-           'check_target', 'infer_project', 'runs_table', 'sign_off_lines', 'show_run', 'schedule_block', 'check_cron',
-           'merge_schedule', 'install_schedule', 'Command', 'command', 'shown', 'is_command', 'parser', 'main',
-           'demo_arguments', 'cmd_demo', 'run_arguments', 'cmd_run', 'runs_arguments', 'cmd_runs', 'reports_arguments',
-           'cmd_reports', 'prediction_log_of', 'serve_arguments', 'cmd_serve', 'score_arguments', 'cmd_score',
-           'feedback_arguments', 'cmd_feedback', 'rollback_arguments', 'cmd_rollback', 'approve_arguments',
-           'cmd_approve', 'monitor_arguments', 'cmd_monitor', 'schedule_arguments', 'cmd_schedule', 'check_new_step',
-           'phase_table', 'upstream_table', 'example_reading', 'starter_notebook', 'insert_lines', 'declare_step',
-           'new_step', 'new_step_arguments', 'cmd_new_step', 'team_arguments', 'cmd_team']
+__all__ = ['ANSWERS', 'SCHEDULE_MARK', 'CRON_FIELDS', 'EXIT_OK', 'EXIT_STEP_FAILED', 'EXIT_BAD_INPUT', 'EXIT_BUSY',
+           'EXIT_WAITING', 'EPILOG', 'COMMANDS', 'PREDICTION_LOG_HELP', 'APPROVE_USAGE', 'input_errors', 'preflight',
+           'answers_line', 'next_steps', 'check_target', 'infer_project', 'runs_table', 'sign_off_lines', 'show_run',
+           'schedule_block', 'check_cron', 'merge_schedule', 'install_schedule', 'Command', 'command', 'shown',
+           'is_command', 'parser', 'main', 'demo_arguments', 'cmd_demo', 'run_arguments', 'cmd_run', 'runs_arguments',
+           'cmd_runs', 'reports_arguments', 'cmd_reports', 'prediction_log_of', 'serve_arguments', 'cmd_serve',
+           'score_arguments', 'cmd_score', 'feedback_arguments', 'cmd_feedback', 'rollback_arguments', 'cmd_rollback',
+           'approve_arguments', 'cmd_approve', 'monitor_arguments', 'cmd_monitor', 'schedule_arguments', 'cmd_schedule',
+           'check_new_step', 'phase_table', 'upstream_table', 'example_reading', 'starter_notebook', 'insert_lines',
+           'declare_step', 'new_step', 'new_step_arguments', 'cmd_new_step', 'team_arguments', 'cmd_team']
 
 # %% ../nbs/92_cli.ipynb #3004f18b
 @contextmanager
@@ -53,13 +53,29 @@ def preflight(lp: LoadedProject, steps: list[str]) -> None:
         resolve_use(lp.project)  # a view no project publishes is named here, not in a failed features step
 
 # %% ../nbs/92_cli.ipynb #371c0b66
+ANSWERS = {  # per kind of target: what the served model answers, and the label monitoring needs back
+    "binary": ("the probability that {name} is {positive!r} and a flag, raised above the threshold the value model chose",
+               "1 or 0 (true or false)"),
+    "regression": ("an estimate of {name} and the number decided: the estimate shifted by the offset the value model's prices chose",
+                   "the number observed"),
+    "multiclass": ("a probability per class ({classes}) and the class decided: the one worth most under design.value_model.matrix",
+                   "the class observed, by its name"),
+}
+
+def answers_line(target: Target) -> str:
+    "What the served model of a `target` answers, and the label `mlops-nb feedback` takes for it."
+    what, label = ANSWERS[target.kind]
+    what = what.format(name=target.name, positive=target.positive_label, classes=", ".join(target.classes or []))
+    return f"  a {target.kind} target ({target.kind_reason or 'as the card says'}): the service answers {what}; labels for monitoring " \
+           f"(mlops-nb feedback --file F, or POST /feedback): request_id and label, {label}"
+
 def next_steps(lp: LoadedProject, run_dir: Path) -> list[str]:
     "The closing lines of a run of an inferred project: the saved project, what to edit, how to serve."
     from mlops_nb.design import inferred_note
     from mlops_nb.reports import read_json
     saved, mine = run_dir / "project.yaml", f"{lp.name}.yaml"
     lines = [f"next: the inferred project is saved in {saved}", f"  to reuse it: cp {saved} {mine}",
-             "  " + inferred_note(lp.design, mine).rstrip("\n"), f"  then: mlops-nb run --project {mine}"]
+             "  " + inferred_note(lp.design, mine).rstrip("\n"), f"  then: mlops-nb run --project {mine}", answers_line(lp.design.target)]
     smoke = read_json(run_dir / "artifacts" / "deploy" / "smoke.json")
     card = read_json(run_dir / "artifacts" / "train" / "model_card.json")
     if smoke and smoke.get("deployed"):
