@@ -65,7 +65,7 @@ ANSWERS = {  # per kind of target: what the served model answers, and the label 
 def answers_line(target: Target) -> str:
     "What the served model of a `target` answers, and the label `mlops-nb feedback` takes for it."
     what, label = ANSWERS[target.kind]
-    what = what.format(name=target.name, positive=target.positive_label, classes=", ".join(target.classes or []))
+    what = what.format(name=target.name, positive=target.positive_label, classes=", ".join(target.classes or ["sorted"]))
     return f"  a {target.kind} target ({target.kind_reason or 'as the card says'}): the service answers {what}; labels for monitoring " \
            f"(mlops-nb feedback --file F, or POST /feedback): request_id and label, {label}"
 
@@ -121,6 +121,7 @@ def infer_project(data_file, target: str, name: Optional[str] = None, kind: Opti
     data_file = Path(data_file).resolve()
     with input_errors(): df = read_table_file(data_file)
     kind, why = check_target(df, target, data_file, kind)
+    classes = sorted(map(str, df[target].dropna().unique())) if kind == "multiclass" else None  # as training will see them
     table = re.sub(r"[^A-Za-z0-9_]", "_", data_file.stem) or "data"
     time_col = next((str(c) for c in df.columns if looks_like_time(str(c), df[c]) and _readable_time(df[c])), None)
     source = f"{data_file.name} ({len(df):,} rows, {datetime.now(timezone.utc):%Y-%m-%d})"
@@ -131,10 +132,11 @@ def infer_project(data_file, target: str, name: Optional[str] = None, kind: Opti
         "root": str(Path.cwd()),
         "design": inferred_card(target, kind, table, source, len(df), reason=why,
                                 positive=_positive_label(df[target]) if kind == "binary" else None,
-                                classes=sorted(map(str, df[target].dropna().unique())) if kind == "multiclass" else None),
+                                classes=classes),
         "sources": {"data": {"path": str(data_file)}},
         "ingest": {"tables": {table: {"source": "data", "time_column": time_col}}},
     }
+    if classes: project["design"]["target"]["classes"] = classes  # written out: the order answers list them in, the user's to change
     del df
     with input_errors(): ingested = extract_table(load_project(data=project), table).df  # as the ingest step will deliver it
     rules = infer_rules(ingested, table)
