@@ -43,22 +43,24 @@ def week_question(root: Path, warehouse: Path, kind: str) -> Path:
     return f
 
 
+def bundled_csv(folder: Path, name: str) -> Path:
+    "scikit-learn's bundled table `name` (it ships with the package: nothing is downloaded) as `<name>.csv` in `folder`."
+    import sklearn.datasets
+    f = folder / f"{name}.csv"
+    getattr(sklearn.datasets, f"load_{name}")(as_frame=True).frame.to_csv(f, index=False)
+    return f
+
+
 @pytest.fixture
 def diabetes_csv(tmp_path):
-    "scikit-learn's diabetes table (442 patients; the target: disease progression after a year, a number)."
-    from sklearn.datasets import load_diabetes
-    f = tmp_path / "diabetes.csv"
-    load_diabetes(as_frame=True).frame.to_csv(f, index=False)
-    return f
+    "The diabetes table: 442 patients; the target, disease progression after a year, a number."
+    return bundled_csv(tmp_path, "diabetes")
 
 
 @pytest.fixture
 def wine_csv(tmp_path):
-    "scikit-learn's wine table (178 wines; the target: the cultivar, 0, 1 or 2)."
-    from sklearn.datasets import load_wine
-    f = tmp_path / "wine.csv"
-    load_wine(as_frame=True).frame.to_csv(f, index=False)
-    return f
+    "The wine table: 178 wines; the target, the cultivar, 0, 1 or 2."
+    return bundled_csv(tmp_path, "wine")
 
 
 # --- before training: the card, the data, the gate -------------------------------------------------
