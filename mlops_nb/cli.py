@@ -325,17 +325,21 @@ def demo_arguments(p: argparse.ArgumentParser):
                          "monitoring and retraining (in replay/, emptied first)")
     rp.add_argument("--from", dest="first", default="2013-07", metavar="YYYY-MM", help="first month replayed (default 2013-07)")
     rp.add_argument("--to", dest="last", default="2013-12", metavar="YYYY-MM", help="last month replayed (default 2013-12)")
-    rp.add_argument("--folder", metavar="DIR", help="where the replay keeps its registry, runs and log (default: <root>/replay)")
+    rp.add_argument("--folder", metavar="DIR", help="where the replay keeps its registry, runs and log (default: <root>/replay; "
+                    "replay-<name> for another project)")
     rp.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
+    rp.add_argument("--question", metavar="Q", help="or one of the demo's questions on the same flights: late (a flag, the default), "
+                    "minutes (how many minutes late), band (on time, late or very late)")
 
 
 # %% ../nbs/92_cli.ipynb #07d6abdb
 @command("the flight-delay demo's data", demo_arguments)
 def cmd_demo(args) -> int:
-    from mlops_nb.demo import replay, replay_table
+    from mlops_nb.demo import question_project, replay, replay_table
     from mlops_nb.ingest import build_demo_warehouse
     if args.demo_command == "replay":
-        lp = _project_for(args)
+        if args.question and args.project: raise ProjectError("give either --question or --project, not both")
+        lp = question_project(args.question) if args.question else _project_for(args)
         if lp.features is None: raise ProjectError(f"{lp.file}: the replay needs a project with `features:` (requests by decision time)")
         preflight(lp, [s.name for s in plan_steps(lp)])
         summary = replay(lp, args.first, args.last, Path(args.folder) if args.folder else None)

@@ -115,3 +115,103 @@ def test_wine_as_classes(wine_csv):
     assert saved.design.value_model.matrix == {t: {d: 1 if d == t else -1 for d in "012"} for t in "012"}
     assert "--kind multiclass: edit and reuse" in saved.description
     assert "a probability per class (0, 1, 2) and the class decided" in out
+
+
+# --- from training on: a served model, batch scoring, labels, monitoring (AFTER_MERGE) -------------
+
+CHECKS = {  # per kind: the hold-out metric monitoring must report from the labels, and the type of a decision
+    "regression": ("mae", (int, float)), "multiclass": ("accuracy", str)}
+
+
+def champion_by_hand(lp, version: str) -> None:
+    "Promote `version`: a week of flights (or a small table) rarely passes the card's gates, and these tests are about what comes after."
+    from mlops_nb.registry import model_name, registry_client
+    registry_client(lp.tracking_uri).set_registered_model_alias(model_name(lp.project), "champion", str(version))
+
+
+def assert_registered_for(lp, run_dir: Path) -> str:
+    "The run's registered version carries its kind and decision rule (contract 2); its version."
+    from mlops_nb.registry import model_name, registry_client
+    card = json.loads((run_dir / "artifacts/train/model_card.json").read_text())
+    version = str(card["registered"]["version"])
+    tags = registry_client(lp.tracking_uri).get_model_version(model_name(lp.project), version).tags
+    rule = json.loads(tags["decision_rule"])
+    assert tags["kind"] == lp.design.target.kind, tags
+    if lp.design.target.kind == "regression": assert set(rule) == {"offset"} and rule["offset"] >= 0  # under-predicting is dearer
+    else: assert rule["classes"] == lp.design.target.classes and len(rule["matrix"]) == len(lp.design.target.classes)
+    return version
+
+
+def serve_label_monitor(f: Path, run_dir: Path, rows: pd.DataFrame, labels: pd.Series, folder: Path, *monitor_args) -> dict:
+    """`rows` scored by the champion (in-process, as the service scores them) with their `labels` posted back, a few of
+    them scored by `mlops-nb score` too, then `mlops-nb monitor`: the monitoring report."""
+    from mlops_nb.deploy import Scorer
+    lp = load_project(f)
+    kind = lp.design.target.kind
+    scorer = Scorer(lp, run_dir=run_dir, point_in_time=lp.features is not None)
+    try:
+        records = json.loads(rows[scorer.columns].to_json(orient="records", date_format="iso"))
+        posted = 0
+        for i in range(0, len(records), 500):
+            body = scorer.score(records[i:i + 500])
+            for p in body["predictions"]: assert isinstance(p["decision"], CHECKS[kind][1]), p
+            if kind == "multiclass": assert set(json.loads(p["probabilities"]) if isinstance(p["probabilities"], str) else p["probabilities"]) == set(lp.design.target.classes)
+            items = [(body["request_id"], j, labels.iloc[i + j]) for j in range(len(body["predictions"])) if not pd.isna(labels.iloc[i + j])]
+            posted += scorer.log.feedback(items)["new"]
+    finally: scorer.log.close()
+    assert posted > 0
+    rows[scorer.columns].head(20).to_csv(folder / "requests.csv", index=False)
+    code, out = mlops_nb("score", "--project", f, "--input", folder / "requests.csv", "--output", folder / "scored.parquet", cwd=folder)
+    assert code == 0 and "scored 20 rows" in out, out
+    scored = pd.read_parquet(folder / "scored.parquet")
+    assert all(isinstance(d, CHECKS[kind][1]) for d in scored.decision.tolist()), scored.decision
+    code, out = mlops_nb("monitor", "--project", f, "--no-retrain", "--no-reports", *monitor_args, cwd=folder)
+    assert code == 0, out
+    mon = max(p for p in (lp.runs_dir).iterdir() if (p / "artifacts/monitor/monitoring.json").exists())
+    rep = json.loads((mon / "artifacts/monitor/monitoring.json").read_text())
+    assert rep["performance"]["labelled"] == posted and CHECKS[kind][0] in rep["performance"]["metrics"], rep["performance"]
+    return rep
+
+
+@AFTER_MERGE
+@pytest.mark.parametrize("kind", list(QUESTIONS))
+def test_question_end_to_end(kind, tmp_path, warehouse):
+    """A new question's whole run on the demo's first week (labels typed for its kind, a version registered with its
+    decision rule), its champion serving the second week, labels posted back, and monitoring judging them."""
+    from mlops_nb.features import label_of
+    f = week_question(tmp_path, warehouse, kind)
+    code, out = mlops_nb("run", "--project", f, "--no-reports", *NO_PROFILE, cwd=tmp_path)
+    assert code == 0, out
+    run_dir, lp = only_run(tmp_path), load_project(f)
+    label = pd.read_parquet(run_dir / "artifacts/features/training_set.parquet")[lp.design.target.name]
+    if kind == "regression": assert label.dtype == "float64" and label.notna().all()
+    else: assert label.dtype == object and set(label) == set(lp.design.target.classes)  # a week has flights in every band
+    champion_by_hand(lp, assert_registered_for(lp, run_dir))
+    # the feature store over both weeks (a daily feature job would keep it current); the second week is served from it
+    code, out = mlops_nb("run", "--project", f, "--until", "features", "--set", f"ingest.window.end={WEEK2[1]}", "--no-reports",
+                         *NO_PROFILE, cwd=tmp_path)
+    assert code == 0, out
+    features_run = newest_run(tmp_path)
+    flights = pd.read_parquet(features_run / "artifacts/ingest/flights.parquet")
+    week2 = flights[flights.time_hour >= pd.Timestamp(WEEK2[0], tz="UTC")].reset_index(drop=True)
+    rep = serve_label_monitor(f, features_run, week2, label_of(lp.project, week2), tmp_path, "--start", WEEK2[0], "--end", WEEK2[1])
+    assert rep["window"]["predictions"] >= len(week2) * 0.9
+
+
+@AFTER_MERGE
+@pytest.mark.parametrize("table, kind", [("diabetes", "regression"), ("wine", "multiclass")])
+def test_bundled_table_end_to_end(table, kind, tmp_path):
+    "`mlops-nb run --data` on a bundled table to a served champion, then its rows scored, labelled and monitored."
+    f = bundled_csv(tmp_path, table)
+    code, out = mlops_nb("run", "--data", f, "--target", "target", "--kind", kind, "--no-reports", cwd=tmp_path)
+    assert code == 0, out
+    run_dir = only_run(tmp_path)
+    saved = run_dir / "project.yaml"
+    lp = load_project(saved)
+    version = assert_registered_for(lp, run_dir)
+    smoke = json.loads((run_dir / "artifacts/deploy/smoke.json").read_text())
+    if smoke["deployed"]: assert f"serve it: mlops-nb serve --project {saved}" in out
+    else: champion_by_hand(lp, version)
+    rows = pd.read_csv(f)
+    labels = rows["target"].astype(str) if kind == "multiclass" else rows["target"].astype(float)
+    serve_label_monitor(saved, run_dir, rows, labels, tmp_path)
