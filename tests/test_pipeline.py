@@ -262,6 +262,8 @@ CASES = {  # what no run could get past: exit 2 before anything runs
                                    ["holds 4 whole numbers", "--kind multiclass", "--kind regression"]),
     "a class seen once": (lambda d: frame_csv(d, "t.csv", table(churned=["gold"] * 30 + ["silver"] * 29 + ["bronze"])), "churned",
                           ["'bronze' in only 1 of 60 rows", "merge the rare classes"]),
+    "too many classes": (lambda d: frame_csv(d, "t.csv", table(120, churned=[f"plan-{i % 60}" for i in range(120)])), "churned",
+                         ["has 60 classes, more than 50", "group them into fewer"]),
     "text as a number": (lambda d: frame_csv(d, "t.csv", table(churned=["yes", "no", "maybe"] * 20)), "churned",
                          ["holds text", "a regression target is a quantity"], "--kind", "regression"),
     "two values as classes": (lambda d: frame_csv(d, "t.csv", table()), "churned", ["that is a binary target"], "--kind", "multiclass"),
