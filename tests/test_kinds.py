@@ -119,8 +119,8 @@ def test_wine_as_classes(wine_csv):
 
 # --- from training on: a served model, batch scoring, labels, monitoring (AFTER_MERGE) -------------
 
-CHECKS = {  # per kind: the hold-out metric monitoring must report from the labels, and the type of a decision
-    "regression": ("mae", (int, float)), "multiclass": ("accuracy", str)}
+CHECKS = {  # per kind: the metric monitoring must report from the labels; the answer's decided field, and its type
+    "regression": ("mae", "prediction", (int, float)), "multiclass": ("accuracy", "class", str)}
 
 
 def champion_by_hand(lp, version: str) -> None:
@@ -154,8 +154,8 @@ def serve_label_monitor(f: Path, run_dir: Path, rows: pd.DataFrame, labels: pd.S
         posted = 0
         for i in range(0, len(records), 500):
             body = scorer.score(records[i:i + 500])
-            for p in body["predictions"]: assert isinstance(p["decision"], CHECKS[kind][1]), p
-            if kind == "multiclass": assert set(json.loads(p["probabilities"]) if isinstance(p["probabilities"], str) else p["probabilities"]) == set(lp.design.target.classes)
+            for p in body["predictions"]: assert isinstance(p[CHECKS[kind][1]], CHECKS[kind][2]), p
+            if kind == "multiclass": assert list(p["probabilities"]) == lp.design.target.classes, p
             items = [(body["request_id"], j, labels.iloc[i + j]) for j in range(len(body["predictions"])) if not pd.isna(labels.iloc[i + j])]
             posted += scorer.log.feedback(items)["new"]
     finally: scorer.log.close()
@@ -164,7 +164,7 @@ def serve_label_monitor(f: Path, run_dir: Path, rows: pd.DataFrame, labels: pd.S
     code, out = mlops_nb("score", "--project", f, "--input", folder / "requests.csv", "--output", folder / "scored.parquet", cwd=folder)
     assert code == 0 and "scored 20 rows" in out, out
     scored = pd.read_parquet(folder / "scored.parquet")
-    assert all(isinstance(d, CHECKS[kind][1]) for d in scored.decision.tolist()), scored.decision
+    assert all(isinstance(d, CHECKS[kind][2]) for d in scored[CHECKS[kind][1]].tolist()), scored.columns
     code, out = mlops_nb("monitor", "--project", f, "--no-retrain", "--no-reports", *monitor_args, cwd=folder)
     assert code == 0, out
     mon = max(p for p in (lp.runs_dir).iterdir() if (p / "artifacts/monitor/monitoring.json").exists())
