@@ -46,7 +46,7 @@ chromium:  ## Debian's chromium, for the browser tests
 redis:  ## Debian's redis-server, for the test that serves features from Redis
 	@if ! command -v redis-server >/dev/null; then $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null; fi
 
-postgresql:  ## Debian's PostgreSQL server, for the tests of a team's tracking server (tests/servers.py starts its own)
+postgresql:  ## Debian's PostgreSQL server, for the team's servers (mlops-nb team up and the tests start their own clusters)
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null; fi
 
 data: install  ## the demo warehouse, data/warehouse.db

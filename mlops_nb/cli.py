@@ -462,7 +462,7 @@ def cmd_serve(args) -> int:
 # %% ../nbs/92_cli.ipynb #b1ade609
 def score_arguments(p: argparse.ArgumentParser):
     p.add_argument("--input", required=True, metavar="FILE", help="CSV or Parquet with the request fields as columns (see `serve`'s /metadata)")
-    p.add_argument("--output", required=True, metavar="FILE", help="where to write the input plus probability, decision, version (.csv or .parquet)")
+    p.add_argument("--output", required=True, metavar="FILE", help="where to write the input plus the answers (binary: probability, decision; regression: prediction, estimate; multiclass: class, probability_<class>) and version (.csv or .parquet)")
     p.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
     p.add_argument("--chunk", type=int, default=20_000, metavar="ROWS", help="rows scored at once (default 20,000)")
 
@@ -480,14 +480,14 @@ def cmd_score(args) -> int:
     finally:
         if "scorer" in locals(): scorer.log.close()
     print(f"scored {summary['rows']:,} rows with {scorer.name} version {summary['version']} in {summary['seconds']:.1f}s "
-          f"({summary['flagged']:,} flagged) -> {args.output}")
+          f"({summary['decided']}) -> {args.output}")
     return EXIT_OK
 
 
 # %% ../nbs/92_cli.ipynb #320efe6f
 def feedback_arguments(p: argparse.ArgumentParser):
     p.add_argument("--file", required=True, metavar="FILE",
-                    help="CSV or Parquet with the columns request_id, label (true/false or 1/0) and optionally record (default 0)")
+                    help="CSV or Parquet with the columns request_id, label (true/false or 1/0; a number; a class name) and optionally record (default 0)")
     p.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
     p.add_argument("--prediction-log", metavar="FILE|URL", help=PREDICTION_LOG_HELP)
 
@@ -497,7 +497,7 @@ def cmd_feedback(args) -> int:
     lp = _project_for(args)
     where = prediction_log_of(args, lp)
     if not log_exists(where): raise ProjectError(f"{where}: no prediction log there; labels join the predictions `mlops-nb serve` or `mlops-nb score` logged")
-    with input_errors(): labels = read_labels(args.file)
+    with input_errors(): labels = read_labels(args.file, lp.design.target.kind)
     log = open_log(where)
     try: got = log.feedback(labels, require_match=True)
     finally: log.close()

@@ -15,19 +15,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 # %% auto #0
 __all__ = ['Severity', 'Dimension', 'Role', 'Phase', 'TargetKind', 'METRICS', 'LOWER_IS_BETTER', 'FeatureType', 'Family',
-           'PHASE_STEPS', 'LIFECYCLE', 'RESERVED_STEP_NAMES', 'STEP_NAME', 'POSTGRES_CREDENTIALS', 'CREDENTIAL_KEYS',
-           'ProjectError', 'did_you_mean', 'Model', 'Stakeholder', 'PhaseOwnership', 'EndUser', 'Compliance', 'Budget',
-           'Requirements', 'KeyMetric', 'ValueModel', 'Target', 'DesignCard', 'Source', 'Join', 'TableSpec', 'Window',
-           'IngestSpec', 'ColumnRule', 'RowCheck', 'ReferenceCheck', 'DuplicateCheck', 'FreshnessCheck', 'GapCheck',
-           'TableQuality', 'ProfileSpec', 'QualitySpec', 'FeatureField', 'EntitySpec', 'RollingRate', 'FeatureViewSpec',
-           'RequestFeature', 'FeatureSpec', 'Expectation', 'Experiment', 'Split', 'Promotion', 'TrainSpec',
-           'DeploySpec', 'DriftThresholds', 'RetrainSpec', 'ScheduleSpec', 'MonitorSpec', 'PhaseStep', 'PipelineStep',
-           'pipeline_steps', 'run_order', 'ancestors', 'check_pipeline', 'Tracking', 'refuse_credentials', 'Compute',
-           'DevMode', 'Project', 'describe_errors', 'parse_override', 'set_dotted', 'file_digest', 'read_yaml',
-           'merged', 'read_project', 'validate_project', 'LoadedProject', 'load_project', 'package_root',
-           'demo_project_file', 'frame_digest', 'utc_time', 'free_port', 'wait_for_server', 'atomic_write',
-           'write_json', 'latest_run_with', 'link_tree', 'link_file', 'in_test', 'Step', 'check_outputs', 'now_iso',
-           'open_step']
+           'FAMILY_KINDS', 'PHASE_STEPS', 'LIFECYCLE', 'RESERVED_STEP_NAMES', 'STEP_NAME', 'POSTGRES_CREDENTIALS',
+           'CREDENTIAL_KEYS', 'ProjectError', 'did_you_mean', 'Model', 'Stakeholder', 'PhaseOwnership', 'EndUser',
+           'Compliance', 'Budget', 'Requirements', 'KeyMetric', 'ValueModel', 'Target', 'DesignCard', 'Source', 'Join',
+           'TableSpec', 'Window', 'IngestSpec', 'ColumnRule', 'RowCheck', 'ReferenceCheck', 'DuplicateCheck',
+           'FreshnessCheck', 'GapCheck', 'TableQuality', 'ProfileSpec', 'QualitySpec', 'FeatureField', 'EntitySpec',
+           'RollingRate', 'FeatureViewSpec', 'RequestFeature', 'FeatureSpec', 'Expectation', 'Experiment', 'Split',
+           'Promotion', 'TrainSpec', 'DeploySpec', 'DriftThresholds', 'RetrainSpec', 'ScheduleSpec', 'MonitorSpec',
+           'PhaseStep', 'PipelineStep', 'pipeline_steps', 'run_order', 'ancestors', 'check_pipeline', 'Tracking',
+           'refuse_credentials', 'Compute', 'DevMode', 'Project', 'describe_errors', 'parse_override', 'set_dotted',
+           'file_digest', 'read_yaml', 'merged', 'read_project', 'validate_project', 'LoadedProject', 'load_project',
+           'package_root', 'demo_project_file', 'frame_digest', 'utc_time', 'free_port', 'wait_for_server',
+           'atomic_write', 'write_json', 'latest_run_with', 'link_tree', 'link_file', 'in_test', 'Step',
+           'check_outputs', 'now_iso', 'open_step']
 
 # %% ../nbs/00_config.ipynb #5e165b95
 class ProjectError(ValueError):
@@ -415,7 +415,9 @@ class FeatureSpec(Model):
 
 
 # %% ../nbs/00_config.ipynb #0519e9e3
-Family = Literal["logistic_regression", "hist_gradient_boosting", "random_forest"]
+Family = Literal["logistic_regression", "ridge", "hist_gradient_boosting", "random_forest"]
+FAMILY_KINDS = {"logistic_regression": ("binary", "multiclass"), "ridge": ("regression",),  # the linear family of each kind
+                "hist_gradient_boosting": ("binary", "multiclass", "regression"), "random_forest": ("binary", "multiclass", "regression")}
 
 class Expectation(Model):
     metric: str  # validation metric the hypothesis is about (roc_auc, recall, value, ...)
@@ -473,6 +475,19 @@ class TrainSpec(Model):
             if e.expect and e.expect.better_than and e.expect.better_than not in names:
                 raise ValueError(f"experiment {e.name!r}: `expect.better_than` is {e.expect.better_than!r}, not an experiment; experiments: {names}")
         return self
+
+    def check_kind(self, kind: str) -> None:
+        "`ValueError` naming the key when a family or a metric of this section does not fit a `kind` target."
+        allowed = ", ".join(METRICS[kind])
+        for key, m in [("train.metric", self.metric), ("train.promotion.metric", self.promotion.metric)] + [
+                (f"train.experiments.{e.name}.expect.metric", e.expect.metric) for e in self.experiments if e.expect]:
+            if m is not None and m not in METRICS[kind]:
+                raise ValueError(f"`{key}` is {m!r}, not measured for a {kind} target (design.target.kind); one of {allowed}")
+        for e in self.experiments:
+            if kind not in FAMILY_KINDS[e.family]:
+                fits = [f for f, ks in FAMILY_KINDS.items() if kind in ks]
+                raise ValueError(f"`train.experiments.{e.name}.family` is {e.family!r}, which does not fit a {kind} target "
+                                 f"(design.target.kind); families for it: {', '.join(fits)}")
 
 
 # %% ../nbs/00_config.ipynb #eb9f240d
@@ -727,6 +742,7 @@ class Project(Model):
                         raise ValueError(f"`train.experiments.{e.name}.views` names {v!r}, not a feature view; views: {sorted(self.features.views) + sorted(self.features.use)}")
         if self.design.target.table and self.design.target.table not in self.ingest.tables:
             raise ValueError(f"`design.target.table` is {self.design.target.table!r}, not an ingested table")
+        self.train.check_kind(self.design.target.kind)
         check_pipeline(self)
         return self
 

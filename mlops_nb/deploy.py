@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio, gc, json, math, os, re, shutil, time, uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional
+from typing import Optional, get_args
 
 import numpy as np
 import pandas as pd
@@ -16,27 +16,30 @@ from fastcore.basics import patch
 from fastapi import FastAPI, Request  # at module level: FastAPI reads the endpoints' annotations from here
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from .config import LoadedProject, ProjectError, atomic_write, free_port, now_iso, package_root, wait_for_server, write_json
+from .config import LoadedProject, ProjectError, TargetKind, atomic_write, free_port, now_iso, package_root, wait_for_server, write_json
+from .design import decide
 from .feature_store import (EPOCH, applied_views, bucket_key, expression_columns, feast_name, join_keys, materialize,
                                     namespace_of, open_store, request_feature_values, resolve_use, service_parts, shared_online,
                                     td, training_frame, view_fields)
-from .predictions import PredictionLog, is_server_log, log_location, open_log
+from .predictions import LabelError, PredictionLog, is_server_log, log_location, open_log
 from .registry import alias_version, is_server, load_model, model_name, registry_client, requirements
 from .runs import die_with_parent
 from .tables import read_table_file
 
 # %% auto #0
 __all__ = ['TREELITE_ROWS', 'SCALAR_VALUES', 'MAX_RECORDS', 'PASS_RECORDS', 'GATHER_TURNS', 'MAX_BODY_BYTES', 'MAX_TEXT',
-           'MAX_INT', 'MAX_NUMBER', 'YEARS', 'YEARS_PATTERN', 'RESPONSE_SCHEMAS', 'DRAIN_SECONDS', 'DOCKERFILE',
-           'PACKAGE_FILES', 'IMAGE_BUNDLE', 'SERVING_RUN', 'ServingError', 'ServingModel', 'known_categories',
-           'load_version', 'LeanModel', 'category_codes', 'numeric_imputation', 'tree_model', 'lean_model',
-           'serving_run', 'reference_rows', 'snapshot_table', 'FeatureLookup', 'n_rows', 'python_value',
-           'request_columns', 'column_types', 'RequestError', 'shown', 'is_text', 'parse_body', 'parse_records',
-           'check_records', 'records_columns', 'validate_records', 'unseen_values', 'request_schema', 'check_labels',
-           'labels_schema', 'read_labels', 'canary_mask', 'Scorer', 'score_file', 'ServiceMetrics', 'score_passes',
-           'follow_alias', 'service_openapi', 'log_refusal', 'prediction_routes', 'status_routes', 'Drain',
-           'DrainMiddleware', 'make_app', 'serve', 'run_with', 'serving_requirements', 'dockerfile', 'smoke_test',
-           'write_bundle', 'bundle_serving_run', 'smoke_test_bundle', 'promoted_here', 'fill_shared_online', 'run_step']
+           'MAX_INT', 'MAX_NUMBER', 'YEARS', 'YEARS_PATTERN', 'LABEL_KINDS', 'ANSWER_SCHEMAS', 'RESPONSE_SCHEMAS',
+           'DRAIN_SECONDS', 'DOCKERFILE', 'PACKAGE_FILES', 'IMAGE_BUNDLE', 'SERVING_RUN', 'ServingError',
+           'ServingModel', 'known_categories', 'version_rule', 'class_order', 'model_output', 'load_version',
+           'LeanModel', 'category_codes', 'numeric_imputation', 'tree_model', 'lean_model', 'serving_run',
+           'reference_rows', 'snapshot_table', 'FeatureLookup', 'n_rows', 'python_value', 'request_columns',
+           'column_types', 'RequestError', 'shown', 'is_text', 'parse_body', 'parse_records', 'check_records',
+           'records_columns', 'validate_records', 'unseen_values', 'request_schema', 'check_labels', 'labels_schema',
+           'read_labels', 'canary_mask', 'Scorer', 'answers', 'log_fields', 'rule_fields', 'unanswerable', 'score_file',
+           'scored_columns', 'decided_summary', 'ServiceMetrics', 'score_passes', 'follow_alias', 'service_openapi',
+           'predictions_schema', 'log_refusal', 'prediction_routes', 'status_routes', 'Drain', 'DrainMiddleware',
+           'make_app', 'serve', 'run_with', 'serving_requirements', 'dockerfile', 'smoke_test', 'write_bundle',
+           'bundle_serving_run', 'smoke_test_bundle', 'promoted_here', 'fill_shared_online', 'run_step']
 
 # %% ../nbs/06_deploy.ipynb #4f639048
 class ServingError(ValueError):
@@ -45,22 +48,38 @@ class ServingError(ValueError):
 
 # %% ../nbs/06_deploy.ipynb #fb64ada2
 class ServingModel:
-    "A loaded registered version: name, version, pipeline, threshold, feature columns, known categories, and how it predicts."
-    def __init__(self, name: str, version: str, model, threshold: float, columns: list[str], meta: dict,
+    "A loaded registered version: name, version, pipeline, kind and decision rule, feature columns, known categories, and how it predicts."
+    def __init__(self, name: str, version: str, model, kind: str, rule: dict, columns: list[str], meta: dict,
                  reference: Optional[pd.DataFrame] = None,  # rows that prove the lean path equal to the pipeline (see below)
                 ):
-        self.name, self.version, self.model, self.threshold, self.columns, self.meta = name, str(version), model, threshold, columns, meta
+        self.name, self.version, self.model, self.kind, self.rule, self.columns, self.meta = name, str(version), model, kind, rule, columns, meta
         self.categories = known_categories(model)
-        self.lean, self.inference = lean_model(model, reference)
+        # scikit-learn orders a classifier's columns by sorted class; the rule may order the classes otherwise
+        self.order = class_order(model, rule, f"model {name!r} version {version}") if kind == "multiclass" else None
+        self.lean, self.inference = lean_model(model, reference, kind)
         self.loaded_at = now_iso()
 
+    @property
+    def threshold(self) -> Optional[float]:
+        "A binary version's decision threshold (None for the other kinds)."
+        return self.rule.get("threshold")
+
     def predict(self, X) -> np.ndarray:
-        "P(positive class) for each row of `X`, the model inputs: a frame, or {column: values} as the service holds them."
-        if self.lean is not None: return self.lean.predict_proba(X)
-        return self.model.predict_proba(pd.DataFrame({c: X[c] for c in self.columns}))[:, 1]
+        "For each row of `X` (a frame, or {column: values} as the service holds them): P(positive), the class probabilities (columns in the rule's `classes` order), or the estimate."
+        out = self.lean.predict(X) if self.lean is not None else model_output(self.model, pd.DataFrame({c: X[c] for c in self.columns}), self.kind)
+        return out if self.order is None else out[:, self.order]
 
-    def __repr__(self): return f"ServingModel({self.name!r}, version={self.version}, threshold={self.threshold:.3f})"
+    def decide(self, out) -> np.ndarray:
+        "What the version decides for its outputs `out` (`design.decide`): flags, numbers or class names."
+        return decide(self.kind, out, self.rule)
 
+    def rule_text(self) -> str:
+        "The decision rule in a few words: `threshold 0.231`, `offset +3.5`, `classes a, b, c`."
+        if self.kind == "binary": return f"threshold {self.threshold:.3f}"
+        if self.kind == "regression": return f"offset {self.rule['offset']:+.4g}"
+        return f"classes {', '.join(self.rule['classes'])}"
+
+    def __repr__(self): return f"ServingModel({self.name!r}, version={self.version}, {self.kind}, {self.rule_text()})"
 
 # %% ../nbs/06_deploy.ipynb #8d91089c
 def known_categories(model) -> dict:
@@ -72,19 +91,48 @@ def known_categories(model) -> dict:
     return {c: [v for v in cats.tolist() if v != "(missing)"] for c, cats in zip(cols, encoder.categories_)}
 
 
+# %% ../nbs/06_deploy.ipynb #2b7d4304
+def version_rule(tags: dict, model, where: str) -> tuple:
+    "(kind, decision rule) of a registered version from its tags `kind` and `decision_rule`; an untagged (older) version is binary at its `threshold` tag."
+    kinds = get_args(TargetKind)
+    kind = tags.get("kind", "binary")
+    if kind not in kinds: raise ServingError(f"{where}: its tag `kind` is {kind!r}, not one of {', '.join(kinds)}; re-register it with `mlops-nb run`")
+    try: rule = json.loads(tags["decision_rule"]) if "decision_rule" in tags else None
+    except ValueError: raise ServingError(f"{where}: its tag `decision_rule` is not JSON: {shown(tags['decision_rule'])}") from None
+    if rule is None:  # what training decided with before it tagged rules: the threshold tag, no offset, the most probable class
+        rule = {"binary": {"threshold": float(tags.get("threshold", 0.5))}, "regression": {"offset": 0.0},
+                "multiclass": {"classes": [str(c) for c in getattr(model, "classes_", [])], "matrix": None}}[kind]
+    needs = {"binary": "threshold", "regression": "offset", "multiclass": "classes"}[kind]
+    if not isinstance(rule, dict) or needs not in rule:
+        raise ServingError(f"{where}: its tag `decision_rule` {shown(tags['decision_rule'])} has no {needs!r}, which a {kind} version decides with")
+    return kind, rule
+
+def class_order(model, rule: dict, where: str) -> list[int]:
+    "For each class of the rule, in its order, the column of the model's `predict_proba` that holds it."
+    fitted = [str(c) for c in getattr(model, "classes_", [])]
+    if sorted(fitted) != sorted(rule["classes"]):
+        raise ServingError(f"{where}: the model's classes {fitted} are not its decision rule's {rule['classes']}; re-register it")
+    return [fitted.index(c) for c in rule["classes"]]
+
+def model_output(model, X, kind: str) -> np.ndarray:
+    "What a fitted estimator, or a pipeline ending in one, gives for `X`: P(positive) (binary), class probabilities (multiclass), estimates (regression)."
+    if kind == "regression": return np.asarray(model.predict(X), dtype=float)
+    p = model.predict_proba(X)
+    return p[:, 1] if kind == "binary" else p
+
 # %% ../nbs/06_deploy.ipynb #4c050804
 def load_version(client, name: str, version: str, reference: Optional[pd.DataFrame] = None) -> ServingModel:
     "Load version `version` of model `name` for serving."
     model, mv = load_model(client, name, version)
-    return ServingModel(name, mv.version, model, float(mv.tags.get("threshold", 0.5)), list(model.feature_names_in_), dict(mv.tags), reference)
-
+    kind, rule = version_rule(dict(mv.tags), model, f"model {name!r} version {mv.version}")
+    return ServingModel(name, mv.version, model, kind, rule, list(model.feature_names_in_), dict(mv.tags), reference)
 
 # %% ../nbs/06_deploy.ipynb #1e12cf4f
 TREELITE_ROWS = 128
 
 class LeanModel:
-    "A fitted pipeline's probabilities without its per-call overhead: category codes from dicts, trees through treelite."
-    def __init__(self, pipeline):
+    "A fitted pipeline's output (`model_output`) without its per-call overhead: category codes from dicts, trees through treelite."
+    def __init__(self, pipeline, kind: str = "binary"):
         transforms, self.estimator = pipeline.named_steps["transforms"], pipeline[-1]
         parts = {n: (t, list(c)) for n, t, c in transforms.transformers_ if n in ("categorical", "numeric")}
         if set(n for n, _, _ in transforms.transformers_) - {"categorical", "numeric", "remainder"}:
@@ -92,9 +140,11 @@ class LeanModel:
         self.categorical, self.codes = [], []
         if "categorical" in parts: self.categorical, self.codes = parts["categorical"][1], category_codes(*parts["categorical"])
         self.numeric, self.impute = (parts["numeric"][1], numeric_imputation(parts["numeric"][0])) if "numeric" in parts else ([], None)
-        self.trees = tree_model(self.estimator)
-        from sklearn.ensemble import RandomForestClassifier
-        self.float32 = isinstance(self.estimator, RandomForestClassifier)  # its trees compare float32 copies of the inputs
+        self.kind, self.trees = kind, tree_model(self.estimator)
+        from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier, RandomForestRegressor
+        self.float32 = isinstance(self.estimator, (RandomForestClassifier, RandomForestRegressor))  # its trees compare float32 copies of the inputs
+        # treelite's own softmax of boosted multiclass trees is about 1e-7 off scikit-learn's: take its margins, softmax here
+        self.softmax = kind == "multiclass" and isinstance(self.estimator, HistGradientBoostingClassifier)
 
     def inputs(self, X) -> np.ndarray:
         "The float matrix the estimator sees for the model columns of `X` (a frame, or {column: values})."
@@ -107,18 +157,22 @@ class LeanModel:
             num = np.hstack([np.where(missing, medians, num), missing[:, flagged].astype(float)])
         return np.hstack([cats.T.reshape(n, len(self.categorical)), num])
 
-    def predict_proba(self, X) -> np.ndarray:
-        "P(positive class) for each row of `X`."
-        return self.probabilities(self.inputs(X))
+    def predict(self, X) -> np.ndarray:
+        "The pipeline's output for each row of `X`: P(positive), class probabilities (the estimator's class order) or estimates."
+        return self.outputs(self.inputs(X))
 
-    def probabilities(self, Z: np.ndarray) -> np.ndarray:
-        "P(positive class) for each row of the estimator's matrix `Z`."
+    def outputs(self, Z: np.ndarray) -> np.ndarray:
+        "The estimator's output for each row of its matrix `Z`."
         import treelite.gtil
         # treelite walks each row through every tree; scikit-learn walks each tree through every row at a fixed cost
         # per call: treelite wins on few rows, up to TREELITE_ROWS (measured by bench/bench_serve.py)
-        if self.trees is None or len(Z) > TREELITE_ROWS: return self.estimator.predict_proba(Z)[:, 1]
+        if self.trees is None or len(Z) > TREELITE_ROWS: return model_output(self.estimator, Z, self.kind)
         if self.float32: Z = Z.astype(np.float32).astype(np.float64)
-        return treelite.gtil.predict(self.trees, Z, nthread=1).reshape(len(Z), -1)[:, -1]
+        out = treelite.gtil.predict(self.trees, Z, nthread=1, pred_margin=self.softmax).reshape(len(Z), -1)
+        if self.softmax:
+            from scipy.special import softmax
+            out = softmax(out, axis=1)
+        return out[:, -1] if self.kind == "binary" else out[:, 0] if self.kind == "regression" else out
 
 
 # %% ../nbs/06_deploy.ipynb #2c38ef22
@@ -160,23 +214,25 @@ def numeric_imputation(t) -> Optional[tuple]:
 def tree_model(estimator):
     "The estimator's trees as a treelite model, or None for an estimator without trees (it predicts on the matrix itself)."
     import treelite.sklearn
-    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-    if isinstance(estimator, (HistGradientBoostingClassifier, RandomForestClassifier)): return treelite.sklearn.import_model(estimator)
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor
+    if isinstance(estimator, (HistGradientBoostingClassifier, RandomForestClassifier, HistGradientBoostingRegressor, RandomForestRegressor)):
+        return treelite.sklearn.import_model(estimator)
     return None
 
 
 # %% ../nbs/06_deploy.ipynb #1b661f49
-def lean_model(pipeline, reference: Optional[pd.DataFrame]) -> tuple:
-    "(LeanModel or None, why): the lean path when it gives the pipeline's probabilities on `reference`, else None."
+def lean_model(pipeline, reference: Optional[pd.DataFrame], kind: str = "binary") -> tuple:
+    "(LeanModel or None, why): the lean path when it gives the pipeline's output (`model_output`) on `reference`, else None."
     if reference is None or reference.empty: return None, "no reference rows to prove the lean path on"
     try:
-        lean = LeanModel(pipeline)
+        lean = LeanModel(pipeline, kind)
         X = reference[list(pipeline.feature_names_in_)]
         worst = 0.0
         for probe in (X, X.assign(**{c: None for c in lean.categorical}), X.assign(**{c: "\x00unseen" for c in lean.categorical})):
-            expected, Z = pipeline.predict_proba(probe)[:, 1], lean.inputs(probe)
-            by_rows = np.concatenate([lean.probabilities(Z[i:i + TREELITE_ROWS]) for i in range(0, len(Z), TREELITE_ROWS)])
-            worst = max(worst, np.abs(by_rows - expected).max(), np.abs(lean.probabilities(Z) - expected).max())
+            expected, Z = model_output(pipeline, probe, kind), lean.inputs(probe)
+            by_rows = np.concatenate([lean.outputs(Z[i:i + TREELITE_ROWS]) for i in range(0, len(Z), TREELITE_ROWS)])
+            scale = max(1.0, float(np.abs(expected).max()))  # estimates come in the target's units: equal to 1e-9 of their size
+            worst = max(worst, np.abs(by_rows - expected).max() / scale, np.abs(lean.outputs(Z) - expected).max() / scale)
     except Exception as e: return None, f"{type(e).__name__}: {e}"
     if worst > 1e-9: return None, f"the lean path differs from the pipeline by {worst:.2e} on the reference rows"
     return lean, f"lean: {'treelite' if lean.trees is not None else type(lean.estimator).__name__} on {len(X):,} reference rows x 3 probes"
@@ -536,8 +592,8 @@ def _in_years(t):
 
 
 # %% ../nbs/06_deploy.ipynb #c318a08d
-def check_labels(items) -> list[tuple]:
-    "(request id, record, label) of each of `items` ({request_id, record (default 0), label}), or `RequestError` naming the first bad one."
+def check_labels(items, kind: str = "binary") -> list[tuple]:
+    "(request id, record, label) of each of `items` ({request_id, record (default 0), label}) for a model of `kind`, or `RequestError` naming the first bad one."
     if not isinstance(items, list) or not items: raise RequestError("labels", "no labels: send [{request_id, record, label}, ...]")
     out = []
     for i, it in enumerate(items):
@@ -547,39 +603,48 @@ def check_labels(items) -> list[tuple]:
             raise RequestError(f"labels[{i}].request_id", f"{shown(rid)} is not a request id (a /predict answer's `request_id`)", index=i)
         if isinstance(record, bool) or not isinstance(record, (int, float, np.integer)) or not 0 <= record <= MAX_INT or record != int(record):
             raise RequestError(f"labels[{i}].record", f"{shown(record)} is not a record number (0 for a request's first record)", index=i)
-        if not (isinstance(label, (bool, np.bool_)) or (not isinstance(label, str) and label in (0, 1))):
-            raise RequestError(f"labels[{i}].label", f"{shown(label)} is not a label: true/false or 1/0", index=i)
-        out.append((rid, int(record), int(label)))
+        out.append((rid, int(record), _label(label, kind, f"labels[{i}].label", i)))
     return out
 
+LABEL_KINDS = {"binary": "true/false or 1/0", "regression": "a number", "multiclass": "a class name"}
+
+def _label(label, kind: str, where: str, i: int):
+    "A label as the log takes it: 0/1, a float, or a class name; `RequestError` when it is not one of `kind`."
+    number = isinstance(label, (int, float, np.number)) and not isinstance(label, (bool, np.bool_))
+    if kind == "binary" and (isinstance(label, (bool, np.bool_)) or (number and label in (0, 1))): return int(label)
+    if kind == "regression" and number and math.isfinite(label) and abs(label) <= MAX_NUMBER: return float(label)
+    if kind == "multiclass" and isinstance(label, str) and 0 < len(label) <= MAX_TEXT and is_text(label): return label
+    if kind == "multiclass" and number and float(label).is_integer(): return str(int(label))
+    raise RequestError(where, f"{shown(label)} is not a label: {LABEL_KINDS[kind]}", index=i)
 
 # %% ../nbs/06_deploy.ipynb #37b10b74
-def labels_schema():
-    "A pydantic `TypeAdapter` of a `POST /feedback` body, {'labels': [...]} or the list alone: what `check_labels` accepts."
+def labels_schema(kind: str = "binary", classes: Optional[list] = None):
+    "A pydantic `TypeAdapter` of a `POST /feedback` body, {'labels': [...]} or the list alone: what `check_labels` accepts for a model of `kind` (with `classes`)."
     from typing import Annotated, Literal, Union
     from pydantic import ConfigDict, Field, StrictBool, TypeAdapter, create_model
     Label = create_model("Label", __config__=ConfigDict(extra="allow"),
         request_id=(Annotated[str, Field(strict=True, min_length=1, max_length=MAX_TEXT)],
                     Field(..., description="the `request_id` of a /predict answer")),
         record=(Annotated[int, Field(strict=True, ge=0, le=MAX_INT)], Field(0, description="the record's number in its request (0: the first)")),
-        label=(Union[StrictBool, Literal[0, 1]], Field(..., description="the outcome: true/false or 1/0")))
+        label=({"binary": Union[StrictBool, Literal[0, 1]], "regression": Annotated[float, Field(strict=True, ge=-MAX_NUMBER, le=MAX_NUMBER)],
+                "multiclass": Literal[tuple(classes)] if classes else str}[kind], Field(..., description=f"the outcome: {LABEL_KINDS[kind]}")))
     Labels = Annotated[list[Label], Field(min_length=1)]
     return TypeAdapter(Union[create_model("LabelBatch", labels=(Labels, ...)), Labels])
 
 
 # %% ../nbs/06_deploy.ipynb #e9e70d15
-def read_labels(path) -> list[tuple]:
-    "The checked labels (request id, record, label) of a CSV or Parquet file with the columns request_id, label and optionally record; `ProjectError` names the line."
+def read_labels(path, kind: str = "binary") -> list[tuple]:
+    "The checked labels (request id, record, label) for a model of `kind` of a CSV or Parquet file with the columns request_id, label and optionally record; `ProjectError` names the line."
     path = Path(path)
     df = read_table_file(path, "--file")  # a missing or unreadable file is a `TableError`, named by the option
     missing = [c for c in ("request_id", "label") if c not in df.columns]
-    if missing: raise ProjectError(f"{path}: no column {', '.join(map(repr, missing))}; a label file has request_id, label (true/false or 1/0) "
+    if missing: raise ProjectError(f"{path}: no column {', '.join(map(repr, missing))}; a label file has request_id, label ({LABEL_KINDS[kind]}) "
                                    "and optionally record (default 0)")
     cols = [c for c in ("request_id", "record", "label") if c in df.columns]
     items = df[cols].astype(object).where(df[cols].notna(), None).to_dict("records")
     for it in items:  # an id of digits alone is read as a number
         if isinstance(it["request_id"], (int, np.integer)): it["request_id"] = str(it["request_id"])
-    try: return check_labels(items)
+    try: return check_labels(items, kind)
     except RequestError as e:
         where = f"line {e.index + 2}" if path.suffix.lower() != ".parquet" else f"row {e.index + 1}"
         raise ProjectError(f"{path}, {where}: {e.where.split('.', 1)[-1]}: {e.message}; nothing was recorded") from None
@@ -661,6 +726,31 @@ def score(self: Scorer, records: list[dict], request_id: Optional[str] = None, b
     return answer
 
 
+# %% ../nbs/06_deploy.ipynb #43722223
+def answers(m: ServingModel, out) -> list[dict]:
+    "Each row's answer of version `m` for its outputs `out`: {probability, decision}, {prediction, estimate} or {class, probability, probabilities}."
+    decided = m.decide(out).tolist()
+    if m.kind == "binary": return [{"probability": p, "decision": d} for p, d in zip(out.tolist(), decided)]
+    if m.kind == "regression": return [{"prediction": d, "estimate": e} for d, e in zip(decided, out.tolist())]
+    classes = m.rule["classes"]
+    column = {c: j for j, c in enumerate(classes)}
+    return [{"class": d, "probability": row[column[d]], "probabilities": dict(zip(classes, row))} for d, row in zip(decided, out.tolist())]
+
+def log_fields(answer: dict) -> tuple:
+    "(probability, decision, details) of an answer, as the prediction log takes them (`predictions.answer_columns`)."
+    if "class" in answer: return answer["probability"], answer["class"], answer["probabilities"]
+    if "prediction" in answer: return None, float(answer["prediction"]), answer["estimate"]
+    return answer["probability"], int(answer["decision"]), None
+
+def rule_fields(m: ServingModel) -> dict:
+    "What an answer says of the version's decision rule: its threshold (binary), offset (regression) or classes (multiclass)."
+    return {"binary": {"threshold": m.threshold}, "regression": {"offset": m.rule.get("offset")}, "multiclass": {"classes": m.rule.get("classes")}}[m.kind]
+
+def unanswerable(m: ServingModel, out) -> Optional[int]:
+    "The first row whose output is not a finite number (a regression far outside training), else None."
+    bad = np.flatnonzero(~np.isfinite(np.asarray(out, float)).reshape(len(out), -1).all(axis=1))
+    return int(bad[0]) if len(bad) else None
+
 # %% ../nbs/06_deploy.ipynb #17afc9c6
 @patch
 def score_many(self: Scorer, requests: list[tuple], request_ids: Optional[list] = None, batch: bool = False) -> list[dict]:
@@ -675,23 +765,27 @@ def score_many(self: Scorer, requests: list[tuple], request_ids: Optional[list] 
     index = np.concatenate([np.arange(n) for n in sizes])  # its record number within that request
     canary = (canary_mask(rows, rids[0], self.rollout.sticky_key, self.rollout.canary_share)
               if chall is not None and self.rollout.strategy == "canary" else np.zeros(len(records), bool))
-    p, threshold = np.empty(len(records)), np.where(canary, chall.threshold if chall else 0, champ.threshold)
+    answered = [None] * len(records)
     for m, mask in ((champ, ~canary), (chall, canary)):
-        if mask.any(): p[mask] = m.predict(X if mask.all() else {c: v[mask] for c, v in X.items()})
-    decision = p >= threshold
+        if not mask.any(): continue
+        rows_of, out = np.flatnonzero(mask), m.predict(X if mask.all() else {c: v[mask] for c, v in X.items()})
+        if (bad := unanswerable(m, out)) is not None:
+            j = rows_of[bad]
+            raise RequestError(f"records[{index[j]}]", f"version {m.version}'s output is {np.asarray(out)[bad]}, not a finite number: "
+                                                        "an input far outside what it was trained on?", index=int(index[j]))
+        for j, a in zip(rows_of, answers(m, out)): answered[j] = a
     latency = (time.perf_counter() - t0) * 1000
     version = [chall.version if c else champ.version for c in canary]
     variant = ["batch" if batch else "canary" if c else "champion" for c in canary]
     now = now_iso()
-    self.log.append(records, X, [(rids[o], int(i), now, champ.name, version[j], variant[j], float(p[j]), int(decision[j]), latency,
-                                   decided[j] or now) for j, (o, i) in enumerate(zip(owner, index))])
+    self.log.append(records, X, [(rids[o], int(i), now, champ.name, version[j], variant[j], *log_fields(answered[j])[:2], latency,
+                                   decided[j] or now, log_fields(answered[j])[2]) for j, (o, i) in enumerate(zip(owner, index))])
     if chall is not None and self.rollout.strategy == "shadow":
         self.shadow_pool.submit(self._shadow, chall, X, [rids[o] for o in owner], index, records, now, decided)
     bodies, start = [], 0
     for rid, n, (cols, _) in zip(rids, sizes, requests):
-        bodies.append({"request_id": rid, "model": champ.name, "version": champ.version, "threshold": champ.threshold,
-                       "predictions": [{"record": i, "probability": float(p[start + i]), "decision": bool(decision[start + i]),
-                                        "version": version[start + i]} for i in range(n)],
+        bodies.append({"request_id": rid, "model": champ.name, "version": champ.version, "kind": champ.kind, **rule_fields(champ),
+                       "predictions": [{"record": i, **answered[start + i], "version": version[start + i]} for i in range(n)],
                        "warnings": unseen_values(cols, champ.categories)})
         start += n
     return bodies
@@ -746,10 +840,12 @@ def blame(self: Scorer, cols: dict, records: list, error: Exception) -> Exceptio
 def _shadow(self: Scorer, m: ServingModel, X: dict, rids: list, index, records: list, now: str, decided: list):
     "The challenger's answers to requests already answered: logged as `shadow`, never returned."
     t0 = time.perf_counter()
-    p = m.predict(X)
+    out = m.predict(X)
     latency = (time.perf_counter() - t0) * 1000
-    self.log.append(records, X, [(rids[j], int(index[j]), now, m.name, m.version, "shadow", float(p[j]), int(p[j] >= m.threshold), latency,
-                                  decided[j] or now) for j in range(len(p))])
+    if unanswerable(m, out) is not None: return  # the champion answered; the challenger's answer cannot be written
+    fields = [log_fields(a) for a in answers(m, out)]
+    self.log.append(records, X, [(rids[j], int(index[j]), now, m.name, m.version, "shadow", *f[:2], latency, decided[j] or now, f[2])
+                                 for j, f in enumerate(fields)])
 
 @patch
 def refresh(self: Scorer) -> Optional[str]:
@@ -766,7 +862,7 @@ def refresh(self: Scorer) -> Optional[str]:
 @patch
 def metadata(self: Scorer) -> dict:
     m = self.model
-    return {"model": m.name, "version": m.version, "alias": self.alias, "threshold": m.threshold, "loaded_at": m.loaded_at, "inference": m.inference,
+    return {"model": m.name, "version": m.version, "alias": self.alias, "kind": m.kind, "threshold": m.threshold, "decision_rule": m.rule, "loaded_at": m.loaded_at, "inference": m.inference,
             "rollout": self.rollout.strategy, "challenger": self.challenger.version if self.challenger else None,
             "training_set_digest": m.meta.get("training_set_digest"), "holdout_digest": m.meta.get("holdout_digest"),
             "pipeline_run": m.meta.get("pipeline_run"), "serving_run": self.run_dir.name,
@@ -792,14 +888,15 @@ def score_file(scorer: Scorer, input_path, output_path, chunk: int = 20_000, say
             if len(bad): raise ProjectError(f"{input_path}, {where(bad[0])}: {c}: {df[c].iloc[bad[0]]!r} is not a number; nothing was written")
             df[c] = num
     records = json.loads(df[list(scorer.types)].to_json(orient="records", date_format="iso"))  # typed as a request would be
-    job, probs, decisions, versions, unseen = uuid.uuid4().hex, [], [], [], {}
+    for c in (c for c in scorer.types if df[c].dtype.kind == "f"):  # numbers exact: pandas writes 10 decimals, and a split may lie between
+        for r, v in zip(records, df[c].tolist()): r[c] = None if v != v else v
+    job, answered, unseen = uuid.uuid4().hex, [], {}
     t0 = time.perf_counter()
     for start in range(0, len(records), chunk):
         try: body = scorer.score(records[start:start + chunk], request_id=f"{job}-{start}", batch=True)
         except RequestError as e:
             raise ProjectError(f"{input_path}, {where(start + (e.index or 0))}: {e.where.split('.', 1)[-1]}: {e.message}; nothing was written") from None
-        probs += [p["probability"] for p in body["predictions"]]; decisions += [p["decision"] for p in body["predictions"]]
-        versions += [p["version"] for p in body["predictions"]]
+        answered += body["predictions"]
         for w in body["warnings"]:  # values the model never saw: scored, and said once at the end
             field = w["loc"].split(".", 1)[1]
             key = (field, records[start + w["record"]][field])
@@ -808,10 +905,24 @@ def score_file(scorer: Scorer, input_path, output_path, chunk: int = 20_000, say
     if unseen:
         say(f"[score] {sum(unseen.values()):,} values the model never saw, scored as training scores unseen values: "
             + ", ".join(f"{f} {shown(v)} ({n:,})" for (f, v), n in sorted(unseen.items(), key=lambda kv: -kv[1])[:5]))
-    out = df.assign(probability=probs, decision=decisions, version=versions)
+    out = df.assign(**scored_columns(scorer.model, answered))
     atomic_write(output_path, lambda p: out.to_csv(p, index=False) if output_path.suffix.lower() == ".csv" else out.to_parquet(p, index=False))
-    return {"rows": len(out), "flagged": int(out.decision.sum()), "version": scorer.model.version, "seconds": time.perf_counter() - t0,
-            "unseen_values": sum(unseen.values())}
+    return {"rows": len(out), "decided": decided_summary(scorer.model, out), "version": scorer.model.version,
+            "seconds": time.perf_counter() - t0, "unseen_values": sum(unseen.values())}
+
+def scored_columns(m: ServingModel, answered: list[dict]) -> dict:
+    "{column: values} a scored file gains: probability and decision (binary), prediction and estimate (regression), class and probability_<class> per class (multiclass); and version."
+    if m.kind == "multiclass":
+        cols = {"class": [a["class"] for a in answered],
+                **{f"probability_{c}": [a["probabilities"].get(c) for a in answered] for c in m.rule["classes"]}}
+    else: cols = {k: [a[k] for a in answered] for k in (("probability", "decision") if m.kind == "binary" else ("prediction", "estimate"))}
+    return {**cols, "version": [a["version"] for a in answered]}
+
+def decided_summary(m: ServingModel, out: pd.DataFrame) -> str:
+    "What a scored file decided, in a few words: `12 flagged`, `prediction mean 151.2`, `class a 30, b 12`."
+    if m.kind == "binary": return f"{int(out.decision.sum()):,} flagged"
+    if m.kind == "regression": return f"prediction mean {out.prediction.mean():.4g}"
+    return "class " + ", ".join(f"{c} {n:,}" for c, n in out["class"].value_counts().items())
 
 # %% ../nbs/06_deploy.ipynb #7f7a5036
 class ServiceMetrics:
@@ -874,10 +985,11 @@ def service_openapi(app: FastAPI, scorer: Scorer) -> dict:
     doc = get_openapi(title=app.title, version=scorer.model.version, description=app.description, routes=app.routes)
     enforced = scorer.model.categories if scorer.rollout.unseen_categories == "refuse" else {}
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    for name, adapter in (("PredictRequest", request_schema(scorer.types, enforced)), ("FeedbackRequest", labels_schema())):
+    m = scorer.model
+    for name, adapter in (("PredictRequest", request_schema(scorer.types, enforced)), ("FeedbackRequest", labels_schema(m.kind, m.rule.get("classes")))):
         body = adapter.json_schema(ref_template="#/components/schemas/{model}")
         schemas.update({**body.pop("$defs"), name: body})
-    schemas.update(RESPONSE_SCHEMAS)
+    schemas.update({**RESPONSE_SCHEMAS, "Predictions": predictions_schema(m.kind, m.rule.get("classes"))})
     refused = {str(s): {"description": why, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Refused"}}}}
                for s, why in ((400, "not JSON"), (413, "too big"), (422, "a field to fix, named"))}
     for path, request, answer, example in (("/predict", "PredictRequest", "Predictions", scorer.example),
@@ -890,15 +1002,30 @@ def service_openapi(app: FastAPI, scorer: Scorer) -> dict:
     return doc
 
 _detail = {"type": "object", "required": ["loc", "msg"], "properties": {"loc": {"type": "string"}, "msg": {"type": "string"}}}
-RESPONSE_SCHEMAS = {  # what the routes answer, written as they write it
-    "Refused": {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "array", "minItems": 1, "items": _detail}}},
-    "Predictions": {"type": "object", "required": ["request_id", "model", "version", "threshold", "predictions", "warnings"], "properties": {
-        "request_id": {"type": "string"}, "model": {"type": "string"}, "version": {"type": "string"}, "threshold": {"type": "number"},
-        "predictions": {"type": "array", "items": {"type": "object", "required": ["record", "probability", "decision", "version"], "properties": {
-            "record": {"type": "integer", "minimum": 0}, "probability": {"type": "number", "minimum": 0, "maximum": 1},
-            "decision": {"type": "boolean"}, "version": {"type": "string"}}}},
+_probability = {"type": "number", "minimum": 0, "maximum": 1}
+ANSWER_SCHEMAS = {  # per kind: the rule's field in the body, and a record's answer
+    "binary": ({"threshold": {"type": "number"}}, {"probability": _probability, "decision": {"type": "boolean"}}),
+    "regression": ({"offset": {"type": "number"}}, {"prediction": {"type": "number", "description": "the decided number: the estimate plus the offset"},
+                                                   "estimate": {"type": "number", "description": "the model's estimate"}}),
+    "multiclass": ({"classes": {"type": "array", "items": {"type": "string"}}},
+                   {"class": {"type": "string"}, "probability": {**_probability, "description": "the decided class's"},
+                    "probabilities": {"type": "object", "additionalProperties": _probability}}),
+}
+
+def predictions_schema(kind: str, classes: Optional[list] = None) -> dict:
+    "The JSON schema of a `/predict` answer of a model of `kind` (its class names listed for multiclass)."
+    rule, answer = ANSWER_SCHEMAS[kind]
+    if classes: answer = {**answer, "class": {"type": "string", "enum": list(classes)},
+                          "probabilities": {**answer["probabilities"], "required": list(classes)}}
+    return {"type": "object", "required": ["request_id", "model", "version", "kind", *rule, "predictions", "warnings"], "properties": {
+        "request_id": {"type": "string"}, "model": {"type": "string"}, "version": {"type": "string"}, "kind": {"const": kind}, **rule,
+        "predictions": {"type": "array", "items": {"type": "object", "required": ["record", *answer, "version"], "properties": {
+            "record": {"type": "integer", "minimum": 0}, **answer, "version": {"type": "string"}}}},
         "warnings": {"type": "array", "description": "a value the model never saw, per record and field: scored all the same",
-                     "items": {**_detail, "required": ["record", "loc", "msg"], "properties": {**_detail["properties"], "record": {"type": "integer"}}}}}},
+                     "items": {**_detail, "required": ["record", "loc", "msg"], "properties": {**_detail["properties"], "record": {"type": "integer"}}}}}}
+
+RESPONSE_SCHEMAS = {  # what the routes answer, written as they write it (`predictions_schema`: the answers, per kind)
+    "Refused": {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "array", "minItems": 1, "items": _detail}}},
     "FeedbackCounts": {"type": "object", "required": ["received", "new", "duplicates", "unmatched"],
                        "properties": {k: {"type": "integer", "minimum": 0} for k in ("received", "new", "duplicates", "unmatched")}},
 }
@@ -935,8 +1062,9 @@ def prediction_routes(app: FastAPI, scorer: Scorer, waiting: asyncio.Queue, metr
     async def feedback(request: Request):
         try:
             items = parse_body(await request.body())
-            return scorer.log.feedback(check_labels(items.get("labels", items) if isinstance(items, dict) else items))
+            return scorer.log.feedback(check_labels(items.get("labels", items) if isinstance(items, dict) else items, scorer.model.kind))
         except RequestError as e: return JSONResponse({"detail": [{"loc": e.where, "msg": e.message}]}, status_code=e.status)
+        except LabelError as e: return JSONResponse({"detail": [{"loc": f"labels[{e.index}].label", "msg": str(e)}]}, status_code=422)
         except Exception as e:  # the log could not record them: answered, not a traceback
             print(f"[serve] the prediction log could not record labels: {type(e).__name__}: {e}", flush=True)
             return JSONResponse({"detail": [{"loc": "service", "msg": f"recording the labels failed: {type(e).__name__}"}]}, status_code=500)
@@ -1030,7 +1158,7 @@ def serve(lp: LoadedProject, host: str = "127.0.0.1", port: Optional[int] = None
     port = port or lp.deploy.port
     refresh_seconds = lp.deploy.refresh_seconds if refresh_seconds is None else refresh_seconds
     scorer = Scorer(lp, model_name, tracking_uri=tracking_uri, run_dir=run_dir, log_path=log_path, point_in_time=point_in_time)
-    print(f"[serve] {scorer.name} version {scorer.model.version} (threshold {scorer.model.threshold:.3f}) "
+    print(f"[serve] {scorer.name} version {scorer.model.version} ({scorer.model.kind}, {scorer.model.rule_text()}) "
           f"on http://{host}:{port}  (rollout: {lp.deploy.strategy}; features: {'as of each decision, offline store' if point_in_time else 'online store'}; "
           f"docs: /docs, example request: /metadata)", flush=True)
     app = make_app(scorer, refresh_seconds)
@@ -1121,7 +1249,8 @@ def smoke_test(url: str, timeout: float = 120) -> dict:
         for _ in range(20):
             t0 = time.perf_counter(); r = requests.post(f"{url}/predict", json=meta["example"], timeout=10); times.append((time.perf_counter() - t0) * 1000)
         body = r.json()
-        check("example request answered", r.status_code == 200 and 0 <= body["predictions"][0]["probability"] <= 1, body)
+        first = body["predictions"][0] if r.status_code == 200 else {}
+        check("example request answered", "prediction" in first or 0 <= first.get("probability", -1) <= 1, body)
         check("served version is the champion", body.get("version") == meta["version"], f"{body.get('version')} vs {meta['version']}")
         bad = requests.post(f"{url}/predict", json={"records": [{}]}, timeout=10)
         check("a bad request gets a 422 naming the field", bad.status_code == 422 and bad.json()["detail"][0]["loc"].startswith("records[0]."), bad.text)

@@ -178,14 +178,17 @@ def score_regression(y, estimate, offset: float, vm: Optional[ValueModel]) -> di
     return out
 
 # %% ../nbs/01_design.ipynb #52c22b9e
-def score_multiclass(y, P, classes: list, vm: Optional[ValueModel]) -> dict:
+def score_multiclass(y, P, classes: list, vm: Optional[ValueModel],
+                     decided: Optional[np.ndarray] = None,  # the class decided per row (default: the best expected value under `vm`)
+                    ) -> dict:
     "Ranking, calibration, decision and money metrics of class probabilities `P` (columns in `classes` order) for labels `y`."
     from sklearn.metrics import f1_score, log_loss, roc_auc_score
     names = [str(c) for c in classes]
     y, P = np.asarray(y).astype(str), np.clip(np.asarray(P, float), 1e-7, 1)
     P = P / P.sum(axis=1, keepdims=True)
     M = value_matrix(vm, names)
-    decided = np.asarray(names)[class_decisions(P, M)] if len(y) else np.asarray([], str)
+    if decided is None: decided = np.asarray(names)[class_decisions(P, M)] if len(y) else np.asarray([], str)
+    decided = np.asarray(decided).astype(str)
     present = [j for j, c in enumerate(names) if (y == c).any()]
     aucs = [roc_auc_score(y == names[j], P[:, j]) for j in present if (y != names[j]).any()]
     out = {"rows": len(y), "classes": names,
@@ -197,7 +200,7 @@ def score_multiclass(y, P, classes: list, vm: Optional[ValueModel]) -> dict:
     if M is not None and len(y):
         index = {c: j for j, c in enumerate(names)}
         truth = np.array([index[c] for c in y])
-        out["value_absolute"] = float(M[truth, class_decisions(P, M)].mean()) * vm.volume_per_period
+        out["value_absolute"] = float(M[truth, [index[c] for c in decided]].mean()) * vm.volume_per_period
         out["value"] = out["value_absolute"] - float(M[truth].mean(axis=0).max()) * vm.volume_per_period
     return out
 
@@ -214,7 +217,7 @@ def measure(kind: str, y, out, rule: dict, vm: Optional[ValueModel]) -> dict:
     "Every metric of `kind` for the model outputs `out` (P(positive), class probabilities or numbers) against truth `y`."
     if kind == "binary": return score(y, out, rule["threshold"], vm)
     if kind == "regression": return score_regression(y, out, rule["offset"], vm)
-    return score_multiclass(y, out, rule["classes"], vm)
+    return score_multiclass(y, out, rule["classes"], vm, decided=decide(kind, out, rule))
 
 def decide(kind: str, out, rule: dict) -> np.ndarray:
     "What is decided for each row under the rule (which carries the value matrix it was chosen with): a flag, a number, or a class."

@@ -5,7 +5,7 @@
 # %% ../nbs/04_features.ipynb #a17a9d5e
 from __future__ import annotations
 
-import json, shutil, tempfile, time
+import json, re, shutil, tempfile, time
 from datetime import timedelta
 from pathlib import Path
 from typing import Optional
@@ -22,9 +22,9 @@ from .feature_store import (BUCKET_TAG, DIGEST_TAG, EPOCH, VERSION_TAG, FeatureE
                                     store_config, td, training_frame, used_versions, view_fields, view_keys)
 
 # %% auto #0
-__all__ = ['used_columns', 'guard', 'label_of', 'rolling_rate', 'bucketed', 'view_source', 'entity_rows', 'feast_objects',
-           'build_store', 'asof_join', 'publish', 'view_report', 'applied_record', 'used_view_report',
-           'table_training_set', 'run_step']
+__all__ = ['LABEL_DTYPE', 'used_columns', 'guard', 'numeric_label', 'label_of', 'rolling_rate', 'bucketed', 'view_source',
+           'entity_rows', 'feast_objects', 'build_store', 'asof_join', 'publish', 'view_report', 'applied_record',
+           'used_view_report', 'label_metrics', 'table_training_set', 'run_step']
 
 # %% ../nbs/04_features.ipynb #ad384b67
 def used_columns(spec: FeatureSpec) -> list[str]:
@@ -41,15 +41,26 @@ def guard(project: Project) -> list[str]:
     names = used_columns(spec) + [r.name for r in spec.request if r.expr is not None]
     return check_features(project.design, list(dict.fromkeys(names)))
 
+# %% ../nbs/04_features.ipynb #14d02d58
+def numeric_label(y: pd.Series) -> pd.Series:
+    "A regression target as floats (NaN where unknown), or `FeatureError` naming the column and a few values that are not numbers."
+    numbers = pd.to_numeric(y, errors="coerce").astype("float64")
+    if (bad := y[numbers.isna() & y.notna()]).size:
+        raise FeatureError(f"the target `{y.name}` is a regression target (design.target.kind), but {len(bad):,} of its {len(y):,} values "
+                           f"are not numbers: {', '.join(map(repr, bad.unique()[:4].tolist()))}; fix them, or set design.target.kind")
+    return numbers
+
 # %% ../nbs/04_features.ipynb #dbb4957e
 def label_of(project: Project, df: pd.DataFrame) -> pd.Series:
-    "The target as a nullable boolean: NA where a column the expression reads is missing."
+    "The target typed for its kind: a nullable boolean (binary), a float (regression), a class name (multiclass); NA where unknown."
     t = project.design.target
     if t.expr is None: y = df[t.name]
     else:
         y = df.eval(t.expr, engine="python")
         cols = [c for c in expression_columns(t.expr) if c in df.columns]
-        y = y.astype("boolean").mask(df[cols].isna().any(axis=1)) if cols else y
+        y = (y.astype("boolean") if t.kind == "binary" else y).mask(df[cols].isna().any(axis=1)) if cols else y
+    if t.kind == "regression": return numeric_label(y.rename(t.name))
+    if t.kind == "multiclass": return y.map(str, na_action="ignore").astype(object).rename(t.name)  # numbers as their str, as the card lists them
     return (y == t.positive_label).astype("boolean").mask(y.isna()).rename(t.name)
 
 # %% ../nbs/04_features.ipynb #5a9a828b
@@ -274,6 +285,16 @@ def used_view_report(project: Project, train: pd.DataFrame, versions: dict) -> d
                      "coverage": {f.name: round(float(train[f.name].notna().mean()), 4) for f in feats if f.name in train} if len(train) else {}}
     return out
 
+# %% ../nbs/04_features.ipynb #e234b157
+LABEL_DTYPE = {"binary": bool, "regression": "float64", "multiclass": object}  # the training set's label column, per kind of target
+
+def label_metrics(kind: str, y: pd.Series) -> dict:
+    "The labels in numbers for the step's record: `positive_rate`, `target_mean`, or `share_<class>` per class."
+    if not len(y): return {}
+    if kind == "binary": return {"positive_rate": float(y.mean())}
+    if kind == "regression": return {"target_mean": float(y.mean())}
+    return {f"share_{re.sub(r'[^A-Za-z0-9_.-]', '_', str(c))}": float(v) for c, v in y.value_counts(normalize=True).sort_index().items()}
+
 # %% ../nbs/04_features.ipynb #261f718d
 def table_training_set(step: Step) -> dict:
     "The training set of a project without `features:`: the target's table, labelled, refused columns dropped."
@@ -288,7 +309,7 @@ def table_training_set(step: Step) -> dict:
     label = label_of(project, df)
     known = label.notna().to_numpy()
     train = df.drop(columns=list(dict.fromkeys(refused + outcome)))[known].reset_index(drop=True)
-    train[target.name] = label[known].astype(bool).to_numpy()
+    train[target.name] = label[known].to_numpy(LABEL_DTYPE[target.kind])
     time_column = project.ingest.tables[table].time_column
     features = [c for c in train.columns if c not in (target.name, time_column)]
     step.save_parquet("training_set.parquet", train, label=target.name, features=features, mode="table",
@@ -297,7 +318,7 @@ def table_training_set(step: Step) -> dict:
               "left_out": {"refused": refused, "outcome": outcome, "rows_without_label": int((~known).sum())}}
     step.save_json("feature_views.json", report)
     step.params.update(feature_mode="table", features=",".join(features)[:6000])
-    step.metrics.update(training_rows=len(train), positive_rate=float(train[target.name].mean()) if len(train) else 0.0)
+    step.metrics.update(training_rows=len(train), **label_metrics(target.kind, train[target.name]))
     step.finish()
     return report
 
@@ -327,7 +348,7 @@ def run_step(step: Step) -> dict:
     if own_online: materialize(store, project, end=end)
     materialize_seconds = time.perf_counter() - t1
     label = project.design.target.name
-    train[label] = train[label].astype("bool")
+    train[label] = train[label].to_numpy(LABEL_DTYPE[project.design.target.kind])
     features = [r.name for r in spec.request] + [f.name for v in spec.services[service] for f in view_fields(spec, v)]
     step.save_parquet("training_set.parquet", train, label=label, service=service, time_column="event_timestamp",
                       keys=join_keys(spec, spec.services[service]), ids=spec.row_id, features=features)
@@ -340,7 +361,7 @@ def run_step(step: Step) -> dict:
     step.params.update(feature_service=service, feature_views=",".join(spec.views), feature_namespace=feast_project(project),
                        stores=f"duckdb+{spec.online_store['type']}+{'sql' if spec.registry else 'file'} registry")
     step.metrics.update(training_rows=len(train), feature_build_seconds=build_seconds,
-                        materialize_seconds=materialize_seconds, positive_rate=float(train[label].mean()) if len(train) else 0.0)
+                        materialize_seconds=materialize_seconds, **label_metrics(project.design.target.kind, train[label]))
     step.metrics.update({f"compute_seconds_{n}": t["compute_seconds"] for n, t in timings.items()})
     step.finish()
     if spec.registry: publish(project, step.artifacts_dir("features") / "feature_repo")

@@ -13,20 +13,20 @@ import numpy as np
 import pandas as pd
 
 from .checks import dimension_scores, evaluate_table
-from .config import LoadedProject, MonitorSpec, TableQuality, utc_time
-from .design import evaluate_gates, score
+from .config import LOWER_IS_BETTER, LoadedProject, MonitorSpec, TableQuality, utc_time
+from .design import decide, evaluate_gates, measure
 from .feature_store import expression_columns
 from .predictions import log_exists, log_location, newest_decision, read_window, refused_between
 from .registry import alias_version, load_model, model_name, registry_client
 
 
 # %% auto #0
-__all__ = ['KINDS', 'DriftError', 'MissingColumnError', 'EmptyWindowError', 'infer_kind', 'check_kind', 'distinct_sorted',
-           'wasserstein_sorted', 'wasserstein_norm', 'jensen_shannon', 'psi', 'ks_p_value', 'chi_square_p_value',
-           'z_p_value', 'column_drift', 'drift_table', 'drift_summary', 'MonitorError', 'window_bounds',
-           'logged_window', 'json_columns', 'champion_context', 'unseen_categories', 'performance', 'computational',
-           'request_quality', 'retrain_decision', 'retrain_window', 'reference_probabilities', 'window_drift',
-           'record_monitoring', 'run_step']
+__all__ = ['KINDS', 'PERIOD_METRICS', 'PREDICTION_COLUMN', 'DriftError', 'MissingColumnError', 'EmptyWindowError', 'infer_kind',
+           'check_kind', 'distinct_sorted', 'wasserstein_sorted', 'wasserstein_norm', 'jensen_shannon', 'psi',
+           'ks_p_value', 'chi_square_p_value', 'z_p_value', 'column_drift', 'drift_table', 'drift_summary',
+           'MonitorError', 'window_bounds', 'logged_window', 'json_columns', 'version_rule', 'champion_context',
+           'unseen_categories', 'logged_outputs', 'performance', 'computational', 'request_quality', 'retrain_decision',
+           'retrain_window', 'reference_predictions', 'window_drift', 'record_monitoring', 'run_step']
 
 # %% ../nbs/07_monitor.ipynb #6c11d839
 class DriftError(ValueError):
@@ -317,8 +317,13 @@ def json_columns(texts: pd.Series) -> pd.DataFrame:
 
 
 # %% ../nbs/07_monitor.ipynb #b53470bd
+def version_rule(tags: Mapping) -> tuple[str, dict]:
+    "A registered version's kind of target and decision rule, from its tags (a version from before kinds: binary, its threshold)."
+    kind = tags.get("kind", "binary")
+    return kind, (json.loads(tags["decision_rule"]) if tags.get("decision_rule") else {"threshold": float(tags.get("threshold", 0.5))})
+
 def champion_context(step) -> dict:
-    "The serving champion and what it learned from: version, threshold, model card, importance, reference rows."
+    "The serving champion and what it learned from: version, kind and decision rule, model card, importance, reference rows."
     name = model_name(step.project)
     client = registry_client(step.tracking_uri)
     version = alias_version(client, name)
@@ -333,7 +338,8 @@ def champion_context(step) -> dict:
     if period.get("validation_end") and "event_timestamp" in train:
         train = train[train.event_timestamp <= pd.Timestamp(period["validation_end"])]
     ranked = [f for f, _ in sorted(importance.get("features", {}).items(), key=lambda kv: -kv[1])]
-    return {"name": name, "version": str(version), "threshold": float(mv.tags.get("threshold", 0.5)), "card": card,
+    kind, rule = version_rule(mv.tags)
+    return {"name": name, "version": str(version), "kind": kind, "rule": rule, "threshold": rule.get("threshold"), "card": card,
             "ranked_features": ranked, "reference": train.reset_index(drop=True), "source_run": source.name,
             "source_is_pipeline_run": source == run, "newest_training_data": period.get("holdout_end"), "train_end": period.get("train_end")}
 
@@ -354,19 +360,30 @@ def unseen_categories(features: pd.DataFrame,  # the window's model inputs (`jso
 
 
 # %% ../nbs/07_monitor.ipynb #c77c7010
-def performance(window: pd.DataFrame, threshold: float, card, min_labels: int, period: str = "W") -> dict:
+PERIOD_METRICS = {"binary": ("roc_auc", "recall", "precision", "value", "positives"),  # what each period's row shows
+                  "regression": ("rmse", "mae", "r2", "bias", "value"), "multiclass": ("roc_auc", "accuracy", "f1", "value")}
+
+def logged_outputs(labelled: pd.DataFrame, kind: str, rule: dict) -> tuple:
+    "(truth, model outputs) of labelled log rows, as `design.measure` takes them."
+    if kind == "binary": return labelled.label.astype(float).astype(bool).to_numpy(), labelled.probability.to_numpy(float)
+    if kind == "regression": return labelled.label.astype(float).to_numpy(), labelled.decision.astype(float).to_numpy() - rule["offset"]
+    probabilities = [json.loads(t) for t in labelled.probabilities]
+    return labelled.label.astype(str).to_numpy(), np.array([[d.get(c, 0.0) for c in rule["classes"]] for d in probabilities], float)
+
+def performance(window: pd.DataFrame, kind: str, rule: dict, card, min_labels: int, period: str = "W") -> dict:
     "Training's metrics on the labelled predictions: overall, per `period`, and against the design card's gates."
     labelled = window[window.label.notna()]
+    unknown = ~labelled.label.astype(str).isin(rule["classes"]) if kind == "multiclass" else np.zeros(len(labelled), bool)
+    labelled = labelled[~unknown]
     out = {"predictions": len(window), "labelled": len(labelled), "label_share": len(labelled) / len(window) if len(window) else 0.0,
-           "min_labels": min_labels, "judged": len(labelled) >= min_labels}
+           "min_labels": min_labels, "judged": len(labelled) >= min_labels, "kind": kind, "unknown_labels": int(unknown.sum())}
     if labelled.empty: return {**out, "metrics": {}, "gates": [], "by_period": []}
-    y, p = labelled.label.astype(bool).to_numpy(), labelled.probability.to_numpy()
-    metrics = {k: v for k, v in score(y, p, threshold, card.value_model).items() if isinstance(v, (int, float))}
+    metrics = {k: v for k, v in measure(kind, *logged_outputs(labelled, kind, rule), rule, card.value_model).items() if isinstance(v, (int, float))}
     by = []
     for t, g in labelled.groupby(labelled.event_time.dt.tz_convert(None).dt.to_period(period), sort=True):
-        m = score(g.label.astype(bool).to_numpy(), g.probability.to_numpy(), threshold, card.value_model)
+        m = measure(kind, *logged_outputs(g, kind, rule), rule, card.value_model)
         by.append({"period": str(t), "start": t.start_time.tz_localize("UTC").isoformat(), "rows": len(g),
-                   **{k: m[k] for k in ("roc_auc", "recall", "precision", "value", "positives") if k in m}})
+                   **{k: m[k] for k in PERIOD_METRICS[kind] if k in m}})
     return {**out, "metrics": metrics, "gates": evaluate_gates(card, metrics) if out["judged"] else [], "by_period": by}
 
 
@@ -421,7 +438,8 @@ def retrain_decision(spec: MonitorSpec, card, drift: pd.DataFrame, ranked: list,
     # floors default to the card's gates (a gate without a threshold sets none; a strict gate is a value to beat)
     floors = r.floors if r.floors is not None else {m.metric: m.threshold for m in card.key_metrics if m.threshold is not None}
     to_beat = {m.metric for m in card.key_metrics if m.strict} if r.floors is None else set()
-    directions = {m.metric: m.direction for m in card.key_metrics}
+    directions = {m.metric: m.direction for m in card.key_metrics} | {m: "minimize" for m in floors if m in LOWER_IS_BETTER and m not in
+                                                                       {k.metric for k in card.key_metrics}}
     for metric, floor in floors.items():
         v = perf["metrics"].get(metric)
         if not perf["judged"] or v is None or (isinstance(v, float) and math.isnan(v)):
@@ -448,12 +466,20 @@ def retrain_window(lp: LoadedProject, spec: MonitorSpec, end: pd.Timestamp) -> d
 
 
 # %% ../nbs/07_monitor.ipynb #6829e4ec
-def reference_probabilities(ctx: dict, step, n: int = 50_000) -> np.ndarray:
-    "The champion's probabilities on (a sample of) its reference rows: what its predictions looked like when it was chosen."
+PREDICTION_COLUMN = {"binary": "probability", "regression": "decision", "multiclass": "decision"}  # the logged prediction whose drift is watched
+
+def reference_predictions(ctx: dict, step, n: int = 50_000) -> pd.Series:
+    "The champion's predictions on (a sample of) its reference rows, as the log holds them: what they looked like when it was chosen."
     ref = ctx["reference"]
     ref = ref.sample(n, random_state=0) if len(ref) > n else ref
     model, _ = load_model(registry_client(step.tracking_uri), ctx["name"], ctx["version"])
-    return model.predict_proba(ref[list(model.feature_names_in_)])[:, 1]
+    X, kind, rule = ref[list(model.feature_names_in_)], ctx["kind"], ctx["rule"]
+    if kind == "binary": out = model.predict_proba(X)[:, 1]
+    elif kind == "regression": out = decide(kind, model.predict(X), rule)
+    else:  # the rule's classes in the model's column order
+        P = model.predict_proba(X)
+        out = decide(kind, P[:, [list(map(str, model.classes_)).index(c) for c in rule["classes"]]], rule)
+    return pd.Series(out, name=PREDICTION_COLUMN[kind])
 
 
 # %% ../nbs/07_monitor.ipynb #fa9b9c03
@@ -465,8 +491,9 @@ def window_drift(step, ctx: dict, window: pd.DataFrame) -> dict:
              [c for c in features.columns if c in ref.columns]
     columns = [c for c in inputs if features[c].notna().any() and ref[c].notna().any()]
     table = drift_table(ref, features, columns=columns, thresholds=spec) if len(window) and columns else pd.DataFrame()
-    prediction = (column_drift(pd.Series(reference_probabilities(ctx, step), name="probability"), window.probability, "numeric", spec,
-                               column="probability") if len(window) else None)
+    column = PREDICTION_COLUMN[ctx["kind"]]
+    prediction = (column_drift(reference_predictions(ctx, step), window[column], "categorical" if ctx["kind"] == "multiclass" else "numeric",
+                               spec, column=column) if len(window) else None)
     summary = drift_summary(table, spec) if len(table) else {"columns": 0, "drifted": 0, "share": 0.0, "drifted_columns": []}
     fitted = ref[ref.event_timestamp <= pd.Timestamp(ctx["train_end"])] if ctx.get("train_end") and "event_timestamp" in ref else ref
     return {"table": table, "summary": summary, "prediction": prediction, "inputs": inputs, "columns": columns,
@@ -482,7 +509,7 @@ def record_monitoring(step, report: dict, drift: pd.DataFrame) -> None:
     step.metrics.update(predictions=float(report["window"]["predictions"]), labelled=float(perf["labelled"]), drift_share=float(summary["share"]),
                         drifted_columns=float(summary["drifted"]), retrain=float(decision["retrain"]),
                         unseen_category_share=float(report["unseen_categories"]["share"]),
-                        **{f"window_{k}": float(perf["metrics"][k]) for k in ("roc_auc", "value", "recall") if k in perf["metrics"]},
+                        **{f"window_{k}": float(perf["metrics"][k]) for k in PERIOD_METRICS[report["kind"]] if k in perf["metrics"]},
                         **{k: float(health[k]) for k in ("latency_ms_p99", "error_rate") if k in health})
     step.params.update(model=report["model"], version=report["version"], window_start=report["window"]["start"], window_end=report["window"]["end"])
 
@@ -501,10 +528,10 @@ def run_step(step) -> dict:
     say(f"{ctx['name']} version {ctx['version']}: {len(window):,} predictions decided {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC, "
         f"{int(window.label.notna().sum()):,} labelled; reference {len(ctx['reference']):,} rows (run {ctx['source_run']})")
     drift = window_drift(step, ctx, window)
-    perf = performance(window, ctx["threshold"], step.project.design, spec.retrain.min_labels)
+    perf = performance(window, ctx["kind"], ctx["rule"], step.project.design, spec.retrain.min_labels)
     health = computational(window, refused_between(log, window.ts.min(), window.ts.max()) if len(window) else pd.DataFrame(columns=["status"]))
     decision = retrain_decision(spec, step.project.design, drift["table"], ctx["ranked_features"], perf, len(window), end, ctx["newest_training_data"])
-    report = {"model": ctx["name"], "version": ctx["version"], "threshold": ctx["threshold"],
+    report = {"model": ctx["name"], "version": ctx["version"], "kind": ctx["kind"], "rule": ctx["rule"], "threshold": ctx["threshold"],
               "window": {"start": start.isoformat(), "end": end.isoformat(), "predictions": len(window),
                          "versions": {str(k): int(v) for k, v in window.version.value_counts().items()}},
               "reference": {"run": ctx["source_run"], "rows": len(ctx["reference"]), "is_champion_run": ctx["source_is_pipeline_run"]},
@@ -515,10 +542,10 @@ def run_step(step) -> dict:
               "decision": decision, "retrain_window": retrain_window(lp, spec, end) if decision["retrain"] else None,
               "thresholds": spec.drift.model_dump()}
     record_monitoring(step, report, drift["table"])
-    summary = drift["summary"]
+    summary, headline = drift["summary"], PERIOD_METRICS[ctx["kind"]][0]
     say(f"drift in {summary['drifted']} of {summary['columns']} features"
         + (f" ({', '.join(summary['drifted_columns'][:6])})" if summary["drifted"] else "")
-        + (f"; {perf['labelled']:,} labelled: roc_auc {perf['metrics'].get('roc_auc', float('nan')):.3f}" if perf["labelled"] else "")
+        + (f"; {perf['labelled']:,} labelled: {headline} {perf['metrics'].get(headline, float('nan')):.3f}" if perf["labelled"] else "")
         + f"; retrain: {'yes: ' + '; '.join(decision['reasons']) if decision['retrain'] else 'no'}")
     step.finish()
     return report

@@ -17,37 +17,44 @@ from fastcore.basics import patch
 from .config import POSTGRES_CREDENTIALS, LoadedProject, ProjectError, now_iso, refuse_credentials
 
 # %% auto #0
-__all__ = ['SCHEMA', 'PREDICTION_COLUMNS', 'CHECKPOINT_SECONDS', 'WAL_RESET_BYTES', 'PG_SCHEMA', 'SCHEMA_LOCK', 'KEY_COLUMNS',
-           'PredictionLog', 'json_lines', 'no_match', 'is_server_log', 'log_frame', 'newest_decision', 'read_window',
-           'refused_between', 'log_engine', 'server_error', 'server_frame', 'PostgresLog', 'log_location', 'open_log',
-           'log_exists']
+__all__ = ['SCHEMA', 'PREDICTION_COLUMNS', 'ADDED_COLUMNS', 'CHECKPOINT_SECONDS', 'WAL_RESET_BYTES', 'PG_SCHEMA', 'PG_UPGRADE',
+           'SCHEMA_LOCK', 'KEY_COLUMNS', 'PredictionLog', 'answer_columns', 'upgrade_sqlite', 'json_lines',
+           'LabelError', 'stored_labels', 'no_match', 'is_server_log', 'log_frame', 'typed_answers', 'newest_decision',
+           'read_window', 'refused_between', 'log_engine', 'server_error', 'server_frame', 'PostgresLog',
+           'log_location', 'open_log', 'log_exists']
 
 # %% ../nbs/82_predictions.ipynb #c4c96960
 SCHEMA = """
 create table if not exists predictions (request_id text not null, record integer not null, ts text not null,
   model text not null, version text not null, variant text not null, inputs text, features text,
-  probability real, decision integer, latency_ms real, event_time text, primary key (request_id, record, variant));
-create table if not exists feedback (request_id text not null, record integer not null, label integer not null,
-  ts text not null, primary key (request_id, record));
+  probability real, decision integer, latency_ms real, event_time text, kind text, decided text, estimate real,
+  probabilities text, primary key (request_id, record, variant));
+create table if not exists feedback (request_id text not null, record integer not null, label integer,
+  ts text not null, outcome text, primary key (request_id, record));
 create table if not exists refused (ts text not null, status integer not null, location text, message text);
 """
-PREDICTION_COLUMNS = ("request_id, record, ts, model, version, variant, inputs, features, probability, decision, latency_ms, event_time")
+PREDICTION_COLUMNS = ("request_id, record, ts, model, version, variant, inputs, features, probability, decision, latency_ms, event_time, "
+                      "kind, decided, estimate, probabilities")
+# columns later logs have and older ones lack, added when an older log is opened: (table, column, its type)
+ADDED_COLUMNS = [("predictions", "event_time", "text"), ("predictions", "kind", "text"), ("predictions", "decided", "text"),
+                 ("predictions", "estimate", "real"), ("predictions", "probabilities", "text"), ("feedback", "outcome", "text")]
 CHECKPOINT_SECONDS = 1.0  # how often the log's own thread copies the write-ahead file into the database
 WAL_RESET_BYTES = 32 << 20  # a write-ahead log past this is checkpointed in full and rewound, writers held meanwhile
 
 class PredictionLog:
     "Writes predictions in one committed transaction per call, before the caller answers; records labels; safe to share between threads."
-    insert_predictions = f"insert or replace into predictions ({PREDICTION_COLUMNS}) values ({','.join('?' * 12)})"
+    insert_predictions = f"insert or replace into predictions ({PREDICTION_COLUMNS}) values ({','.join('?' * 16)})"
     insert_refused = "insert into refused values (?,?,?,?)"
 
     def __init__(self, path):
         self.path = self.where = Path(path); self.path.parent.mkdir(parents=True, exist_ok=True)
         db = self._connect()
         try:
-            db.executescript(SCHEMA)
-            if "event_time" not in {r[1] for r in db.execute("pragma table_info(predictions)")}:  # a log from before event times
-                db.execute("alter table predictions add column event_time text")
+            db.execute("begin immediate")  # two processes opening an older log together: one of them brings it up to date
+            for statement in filter(str.strip, SCHEMA.split(";")): db.execute(statement)
+            upgrade_sqlite(db)
             db.execute("create index if not exists predictions_event_time on predictions (event_time)")
+            db.execute("commit")
         finally: db.close()
         # the writing connection and the checkpoint thread start with the first write: a log opened to be read has neither
         self.lock, self.db, self.checkpoints, self.closing = threading.Lock(), None, None, threading.Event()
@@ -55,7 +62,30 @@ class PredictionLog:
     @staticmethod
     def _rows(records: list, X: dict, meta: list[tuple]) -> list[tuple]:
         feats = json_lines(X)
-        return [(*m[:6], json.dumps(records[j], default=str), feats[j], *m[6:]) for j, m in enumerate(meta)]
+        rows = []
+        for j, m in enumerate(meta):  # m: request id, record, time, model, version, variant, probability, decision, latency, decision time[, details]
+            probability, decision, kind, decided, estimate, probabilities = answer_columns(*m[6:8], *m[10:])
+            rows.append((*m[:6], json.dumps(records[j], default=str), feats[j], probability, decision, *m[8:10], kind, decided, estimate, probabilities))
+        return rows
+
+# %% ../nbs/82_predictions.ipynb #2097cdef
+def answer_columns(probability, decision, details=None) -> tuple:
+    "(probability, decision, kind, decided, estimate, probabilities) as the log stores an answer: a flag, a decided number (`details`: its estimate) or a class name (`details`: {class: probability})."
+    if isinstance(decision, str): return probability, None, "multiclass", decision, None, None if details is None else json.dumps(details)
+    if isinstance(decision, (float, np.floating)):
+        return None, None, "regression", repr(float(decision)), None if details is None else _json_value(float(details)), None
+    return probability, int(decision), "binary", None, None, None
+
+# %% ../nbs/82_predictions.ipynb #0a47a3ca
+def upgrade_sqlite(db: sqlite3.Connection):
+    "Add the columns an older SQLite log lacks (`ADDED_COLUMNS`) and let its labels be empty; inside the caller's transaction."
+    for table, column, kind in ADDED_COLUMNS:
+        if column not in {r[1] for r in db.execute(f"pragma table_info({table})")}: db.execute(f"alter table {table} add column {column} {kind}")
+    if any(r[1] == "label" and r[3] for r in db.execute("pragma table_info(feedback)")):  # `label integer not null`: before other kinds
+        db.execute("alter table feedback rename to feedback_binary")
+        db.execute(next(s for s in SCHEMA.split(";") if "table if not exists feedback" in s))
+        db.execute("insert into feedback (request_id, record, label, ts, outcome) select request_id, record, label, ts, outcome from feedback_binary")
+        db.execute("drop table feedback_binary")
 
 # %% ../nbs/82_predictions.ipynb #e46c3621
 @patch
@@ -136,24 +166,62 @@ def close(self: PredictionLog):
         except sqlite3.Error: pass  # another process holds the log: the last connection to close checkpoints it
         self.db.close(); self.db = None
 
+# %% ../nbs/82_predictions.ipynb #8d2718e2
+class LabelError(ProjectError):
+    "A label that is not of its prediction's kind; `index` is its place in the batch."
+    def __init__(self, index: int, message: str): super().__init__(message); self.index = index
+
+def stored_labels(labels: list[tuple], found: dict) -> list[tuple]:
+    "(request id, record, label, outcome) to store for each of `labels`, given {(request id, record): (kind, probabilities) of its logged prediction, or None}."
+    return [(rid, record, *_stored(label, found.get((rid, record)), f"labels[{i}] (request {rid!r}, record {record})", i))
+            for i, (rid, record, label) in enumerate(labels)]
+
+def _stored(label, prediction: Optional[tuple], where: str, i: int) -> tuple:
+    flag = isinstance(label, (bool, np.bool_)) or (isinstance(label, (int, np.integer)) and label in (0, 1))
+    if prediction is None:  # no prediction to check it against (yet): kept as it came
+        return (int(label), None) if flag else (None, repr(float(label)) if isinstance(label, (int, float, np.number)) else str(label))
+    kind, probabilities = prediction
+    kind = kind or "binary"
+    if kind == "binary":
+        if not flag: raise LabelError(i, f"{where}: {label!r} is not a label of a binary prediction: true/false or 1/0")
+        return int(label), None
+    if kind == "regression":
+        number = _number(label)
+        if number is None: raise LabelError(i, f"{where}: {label!r} is not a label of a regression prediction: a number")
+        return None, repr(number)
+    name = str(int(label)) if isinstance(label, (int, float, np.number)) and not isinstance(label, (bool, np.bool_)) and float(label).is_integer() else label
+    classes = list(json.loads(probabilities)) if probabilities else None
+    if not isinstance(name, str) or (classes is not None and name not in classes):
+        raise LabelError(i, f"{where}: {label!r} is not a class of its multiclass prediction"
+                            + (f"; its classes: {', '.join(classes)}" if classes else ": a class name"))
+    return None, name
+
+def _number(v) -> Optional[float]:
+    "`v` as a finite float (a number, or text of one, as a file may hold it), else None."
+    if isinstance(v, (bool, np.bool_)): return None
+    try: x = float(v)
+    except (TypeError, ValueError): return None
+    return x if math.isfinite(x) else None
+
 # %% ../nbs/82_predictions.ipynb #bed9ba29
 @patch
 def feedback(self: PredictionLog, labels: list[tuple], require_match: bool = False) -> dict:
-    "Record checked labels (request id, record, label) in one transaction: counts of new, already known and unmatched labels."
+    "Record checked labels (request id, record, label) in one transaction: counts of new, already known and unmatched labels; a label of the wrong kind for its prediction is a `LabelError`, and nothing is recorded."
     db = self._connect()
     try:
         db.execute("begin immediate")
         before = db.execute("select count(*) from feedback").fetchone()[0]
-        now = now_iso()
-        db.executemany("insert or ignore into feedback values (?,?,?,?)", [(rid, record, label, now) for rid, record, label in labels])
+        find = "select kind, probabilities from predictions where request_id = ? and record = ? limit 1"
+        found = {key: db.execute(find, key).fetchone() for key in {(rid, record) for rid, record, _ in labels}}
+        db.executemany("insert or ignore into feedback (request_id, record, label, outcome, ts) values (?,?,?,?,?)",
+                       [(*row, now_iso()) for row in stored_labels(labels, found)])
         new = db.execute("select count(*) from feedback").fetchone()[0] - before
-        keys, find = {(rid, record) for rid, record, _ in labels}, "select 1 from predictions where request_id = ? and record = ? limit 1"
-        unmatched = sum(db.execute(find, key).fetchone() is None for key in keys)
-        if require_match and unmatched == len(keys):
+        unmatched = sum(v is None for v in found.values())
+        if require_match and unmatched == len(found):
             db.execute("rollback")
             raise no_match(self.where, len(labels))
         db.execute("commit")
-    except sqlite3.Error:
+    except (sqlite3.Error, LabelError):
         if db.in_transaction: db.execute("rollback")
         raise
     finally: db.close()
@@ -177,8 +245,26 @@ def log_frame(where, sql: str, params: tuple = ()) -> pd.DataFrame:
 @patch
 def read(self: PredictionLog) -> pd.DataFrame:
     "The log joined with its labels."
-    return log_frame(self.where, "select p.*, f.label from predictions p left join feedback f using (request_id, record) "
-                                 "order by p.ts, p.request_id, p.record, p.variant")
+    return typed_answers(log_frame(self.where, "select p.*, f.label, f.outcome from predictions p left join feedback f using (request_id, record) "
+                                               "order by p.ts, p.request_id, p.record, p.variant"))
+
+# %% ../nbs/82_predictions.ipynb #ba070f0b
+def typed_answers(df: pd.DataFrame) -> pd.DataFrame:
+    "The log's rows with `decision` and `label` typed per `kind` (filled: binary when empty), without the storage columns `decided` and `outcome`."
+    kind = df["kind"].fillna("binary") if len(df) else df["kind"].astype(object)
+    out = df.drop(columns=["decided", "outcome"]).assign(kind=kind)
+    if (kind == "binary").all(): return out
+    decided = [int(d) if k == "binary" else None if t is None else float(t) if k == "regression" else t
+               for k, d, t in zip(kind, df.decision, df.decided)]
+    labels = [_typed_label(k, l, o) for k, l, o in zip(kind, df.label, df.outcome)]
+    typed = lambda v: pd.Series(v, index=df.index, dtype=float if set(kind) == {"regression"} else object)
+    return out.assign(decision=typed(decided), label=typed(labels))
+
+def _typed_label(kind: str, label, outcome):
+    if outcome is not None and not (isinstance(outcome, float) and math.isnan(outcome)):
+        return float(outcome) if kind in ("binary", "regression") else outcome
+    if label is None or (isinstance(label, float) and math.isnan(label)): return None
+    return int(label) if kind == "binary" else float(label) if kind == "regression" else str(int(label))
 
 # %% ../nbs/82_predictions.ipynb #e265d758
 def newest_decision(where: Union[Path, str]) -> Optional[str]:
@@ -189,15 +275,16 @@ def newest_decision(where: Union[Path, str]) -> Optional[str]:
 
 # %% ../nbs/82_predictions.ipynb #62e4860d
 def read_window(where: Union[Path, str], start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    "The predictions decided in [start, end), shadow answers left out, with their labels; `features` still as JSON."
+    "The predictions decided in [start, end), shadow answers left out, with their labels, typed per kind (`typed_answers`); `features` and `probabilities` still as JSON."
     # ISO strings of one format compare as times: the log writes UTC with an offset, the window is cut the same way
     df = log_frame(where, "select p.request_id, p.record, p.ts, coalesce(p.event_time, p.ts) as event_time, p.version, p.variant, "
-                          "p.probability, p.decision, p.latency_ms, p.inputs, p.features, f.label, f.ts as label_ts "
+                          "p.probability, p.decision, p.latency_ms, p.inputs, p.features, f.label, f.ts as label_ts, "
+                          "p.kind, p.decided, p.estimate, p.probabilities, f.outcome "
                           "from predictions p left join feedback f using (request_id, record) "
                           "where p.variant != 'shadow' and coalesce(p.event_time, p.ts) >= ? and coalesce(p.event_time, p.ts) < ?",
                    (start.isoformat(), end.isoformat()))
     for c in ("ts", "event_time", "label_ts"): df[c] = pd.to_datetime(df[c], utc=True, format="ISO8601")
-    return df.sort_values(["event_time", "request_id", "record"], kind="stable", ignore_index=True)
+    return typed_answers(df).sort_values(["event_time", "request_id", "record"], kind="stable", ignore_index=True)
 
 
 # %% ../nbs/82_predictions.ipynb #5d53de65
@@ -208,6 +295,8 @@ def refused_between(where: Union[Path, str], start: pd.Timestamp, end: pd.Timest
 
 # %% ../nbs/82_predictions.ipynb #8470edb8
 PG_SCHEMA = re.sub(r"\breal\b", "double precision", re.sub(r"\btext\b", 'text collate "C"', SCHEMA))
+PG_UPGRADE = [re.sub(r"\breal\b", "double precision", re.sub(r"\btext\b", 'text collate "C"', f"alter table {t} add column if not exists {c} {k}"))
+              for t, c, k in ADDED_COLUMNS] + ["alter table feedback alter column label drop not null"]
 SCHEMA_LOCK = 820_001  # the advisory lock under which a replica creates the tables: replicas starting together take turns
 
 # %% ../nbs/82_predictions.ipynb #986a665d
@@ -251,6 +340,7 @@ class PostgresLog(PredictionLog):
             with log_engine(url).begin() as db:
                 db.exec_driver_sql(f"select pg_advisory_xact_lock({SCHEMA_LOCK})")  # held until this transaction ends
                 for table in filter(str.strip, PG_SCHEMA.split(";")): db.exec_driver_sql(table)
+                for statement in PG_UPGRADE: db.exec_driver_sql(statement)  # a log created before every kind of target
                 db.exec_driver_sql("create index if not exists predictions_event_time on predictions (event_time)")
         except DBAPIError as e: raise server_error(url, e) from None
 
@@ -290,12 +380,13 @@ def feedback(self: PostgresLog, labels: list[tuple], require_match: bool = False
     keys, now = sorted({(rid, record) for rid, record, _ in labels}), now_iso()
 
     def insert_labels(cursor) -> tuple:
-        new = len(execute_values(cursor, "insert into feedback values %s on conflict do nothing returning 1",
-                                 [(rid, record, label, now) for rid, record, label in labels], fetch=True))
-        # one count per page of keys (execute_values sends them a page at a time): their sum
-        unmatched = sum(n for (n,) in execute_values(
-            cursor, "select count(*) from (values %s) k (request_id, record) where not exists "
-                    "(select 1 from predictions p where p.request_id = k.request_id and p.record = k.record)", keys, fetch=True))
+        found = {(rid, record): (kind, probabilities) for rid, record, kind, probabilities in execute_values(
+            cursor, "select k.request_id, k.record, p.kind, p.probabilities from (values %s) k (request_id, record) join lateral "
+                    "(select kind, probabilities from predictions p where p.request_id = k.request_id and p.record = k.record limit 1) p on true",
+            keys, fetch=True)}
+        new = len(execute_values(cursor, "insert into feedback (request_id, record, label, outcome, ts) values %s on conflict do nothing returning 1",
+                                 [(*row, now) for row in stored_labels(labels, found)], fetch=True))
+        unmatched = len(keys) - len(found)
         if require_match and unmatched == len(keys): raise no_match(self.where, len(labels))  # before the commit: nothing recorded
         return new, unmatched
     new, unmatched = self._transaction(insert_labels)

@@ -438,7 +438,8 @@ def gate_needs(k: dict, fmt: Callable[[Any], str] = None) -> str:
 METRIC_NAMES = {"roc_auc": "ROC AUC", "average_precision": "Average precision", "precision": "Precision",
                 "recall": "Recall", "f1": "F1", "flagged_rate": "Flagged", "brier": "Brier score",
                 "log_loss": "Log loss", "ece": "Calibration error", "value": "Value", "value_absolute": "Value (absolute)",
-                "threshold": "Threshold"}
+                "threshold": "Threshold", "accuracy": "Accuracy", "r2": "R²", "rmse": "RMSE", "mae": "MAE", "mape": "MAPE",
+                "bias": "Bias", "offset": "Shift of the estimate", "mean_target": "Mean of the target"}
 METRIC_MEANS = {"roc_auc": "how well it ranks late above on-time cases (0.5: chance, 1: perfect)",
                 "average_precision": "precision averaged over every threshold (the positive rate: chance)",
                 "precision": "share of flagged cases that are positive", "recall": "share of positive cases flagged",
@@ -448,8 +449,16 @@ METRIC_MEANS = {"roc_auc": "how well it ranks late above on-time cases (0.5: cha
                 "ece": "mean gap between predicted probability and observed rate (lower is better)",
                 "value": "money per period above the best policy without a model",
                 "value_absolute": "money per period of the model's decisions",
-                "threshold": "flag a case when its probability is at least this"}
-SHARES = {"precision", "recall", "flagged_rate"}
+                "threshold": "flag a case when its probability is at least this",
+                "accuracy": "share of cases whose class is decided right",
+                "r2": "share of the target's variance explained (0: no better than the mean, 1: perfect)",
+                "rmse": "root mean squared error, in the target's units (lower is better)",
+                "mae": "mean absolute error, in the target's units (lower is better)",
+                "mape": "mean absolute error relative to the truth (lower is better)",
+                "bias": "mean of decided minus true values (0: neither too high nor too low on average)",
+                "offset": "added to each estimate before deciding: the shift worth most on validation",
+                "mean_target": "the mean of the true values"}
+SHARES = {"precision", "recall", "flagged_rate", "accuracy", "mape"}
 
 def metric_name(m: str) -> str:
     "A metric's name for people: `roc_auc` -> `ROC AUC`."

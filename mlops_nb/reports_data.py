@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64, html, math
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import yaml
 
@@ -19,9 +19,10 @@ from .reports import (DIMENSIONS, Raw, SEVERITY, badge, box, card, design_card, 
                               run_error, run_key, run_status, step_error)
 
 # %% auto #0
-__all__ = ['OWN_TABLE_ROWS', 'MAX_SHOWN_BYTES', 'SHOWN_FIRST', 'DIMENSION_MEANS', 'MAX_EMBED_BYTES', 'run_summary', 'steps_table',
-           'sign_off_section', 'own_step_names', 'output_html', 'own_steps_section', 'inferred_box', 'design_section',
-           'key_metrics_section', 'value_model_section', 'gates_section', 'load_quality', 'with_quality', 'verdict',
+__all__ = ['OWN_TABLE_ROWS', 'MAX_SHOWN_BYTES', 'SHOWN_FIRST', 'TARGET_KINDS', 'NO_MODEL', 'DIMENSION_MEANS', 'MAX_EMBED_BYTES',
+           'run_summary', 'steps_table', 'sign_off_section', 'own_step_names', 'output_html', 'own_steps_section',
+           'inferred_box', 'design_section', 'key_metrics_section', 'binary_outcomes', 'regression_prices',
+           'class_matrix', 'value_model_section', 'gates_section', 'load_quality', 'with_quality', 'verdict',
            'scores_chart', 'quality_scores_section', 'quality_history', 'history_chart', 'quality_history_section',
            'failed_checks_section', 'warnings_section', 'profile_section']
 
@@ -173,6 +174,8 @@ def inferred_box(c: dict) -> Raw:
                    f"<code>mlops-nb run --project FILE</code>:</p><ul>{keys}</ul>"), "warn")
 
 # %% ../nbs/94_reports_data.ipynb #5ef7a68b
+TARGET_KINDS = {"binary": "a flag (binary)", "multiclass": "one of several classes (multiclass)", "regression": "a number (regression)"}
+
 def design_section(ctx: dict) -> Raw:
     "Problem, decision, added value, stakeholders and phase owners, requirements, target."
     run = ctx["run"]
@@ -209,8 +212,12 @@ def design_section(ctx: dict) -> Raw:
     tgt = c.get("target") or {}
     if tgt:
         what = f"{tgt.get('name')} = {tgt['expr']}" if tgt.get("expr") else tgt.get("name")
+        kind = tgt.get("kind") or "binary"
         parts.append(Raw(f"<p>The model predicts <code>{esc(what)}</code>"
-                         + (f" on table <code>{esc(tgt['table'])}</code>" if tgt.get("table") else "") + ".</p>"))
+                         + (f" on table <code>{esc(tgt['table'])}</code>" if tgt.get("table") else "")
+                         + f": {esc(TARGET_KINDS.get(kind, kind))}"
+                         + (f" ({esc(', '.join(map(str, tgt['classes'])))})" if tgt.get("classes") else "")
+                         + (f"; inferred from the column: {esc(tgt['kind_reason'])}" if tgt.get("kind_reason") else "") + ".</p>"))
     return card(*parts)
 
 # %% ../nbs/94_reports_data.ipynb #33123a07
@@ -231,15 +238,8 @@ def key_metrics_section(ctx: dict) -> Raw:
                                   "direction": "Direction", "threshold": "Gate", "description": "What it means"}))
 
 # %% ../nbs/94_reports_data.ipynb #3fb41305
-def value_model_section(ctx: dict) -> Raw:
-    "The value model: money per outcome of a decision, and how many decisions a period."
-    run = ctx["run"]
-    if run is None: return Raw("")
-    c, _ = design_card(run)
-    vm = (c or {}).get("value_model")
-    if not vm: return card(box("The design card has no value model: the value of a model cannot be computed.", "warn"))
-    cur, per = vm.get("currency", ""), vm.get("period", "")
-    money = lambda x, sign: f"{sign}{fmt_num(abs(x or 0))} {cur}" if x else f"0 {cur}"
+def binary_outcomes(vm: dict, money: Callable) -> Raw:
+    "A binary value model: the four outcomes of a flag and what each is worth."
     rows = [{"outcome": "Correctly flagged (true positive)", "means": "the model flags a case that is positive; acting on it pays",
              "value": money(vm.get("true_positive"), "+")},
             {"outcome": "False alarm (false positive)", "means": "the model flags a case that is negative; acting costs effort",
@@ -248,13 +248,44 @@ def value_model_section(ctx: dict) -> Raw:
              "value": money(vm.get("false_negative"), "−")},
             {"outcome": "Correctly left alone (true negative)", "means": "a negative case is not flagged",
              "value": money(vm.get("true_negative"), "+")}]
+    return html_table(rows, {"outcome": "Outcome", "means": "What happens", "value": "Value per decision"}, numeric=["value"])
+
+def regression_prices(vm: dict, money: Callable) -> Raw:
+    "A regression value model: what each unit of error costs, either way, and what a close enough prediction is worth."
+    rows = [{"outcome": "Each unit predicted too low", "means": "the truth is above the prediction", "value": money(vm.get("under_prediction"), "−")},
+            {"outcome": "Each unit predicted too high", "means": "the truth is below the prediction", "value": money(vm.get("over_prediction"), "−")}]
+    if vm.get("tolerance"):
+        rows.append({"outcome": f"Within ± {fmt_num(vm['tolerance'])} of the truth", "means": "close enough to act on as if exact",
+                     "value": money(vm.get("within_tolerance"), "+")})
+    return html_table(rows, {"outcome": "Outcome", "means": "What happens", "value": "Value per decision"}, numeric=["value"])
+
+def class_matrix(vm: dict, money: Callable) -> Raw:
+    "A multiclass value matrix: one row per true class, one column per decided class."
+    matrix = vm.get("matrix") or {}
+    classes = list(dict.fromkeys([*matrix, *[d for row in matrix.values() for d in row]]))
+    rows = [{"truth": Raw(f"<b>{esc(t)}</b>"), **{d: money((matrix.get(t) or {}).get(d), "+" if (matrix.get(t) or {}).get(d, 0) > 0 else "−")
+                                                  for d in classes}} for t in classes]
+    return html_table(rows, {"truth": "Truth ↓ · decided →", **{d: d for d in classes}}, numeric=classes)
+
+NO_MODEL = {"binary": "the better of the two policies that need no model: flag nothing, or flag everything",
+            "regression": "deciding the best single number for every case, which needs no model",
+            "multiclass": "always deciding the best single class, which needs no model"}
+
+def value_model_section(ctx: dict) -> Raw:
+    "The value model: money per outcome of a decision (per kind of target), and how many decisions a period."
+    run = ctx["run"]
+    if run is None: return Raw("")
+    c, _ = design_card(run)
+    vm = (c or {}).get("value_model")
+    if not vm: return card(box("The design card has no value model: the value of a model cannot be computed.", "warn"))
+    cur, per = vm.get("currency", ""), vm.get("period", "")
+    money = lambda x, sign: f"{sign}{fmt_num(abs(x or 0))} {cur}" if x else f"0 {cur}"
+    kind = ((c or {}).get("target") or {}).get("kind") or "binary"
+    table = {"binary": binary_outcomes, "regression": regression_prices, "multiclass": class_matrix}[kind](vm, money)
     volume = Raw(f"<p>Decisions per {esc(per)}: <b>{esc(fmt_num(vm.get('volume_per_period')))}</b>. "
-                 f"The value a model generates per {esc(per)} is what its decisions are worth (how many of each "
-                 "outcome, times its value) minus the better of the two policies that need no model: flag nothing, "
-                 "or flag everything.</p>"
+                 f"The value a model generates per {esc(per)} is what its decisions are worth minus {NO_MODEL[kind]}.</p>"
                  + (f"<p><b>What these figures assume:</b> {esc(vm['assumptions'])}</p>" if vm.get("assumptions") else ""))
-    return card(html_table(rows, {"outcome": "Outcome", "means": "What happens", "value": "Value per decision"},
-                           numeric=["value"]), volume)
+    return card(table, volume)
 
 # %% ../nbs/94_reports_data.ipynb #669a4ecc
 def gates_section(ctx: dict) -> Raw:

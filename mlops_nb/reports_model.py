@@ -18,11 +18,12 @@ from .reports import (LOWER_IS_BETTER, METRIC_MEANS, Raw, badge, box, card, desi
                               with_training)
 
 # %% auto #0
-__all__ = ['VERDICT', 'TRIAL_METRICS', 'MAIN_METRICS', 'METRIC_SHORT', 'FAMILY_COLOURS', 'DECISION', 'PARTS', 'HOLDOUT_METRICS',
-           'MAX_FIGURE_BYTES', 'fmt_importance', 'importance_bar', 'train_importance', 'view_users_of',
-           'feature_catalog_section', 'view_value_section', 'experiments_section', 'trials_section',
-           'best_per_family_section', 'trials_chart', 'trials_chart_section', 'registry_version', 'live_registration',
-           'model_summary_section', 'intended_use_section', 'identical_rows_note', 'data_section', 'holdout_section',
+__all__ = ['VERDICT', 'TRIAL_METRICS', 'MAIN_METRICS', 'METRIC_SHORT', 'FAMILY_COLOURS', 'SECOND', 'RULE_WORDS', 'DECISION',
+           'PARTS', 'LABEL_COLUMN', 'HOLDOUT_METRICS', 'NO_MODEL', 'MAX_FIGURE_BYTES', 'SLICE_COLUMNS', 'SLICE_HEADERS',
+           'fmt_importance', 'importance_bar', 'train_importance', 'view_users_of', 'feature_catalog_section',
+           'view_value_section', 'experiments_section', 'card_kind', 'trials_section', 'best_per_family_section',
+           'trials_chart', 'trials_chart_section', 'registry_version', 'live_registration', 'model_summary_section',
+           'intended_use_section', 'identical_rows_note', 'data_section', 'holdout_section',
            'evaluation_figure_section', 'model_gates_section', 'slices_section', 'calibration_section',
            'model_importance_section', 'limitations_section', 'promotion_section', 'approvals_section',
            'lineage_section', 'requirements_section']
@@ -243,8 +244,14 @@ def _features_cell(fs: Any) -> Raw:
     return Raw(f"<details><summary>{len(fs)}</summary><span class='muted'>{esc(', '.join(map(str, fs)))}</span></details>") if fs else Raw("—")
 
 # %% ../nbs/95_reports_model.ipynb #a2b48152
-TRIAL_METRICS = ("roc_auc", "average_precision", "precision", "recall", "f1", "flagged_rate", "brier", "log_loss", "ece", "value")
-MAIN_METRICS = ("value", "precision", "recall", "flagged_rate")  # with the selection metric, in the trials table
+TRIAL_METRICS = {"binary": ("roc_auc", "average_precision", "precision", "recall", "f1", "flagged_rate", "brier", "log_loss", "ece", "value"),
+                 "multiclass": ("roc_auc", "accuracy", "f1", "log_loss", "value"), "regression": ("r2", "rmse", "mae", "mape", "bias", "value")}
+MAIN_METRICS = {"binary": ("value", "precision", "recall", "flagged_rate"), "multiclass": ("value", "accuracy", "f1"),
+                "regression": ("value", "rmse", "mae", "bias")}  # with the selection metric, in the trials table
+
+def card_kind(c: dict) -> str:
+    "The kind of target a model card is for: binary, multiclass or regression (cards from before targets had kinds: binary)."
+    return (c.get("label") or {}).get("kind") or "binary"
 METRIC_SHORT = {"average_precision": "Avg precision", "brier": "Brier", "ece": "ECE"}  # narrower headers for the trials tables
 
 @with_training()
@@ -252,8 +259,10 @@ def trials_section(ctx: dict, t: dict) -> Raw:
     "Every trial: status, experiment, family, parameters, features, validation metrics, threshold, fit and tracking time, error."
     c = t["card"]
     metric, vm, sel = c.get("selection_metric") or "roc_auc", c.get("value_model"), (c.get("selected") or {}).get("trial")
-    main = list(dict.fromkeys([metric, *MAIN_METRICS]))  # in the main table; the others are folded below it
-    more = [m for m in TRIAL_METRICS if m not in main]
+    kind = card_kind(c)
+    main = list(dict.fromkeys([metric, *MAIN_METRICS[kind]]))  # in the main table; the others are folded below it
+    more = [m for m in TRIAL_METRICS[kind] if m not in main]
+    ruled = "threshold" if kind == "binary" else None  # a flag's threshold has a column; other rules are on the model card
     header = lambda k: money_header(metric_name(k), vm) if k == "value" else METRIC_SHORT.get(k, metric_name(k))
     rows = []
     for r in sorted(t["trials"], key=lambda r: (r.get("trial") is None, r.get("trial"))):
@@ -263,11 +272,11 @@ def trials_section(ctx: dict, t: dict) -> Raw:
                      "experiment": Raw(f"{esc(r.get('experiment'))}<div class='muted'>{esc(humanize(r.get('family') or ''))}</div>"),
                      "status": badge("succeeded" if status == "finished" else status, status),
                      "params": _params(r.get("params")), "features": _features_cell(r.get("features")),
-                     **{k: fmt_metric(k, m.get(k)) for k in TRIAL_METRICS}, "threshold": fmt_metric("threshold", r.get("threshold")),
+                     **{k: fmt_metric(k, m.get(k)) for k in TRIAL_METRICS[kind]}, "threshold": fmt_metric("threshold", r.get("threshold")),
                      "fit": fmt_duration(r.get("fit_seconds")), "tracking": fmt_duration(r.get("tracking_seconds")),
                      "error": Raw(f"<code>{esc(r['error'])}</code>") if r.get("error") else ""})
     cols = {"trial": "Trial", "experiment": "Experiment and family", "status": "Status", "params": "Parameters",
-            "features": "Features", **{k: header(k) for k in main}, "threshold": "Threshold", "fit": "Fit", "tracking": "Tracking"}
+            "features": "Features", **{k: header(k) for k in main}, **({ruled: "Threshold"} if ruled else {}), "fit": "Fit", "tracking": "Tracking"}
     if any(r["error"] for r in rows): cols["error"] = "Error"
     failed = sum(r.get("status") == "failed" for r in t["trials"])
     fit = sum(r.get("fit_seconds") or 0 for r in t["trials"]); track = sum(r.get("tracking_seconds") or 0 for r in t["trials"])
@@ -280,7 +289,7 @@ def trials_section(ctx: dict, t: dict) -> Raw:
                               numeric=more, row_class=current) + "</details>") if more else Raw("")
     return card(head, html_table(rows, cols, numeric=[*main, "threshold", "fit", "tracking"], row_class=current), folded,
                 Raw(f'<p class="muted">Validation metrics. Highlighted: the selected trial. {esc(metric_name(metric))} is the '
-                    f"selection metric. Value: {esc(METRIC_MEANS['value'])}, at the trial's threshold. "
+                    f"selection metric. Value: {esc(METRIC_MEANS['value'])}, at the trial's {'threshold' if ruled else 'decision rule'}. "
                     "Fit: the time to train the trial; tracking: the time to log it to MLflow. "
                     "ECE: expected calibration error.</p>"))
 
@@ -408,6 +417,14 @@ def live_registration(ctx: dict, t: dict) -> dict:
         ctx["_registry"] = registry_version((ctx["run"].get("mlflow") or {}).get("tracking_uri"), reg.get("name"), reg.get("version"))
     return ctx["_registry"]
 
+# %% ../nbs/95_reports_model.ipynb #7cb868f4
+SECOND = {"binary": ("recall", "recall"), "multiclass": ("accuracy", "accuracy"), "regression": ("mae", "MAE")}  # the headline beside the selection metric, as a sentence says it
+RULE_WORDS = {  # a decision rule (`design.decision_rule`) in words
+    "multiclass": lambda r: (f"decide the class of best expected value under the value matrix, of {', '.join(map(str, r.get('classes') or []))}"
+                             if r.get("matrix") is not None else "decide the most probable class"),
+    "regression": lambda r: (f"decide the estimate shifted by {fmt_num(r.get('offset'))} (the shift that was worth most on validation)"
+                             if r.get("offset") else "decide the estimate as it is")}
+
 # %% ../nbs/95_reports_model.ipynb #c1424c61
 DECISION = {"champion": ("good", "is the champion: it is the version that serves predictions"),
             "challenger": ("warn", "is a challenger: registered, not promoted"),
@@ -436,9 +453,11 @@ def model_summary_section(ctx: dict, t: dict) -> Raw:
         ("Features", _features_cell(sel.get("features")) if sel else None),
         ("Decision threshold", f"flag a case when its probability is at least {fmt_metric('threshold', sel.get('threshold'))} "
                                "(the threshold that maximised value on validation)" if not is_missing(sel.get("threshold")) else None),
+        ("Decision rule", RULE_WORDS[card_kind(c)](sel.get("rule") or {}) if card_kind(c) != "binary" else None),
         ("Selected on", f"{metric_name(c.get('selection_metric') or '')} on the validation part" if c.get("selection_metric") else None),
         ("On the hold-out", f"{metric_name(c.get('selection_metric') or 'roc_auc')} {fmt_metric(c.get('selection_metric') or 'roc_auc', hold.get(c.get('selection_metric') or 'roc_auc'))}, "
-                            f"recall {fmt_metric('recall', hold.get('recall'))}, value {fmt_money(hold.get('value'), vm)}" if hold else None)]))
+                            f"{SECOND[card_kind(c)][1]} {fmt_metric(SECOND[card_kind(c)][0], hold.get(SECOND[card_kind(c)][0]))}, "
+                            f"value {fmt_money(hold.get('value'), vm)}" if hold else None)]))
     return card(*parts)
 
 # %% ../nbs/95_reports_model.ipynb #73349e59
@@ -453,7 +472,10 @@ def intended_use_section(ctx: dict, t: dict) -> Raw:
                          ("Human sign-off before promotion", "required" if c.get("sign_off_required") else "not required")])]
     if label:
         parts.append(Raw("<h3>The label</h3>"))
-        parts.append(Raw(f"<p>The model gives the probability that <code>{esc(label.get('name'))} = {esc(label.get('positive'))}</code>, "
+        gives = {"binary": f"the probability that <code>{esc(label.get('name'))} = {esc(label.get('positive'))}</code>",
+                 "multiclass": f"a probability for each class of <code>{esc(label.get('name'))}</code> ({esc(', '.join(map(str, label.get('classes') or [])))})",
+                 "regression": f"an estimate of the number <code>{esc(label.get('name'))}</code>"}[card_kind(c)]
+        parts.append(Raw(f"<p>The model gives {gives}, "
                          f"where <code>{esc(label.get('name'))}</code> is <code>{esc(label.get('definition'))}</code>, "
                          "known only after the decision: no input may depend on it.</p>"))
     return card(*parts)
@@ -473,20 +495,29 @@ def identical_rows_note(copies: Optional[dict]) -> Raw:
                "Each group was kept in one part, so the hold-out never holds a copy of a row the model learned from."
                + (f' <span class="muted">For example: {esc(ex)}.</span>' if ex else "") + "</p>")
 
+# %% ../nbs/95_reports_model.ipynb #b5c6b0c1
+LABEL_COLUMN = {  # what the split table says of each part's labels, per kind: (cell of a part, header)
+    "binary": (lambda split, p: fmt_pct((split.get("positive_rate") or {}).get(p)), "Positive rate"),
+    "regression": (lambda split, p: fmt_metric("mean_target", (split.get("target_mean") or {}).get(p)), "Mean of the target"),
+    "multiclass": (lambda split, p: ", ".join(f"{c} {fmt_pct(s, 0)}" for c, s in ((split.get("class_shares") or {}).get(p) or {}).items()),
+                   "Share of each class")}
+
 # %% ../nbs/95_reports_model.ipynb #ab34e45a
 @with_training()
 def data_section(ctx: dict, t: dict) -> Raw:
     "The split (periods, rows, positive rates) and the data's versions (snapshot, training set and hold-out digests)."
     c = t["card"]
     split, lin = c.get("split") or {}, c.get("lineage") or {}
-    period, rows, rate = split.get("period") or {}, split.get("rows") or {}, split.get("positive_rate") or {}
+    period, rows = split.get("period") or {}, split.get("rows") or {}
+    labels, rate_name = LABEL_COLUMN[card_kind(c)]
+    rate = {p: labels(split, p) for p in rows}
     kind = split.get("kind")
     parts = [Raw(f"<p>The training set is split {'in time: the hold-out is the latest period, as the future will be' if kind == 'time' else f'by {esc(kind)}'}"
                  f".</p>" if kind else "")]
     parts.append(html_table([{"part": Raw(f"<b>{esc(PARTS.get(p, (p,))[0])}</b>"), "use": PARTS.get(p, (p, ""))[1],
                               "from": fmt_time(period.get(f"{p}_start")), "to": fmt_time(period.get(f"{p}_end")),
-                              "rows": fmt_num(rows.get(p)), "rate": fmt_pct(rate.get(p))} for p in rows],
-                            {"part": "Part", "use": "Used for", "from": "From", "to": "To", "rows": "Rows", "rate": "Positive rate"},
+                              "rows": fmt_num(rows.get(p)), "rate": rate.get(p)} for p in rows],
+                            {"part": "Part", "use": "Used for", "from": "From", "to": "To", "rows": "Rows", "rate": rate_name},
                             numeric=["rows", "rate"]))
     parts.append(identical_rows_note(split.get("identical_rows")))
     code = lambda x: Raw(f"<code>{esc(x)}</code>") if x else None
@@ -498,8 +529,12 @@ def data_section(ctx: dict, t: dict) -> Raw:
     return card(*parts)
 
 # %% ../nbs/95_reports_model.ipynb #a642bad9
-HOLDOUT_METRICS = ("roc_auc", "average_precision", "precision", "recall", "f1", "flagged_rate", "brier", "log_loss", "ece",
-                   "threshold", "value", "value_absolute")
+HOLDOUT_METRICS = {"binary": ("roc_auc", "average_precision", "precision", "recall", "f1", "flagged_rate", "brier", "log_loss", "ece",
+                              "threshold", "value", "value_absolute"),
+                   "multiclass": ("roc_auc", "accuracy", "f1", "log_loss", "value", "value_absolute"),
+                   "regression": ("r2", "rmse", "mae", "mape", "bias", "offset", "mean_target", "value", "value_absolute")}
+NO_MODEL = {"binary": "flag nothing or flag everything", "multiclass": "always decide the same class, the best one",
+            "regression": "decide the same number for every case, the best one"}
 MAX_FIGURE_BYTES = 5_000_000  # a bigger figure is linked, not embedded
 
 @with_training()
@@ -511,7 +546,7 @@ def holdout_section(ctx: dict, t: dict) -> Raw:
     money = lambda m, x: fmt_money(x, vm) if m.startswith("value") else fmt_metric(m, x)
     rows = [{"metric": Raw(f"<b>{esc(metric_name(m))}</b>"), "means": METRIC_MEANS.get(m, ""),
              "validation": money(m, val.get(m)), "holdout": Raw(f"<b>{esc(money(m, hold.get(m)))}</b>")}
-            for m in HOLDOUT_METRICS if m in hold or m in val]
+            for m in HOLDOUT_METRICS[card_kind(c)] if m in hold or m in val]
     n, pos = hold.get("rows"), hold.get("positives")
     words = ""
     if not any(is_missing(hold.get(k)) for k in ("rows", "positives", "tp", "fp", "fn")):
@@ -521,7 +556,7 @@ def holdout_section(ctx: dict, t: dict) -> Raw:
     if vm and not is_missing(hold.get("value")):
         words += (f"<p>At {fmt_num(vm.get('volume_per_period'))} decisions per {esc(vm.get('period'))}, that is worth "
                   f"<b>{esc(fmt_money(hold['value'], vm, sign=True))}</b> above the best policy without a model "
-                  f"(flag nothing or flag everything).</p>")
+                  f"({NO_MODEL[card_kind(c)]}).</p>")
     return card(Raw(words), html_table(rows, {"metric": "Metric", "means": "Means", "validation": "Validation",
                                               "holdout": "Hold-out"}, numeric=["validation", "holdout"]))
 
@@ -558,27 +593,33 @@ def model_gates_section(ctx: dict, t: dict) -> Raw:
                                            "value": "On the hold-out", "needs": "Needs", "result": "Result", "reason": "Reason"},
                                     numeric=["value", "needs"]))
 
+# %% ../nbs/95_reports_model.ipynb #c2f03aab
+SLICE_COLUMNS = {"binary": ("rows", "positives", "roc_auc", "precision", "recall", "flagged_rate", "value"),
+                 "multiclass": ("rows", "roc_auc", "accuracy", "f1", "value"), "regression": ("rows", "mean_target", "rmse", "mae", "r2", "bias", "value")}
+SLICE_HEADERS = {"rows": "Rows", "positives": "Positives", "flagged_rate": "Flagged"}
+
 # %% ../nbs/95_reports_model.ipynb #26e3fb2b
 @with_training()
 def slices_section(ctx: dict, t: dict) -> Raw:
     "Hold-out metrics per slice, one table per column, weak slices marked."
     c = t["card"]
     slices, vm = c.get("slices") or {}, c.get("value_model")
-    overall = (c.get("holdout") or {}).get("recall")
+    kind = card_kind(c)
+    weak_on = {"binary": "recall", "multiclass": "accuracy", "regression": "r2"}[kind]  # as training's limitations name them
+    overall = (c.get("holdout") or {}).get(weak_on)
+    shown = SLICE_COLUMNS[kind]
     if not slices: return card(Raw('<p class="muted">The train step sliced the hold-out by no column in this run.</p>'))
     parts = []
     for col, rows in slices.items():
         rows = [r for r in rows or [] if isinstance(r, dict)]
-        weak = lambda r: not is_missing(overall) and not is_missing(r.get("recall")) and (r.get("rows") or 0) >= 200 and r["recall"] < overall - 0.15
+        weak = lambda r: not is_missing(overall) and not is_missing(r.get(weak_on)) and (r.get("rows") or 0) >= 200 and r[weak_on] < overall - 0.15
         parts.append(Raw(f"<h3>Per <code>{esc(col)}</code></h3>"))
         parts.append(html_table([{"slice": Raw(f"<b>{esc(r.get('slice'))}</b>" + (f" {badge('weak')}" if weak(r) else "")),
                                   "rows": fmt_num(r.get("rows")), "positives": fmt_num(r.get("positives")),
-                                  **{m: fmt_metric(m, r.get(m)) for m in ("roc_auc", "precision", "recall", "flagged_rate", "value")}}
+                                  **{m: fmt_metric(m, r.get(m)) for m in shown if m not in ("rows", "positives")}}
                                  for r in rows],
-                                {"slice": humanize(col), "rows": "Rows", "positives": "Positives", "roc_auc": "ROC AUC",
-                                 "precision": "Precision", "recall": "Recall", "flagged_rate": "Flagged",
-                                 "value": money_header("Value", vm)},
-                                numeric=["rows", "positives", "roc_auc", "precision", "recall", "flagged_rate", "value"]))
+                                {"slice": humanize(col), **{m: money_header("Value", vm) if m == "value" else SLICE_HEADERS.get(m, metric_name(m)) for m in shown}},
+                                numeric=list(shown)))
     parts.append(Raw(f'<p class="muted">Slices with fewer than 50 hold-out rows are left out. Value: what the model would earn per '
                      f"{esc((vm or {}).get('period', 'period'))} if every decision were like this slice's.</p>"))
     return card(*parts)
@@ -589,14 +630,17 @@ def calibration_section(ctx: dict, t: dict) -> Raw:
     "Mean predicted probability against the observed rate, in ten groups of equal size."
     c = t["card"]
     bins = [b for b in c.get("calibration") or [] if isinstance(b, dict)]
-    if not bins: return card(Raw('<p class="muted">No calibration table in this run.</p>'))
+    if not bins: return card(Raw('<p class="muted">' + ("A regression states numbers, not probabilities: no calibration table (see the residuals in the figure above)."
+                                                       if card_kind(c) == "regression" else "No calibration table in this run.") + "</p>"))
     gap = lambda b: None if is_missing(b.get("observed_rate")) or is_missing(b.get("mean_probability")) else b["observed_rate"] - b["mean_probability"]
     rows = [{"bin": i, "rows": fmt_num(b.get("rows")), "predicted": fmt_pct(b.get("mean_probability")),
              "observed": fmt_pct(b.get("observed_rate")),
              "gap": "—" if gap(b) is None else f"{100 * gap(b):+.1f} points"} for i, b in enumerate(bins, 1)]
     ece = (c.get("holdout") or {}).get("ece")
     head = Raw(f"<p>Expected calibration error on the hold-out: <b>{fmt_metric('ece', ece)}</b> (the mean gap, weighted by rows). "
-               "A positive gap: more positives than the model predicts.</p>")
+               "A positive gap: more positives than the model predicts.</p>" if card_kind(c) == "binary" else
+               "<p>The probability of the decided class against how often the decision was right. "
+               "A positive gap: right more often than the model says.</p>")
     return card(head, html_table(rows, {"bin": "Group (low to high)", "rows": "Rows", "predicted": "Mean predicted probability",
                                         "observed": "Observed rate", "gap": "Gap"}, numeric=["bin", "rows", "predicted", "observed", "gap"]))
 

@@ -18,10 +18,11 @@ from .reports import (DIMENSIONS, Raw, SEVERITY, SHARES, badge, box, card, desig
                               with_monitoring)
 
 # %% auto #0
-__all__ = ['DRIFT_LEGEND', 'PERF_METRICS', 'monitoring_history', 'fmt_when', 'window_text', 'monitoring_headline_section',
-           'top_features', 'monitoring_alerts', 'alerts_section', 'drift_over_time_section', 'drift_table_section',
-           'prediction_drift_section', 'weekly_performance', 'performance_chart', 'performance_section',
-           'service_section', 'request_quality_section', 'retrain_history_section', 'monitoring_chooser']
+__all__ = ['PREDICTION_SHOWN', 'NO_MODEL_POLICY', 'DRIFT_LEGEND', 'PERF_METRICS', 'monitoring_history', 'fmt_when', 'window_text',
+           'decides', 'monitoring_headline_section', 'top_features', 'monitoring_alerts', 'alerts_section',
+           'drift_over_time_section', 'drift_table_section', 'prediction_drift_section', 'weekly_performance',
+           'performance_chart', 'performance_section', 'service_section', 'request_quality_section',
+           'retrain_history_section', 'monitoring_chooser']
 
 # %% ../nbs/96_reports_monitoring.ipynb #8f3bb7e8
 def _window_start(m: dict) -> float:
@@ -102,6 +103,24 @@ def _decision_notes(ctx: dict, m: dict) -> list[Raw]:
                          "retrain's outcome was recorded after this page was rendered (the live page shows it).</p>"))
     return parts
 
+# %% ../nbs/96_reports_monitoring.ipynb #646a5ee4
+PREDICTION_SHOWN = {"binary": "probability", "regression": "decided number", "multiclass": "decided class"}
+NO_MODEL_POLICY = {"binary": "flag nothing, or flag everything", "regression": "the best single number for every case",
+                   "multiclass": "always the same class"}
+
+def decides(m: dict) -> Optional[str]:
+    "How the watched version decides, in words (None when the window does not say)."
+    kind, rule = m.get("kind") or "binary", m.get("rule") or {}
+    if kind == "regression":
+        offset = rule.get("offset") or 0
+        return "predicts a number" + (f", its estimate shifted by {offset:+.4g} where errors cost most" if offset else "")
+    if kind == "multiclass":
+        classes = rule.get("classes") or []
+        return (f"decides one of {len(classes)} classes ({', '.join(map(str, classes[:6]))}{', ...' if len(classes) > 6 else ''})"
+                + (", the best expected value under the value matrix" if rule.get("matrix") else ", the most probable"))
+    threshold = m.get("threshold", rule.get("threshold"))
+    return None if is_missing(threshold) else f"flags a case at probability {fmt_metric('threshold', threshold)} or more"
+
 # %% ../nbs/96_reports_monitoring.ipynb #87af7804
 def _window_facts(m: dict) -> Raw:
     "A window's facts: the model watched, the window, predictions and labels back, drift, the reference, the retrain window."
@@ -109,8 +128,7 @@ def _window_facts(m: dict) -> Raw:
     judged = perf.get("judged")
     return kv_table([
         ("Model watched", Raw(f"<code>{esc(m.get('model'))}</code> version <b>{esc(m.get('version'))}</b>"
-                              + (f" <span class='muted'>(flags a case at probability {fmt_metric('threshold', m.get('threshold'))} or more)</span>"
-                                 if not is_missing(m.get("threshold")) else ""))),
+                              + (f" <span class='muted'>({esc(how)})</span>" if (how := decides(m)) else ""))),
         ("Window (decision times)", window_text(m)),
         ("Predictions", fmt_num((m.get("window") or {}).get("predictions"))),
         ("Versions that answered", _served_versions(m) or None),
@@ -284,7 +302,7 @@ def drift_over_time_section(ctx: dict, m: dict, max_windows: int = 12) -> Raw:
     top = set(top_features(ctx))
     rows = [{"feature": Raw(f"<b>{esc(f)}</b>" + (" ★" if f in top else "")), **{h["run_id"]: _drift_cell(tables[h["run_id"]].get(f)) for h in history}}
             for f in features]
-    rows.append({"feature": Raw("<i>predictions (probability)</i>"),
+    rows.append({"feature": Raw(f"<i>predictions ({esc(PREDICTION_SHOWN.get(m.get('kind') or 'binary', 'probability'))})</i>"),
                  **{h["run_id"]: _drift_cell(h["report"].get("prediction_drift")) for h in history}})
     rows.append({"feature": Raw("<i>features drifted</i>"),
                  **{h["run_id"]: f"{fmt_num((h['report'].get('drift') or {}).get('drifted'))} of {fmt_num((h['report'].get('drift') or {}).get('columns'))}"
@@ -430,17 +448,18 @@ def performance_section(ctx: dict, m: dict) -> Raw:
         kw = [k for k in km if any(k["metric"] in p for p in weeks)]
         parts.append(performance_chart(history, weeks, kw or km))
         parts.append(Raw("<h3>Week by week</h3>"))
+        binary = (m.get("kind") or "binary") == "binary"  # positives and precision mean something for a flag only
         wrows = [{"week": Raw(f"<b>{esc(p['period'])}</b>"), "rows": fmt_num(p.get("rows")), "positives": fmt_num(p.get("positives")),
                   **{k["metric"]: _metric_cell(k, p.get(k["metric"])) for k in kw},
-                  **({"precision": fmt_metric("precision", p.get("precision"))} if "precision" not in {k["metric"] for k in kw} else {}),
+                  **({"precision": fmt_metric("precision", p.get("precision"))} if binary and "precision" not in {k["metric"] for k in kw} else {}),
                   "from": _run_link(ctx, p["run_id"], "monitoring")} for p in reversed(weeks)]
-        cols = {"week": "Week", "rows": "Labelled", "positives": "Positives", **{k["metric"]: head(k) for k in kw}}
-        if "precision" not in cols: cols["precision"] = "Precision"
+        cols = {"week": "Week", "rows": "Labelled", **({"positives": "Positives"} if binary else {}), **{k["metric"]: head(k) for k in kw}}
+        if binary and "precision" not in cols: cols["precision"] = "Precision"
         parts.append(html_table(wrows, {**cols, "from": "From window"}, numeric=["rows", "positives", "precision", *[k["metric"] for k in kw]]))
     else:
         parts.append(box("No labelled prediction yet in these windows: performance will show once labels come back."))
     parts.append(Raw('<p class="muted">▼: on the wrong side of the gate. Value is money per period above the best policy '
-                     "without a model (flag nothing, or flag everything), extrapolated from the labelled predictions.</p>"))
+                     f"without a model ({NO_MODEL_POLICY.get(m.get('kind') or 'binary')}), extrapolated from the labelled predictions.</p>"))
     return card(*parts)
 
 # %% ../nbs/96_reports_monitoring.ipynb #dca59521

@@ -14,22 +14,24 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from .config import (LOWER_IS_BETTER, Compute, DesignCard, Experiment, Split, Step, TrainSpec, ValueModel, frame_digest,
+from .config import (FAMILY_KINDS, LOWER_IS_BETTER, Compute, DesignCard, Experiment, Split, Step, TrainSpec, ValueModel, frame_digest,
                              open_step, package_root, utc_time)
-from .design import evaluate_gates, score, trivial_values, value_threshold
+from .design import class_decisions, decision_rule, evaluate_gates, measure, score, trivial_values, value_threshold
 from .registry import artifact_location, model_name, registry_client, requirements
 from .runs import git_commit
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'CHECKED_PACKAGES', 'TRUSTED_PREFIXES', 'TRUSTED_EXTRA', 'TrainError', 'HoldoutError', 'progress',
-           'split_kind', 'row_groups', 'identical_rows', 'split_frame', 'check_holdout', 'feature_kinds',
-           'model_transforms', 'make_model', 'expand', 'default_experiments', 'feature_groups', 'trial_features',
-           'metric_value', 'permutation_importance', 'value_curve', 'evaluation_figure', 'trial_importance',
-           'run_trial', 'tracking', 'log_trial', 'dataset_inputs', 'search', 'package_versions',
-           'refuse_other_versions', 'dask_cluster', 'on_dask', 'best_of', 'verdicts', 'slice_columns', 'holdout_report',
-           'promotion_metric', 'decide', 'trusted_types', 'champion_on', 'register', 'limitations', 'TrainingSet',
-           'read_training_set', 'compute_label', 'trial_cluster', 'search_trials', 'score_on_holdout', 'model_card',
-           'record_search', 'register_and_promote', 'snapshot_digests', 'run_step']
+__all__ = ['DEFAULTS', 'DEFAULT_METRIC', 'BETTER_THAN_CHANCE', 'LINEAR', 'CHECKED_PACKAGES', 'SLICE_METRICS', 'TRUSTED_PREFIXES',
+           'TRUSTED_EXTRA', 'WEAK_SLICE', 'TrainError', 'HoldoutError', 'progress', 'split_kind', 'row_groups',
+           'identical_rows', 'split_frame', 'check_holdout', 'feature_kinds', 'model_transforms', 'make_model',
+           'expand', 'default_experiments', 'feature_groups', 'trial_features', 'truth', 'model_outputs',
+           'metric_value', 'permutation_importance', 'value_curve', 'evaluation_figure', 'regression_figure',
+           'multiclass_figure', 'trial_figure', 'trial_importance', 'run_trial', 'tracking', 'log_trial',
+           'dataset_inputs', 'search', 'package_versions', 'refuse_other_versions', 'dask_cluster', 'on_dask',
+           'best_of', 'verdicts', 'slice_columns', 'confidence', 'holdout_report', 'promotion_metric', 'decide',
+           'trusted_types', 'champion_on', 'register', 'limitations', 'TrainingSet', 'read_training_set',
+           'target_classes', 'compute_label', 'trial_cluster', 'search_trials', 'score_on_holdout', 'label_shares',
+           'model_card', 'record_search', 'register_and_promote', 'snapshot_digests', 'run_step']
 
 # %% ../nbs/05_train.ipynb #3faf8414
 class TrainError(ValueError):
@@ -79,10 +81,14 @@ def identical_rows(df: pd.DataFrame, ids: Sequence[str] = (), examples: int = 3)
 
 
 # %% ../nbs/05_train.ipynb #0d7d8eaa
-def _grouped_random_split(df: pd.DataFrame, label: str, split: Split, groups: np.ndarray) -> dict:
-    "Positions of each part: per class, whole groups of identical rows, shuffled and cut at the shares."
+def _strata(y: pd.Series, kind: str) -> np.ndarray:
+    "What a random split stratifies on: the class, or for a regression the decile of the target (each part spans its range)."
+    return pd.qcut(y, 10, labels=False, duplicates="drop").to_numpy() if kind == "regression" else y.to_numpy()
+
+def _grouped_random_split(df: pd.DataFrame, label: str, split: Split, groups: np.ndarray, kind: str = "binary") -> dict:
+    "Positions of each part: per class (per decile of a regression target), whole groups of identical rows, shuffled and cut at the shares."
     rng = np.random.default_rng(split.seed)
-    y, part = df[label].to_numpy(), np.zeros(len(df), dtype=np.int8)  # 0 hold-out, 1 validation, 2 train
+    y, part = _strata(df[label], kind), np.zeros(len(df), dtype=np.int8)  # 0 hold-out, 1 validation, 2 train
     sizes = np.bincount(groups)
     for cls in pd.unique(y):
         members = np.flatnonzero(y == cls)
@@ -108,21 +114,24 @@ def split_frame(df: pd.DataFrame,  # the training set
                 label: str,  # the label column
                 time_column: Optional[str] = None,  # its UTC time column, if any
                 ids: Sequence[str] = (),  # row identifier columns (identical rows are equal in all the others)
+                kind: str = "binary",  # the kind of target: binary, multiclass or regression
                ) -> dict:
     "{'train', 'validation', 'holdout'} frames of `df`."
-    kind = split_kind(split, time_column)
-    if kind == "time":
+    if split_kind(split, time_column) == "time":
         t = df[time_column]
         start = utc_time(split.holdout_start) if split.holdout_start else _time_boundary(t, split.holdout)
         rest, holdout = df[t < start], df[t >= start]
         vstart = _time_boundary(rest[time_column], split.validation / (1 - split.holdout)) if len(rest) else start
         parts = {"train": rest[rest[time_column] < vstart], "validation": rest[rest[time_column] >= vstart], "holdout": holdout}
     else:
-        parts = {k: df.iloc[pos] for k, pos in _grouped_random_split(df, label, split, row_groups(df, ids)).items()}
+        parts = {k: df.iloc[pos] for k, pos in _grouped_random_split(df, label, split, row_groups(df, ids), kind).items()}
+    fix = f"more data, or other shares in train.split (validation {split.validation}, holdout {split.holdout})"
     for name, part in parts.items():
+        if kind == "multiclass" and (lacks := sorted(set(df[label]) - set(part[label]))):
+            raise TrainError(f"the {name} part has {len(part)} rows and lacks class(es) {lacks} of `{label}`; it needs every class: {fix}")
         if part[label].nunique() < 2:
-            raise TrainError(f"the {name} part has {len(part)} rows and {part[label].nunique()} class(es) of `{label}`; "
-                             f"it needs both: more data, or other shares in train.split (validation {split.validation}, holdout {split.holdout})")
+            what, needs = ("distinct value(s)", "two at least") if kind == "regression" else ("class(es)", "both")
+            raise TrainError(f"the {name} part has {len(part)} rows and {part[label].nunique()} {what} of `{label}`; it needs {needs}: {fix}")
     return {k: v.reset_index(drop=True) for k, v in parts.items()}
 
 
@@ -171,7 +180,7 @@ def model_transforms(numeric: list[str], categorical: list[str], family: str):
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
-    if family == "logistic_regression":
+    if family in ("logistic_regression", "ridge"):
         cat = make_pipeline(_missing_as("(missing)"), OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20,
                                                                     max_categories=60, sparse_output=False))
         num = make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), StandardScaler())
@@ -183,26 +192,32 @@ def model_transforms(numeric: list[str], categorical: list[str], family: str):
         cat = make_pipeline(_missing_as("(missing)"), OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
                                                                      max_categories=250))
         num = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
-    else: raise ValueError(f"unknown model family {family!r}; families: logistic_regression, hist_gradient_boosting, random_forest")
+    else: raise ValueError(f"unknown model family {family!r}; families: {', '.join(FAMILY_KINDS)}")
     parts = ([("categorical", cat, categorical)] if categorical else []) + ([("numeric", num, numeric)] if numeric else [])
     return ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=False)
 
 
 # %% ../nbs/05_train.ipynb #4cc7642c
-DEFAULTS = {"logistic_regression": {"max_iter": 1000},
+DEFAULTS = {"logistic_regression": {"max_iter": 1000}, "ridge": {},
             "hist_gradient_boosting": {"max_iter": 300, "early_stopping": True, "validation_fraction": 0.1, "n_iter_no_change": 10},
             "random_forest": {"n_estimators": 60, "min_samples_leaf": 20, "max_samples": 0.3, "max_features": "sqrt"}}
 
-def make_model(family: str, params: dict, numeric: list[str], categorical: list[str], seed: int = 0):
-    "A scikit-learn Pipeline: the family's transforms, then its estimator with `params` over the defaults."
-    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
+def make_model(family: str, params: dict, numeric: list[str], categorical: list[str], seed: int = 0,
+               kind: str = "binary",  # the kind of target: trees become regressors for a regression
+              ):
+    "A scikit-learn Pipeline: the family's transforms, then its estimator (a classifier, or a regressor) with `params` over the defaults."
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor
+    from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import Pipeline
-    kw = {**DEFAULTS[family], **params}
-    if family == "logistic_regression": est = LogisticRegression(random_state=seed, **kw)
+    if kind not in FAMILY_KINDS[family]:
+        raise TrainError(f"model family {family!r} does not fit a {kind} target; families for it: {', '.join(f for f, ks in FAMILY_KINDS.items() if kind in ks)}")
+    kw, regression = {**DEFAULTS[family], **params}, kind == "regression"
+    if family == "logistic_regression": est = LogisticRegression(random_state=seed, **kw)  # multinomial for several classes
+    elif family == "ridge": est = Ridge(**kw)
     elif family == "hist_gradient_boosting":
-        est = HistGradientBoostingClassifier(categorical_features=list(range(len(categorical))) or None, random_state=seed, **kw)
-    else: est = RandomForestClassifier(random_state=seed, n_jobs=1, **kw)
+        est = (HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier)(
+            categorical_features=list(range(len(categorical))) or None, random_state=seed, **kw)
+    else: est = (RandomForestRegressor if regression else RandomForestClassifier)(random_state=seed, n_jobs=1, **kw)
     return Pipeline([("transforms", model_transforms(numeric, categorical, family)), ("model", est)])
 
 
@@ -220,16 +235,23 @@ def expand(experiments: list[Experiment], seed: int = 0) -> list[dict]:
 
 
 # %% ../nbs/05_train.ipynb #a04df25b
-def default_experiments() -> list[Experiment]:
-    "The experiments a project without `train.experiments` runs: a linear baseline, boosted trees, a forest."
-    return [Experiment(name="linear", family="logistic_regression", params={"C": [0.1, 1.0]},
-                       hypothesis="A linear model on every feature ranks positives better than chance.",
-                       expect={"metric": "roc_auc", "above": 0.6}),
+DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "roc_auc", "regression": "r2"}  # selects when neither the card nor train.metric says
+BETTER_THAN_CHANCE = {"roc_auc": 0.6, "r2": 0.0}
+LINEAR = {"binary": ("logistic_regression", {"C": [0.1, 1.0]}), "multiclass": ("logistic_regression", {"C": [0.1, 1.0]}),
+          "regression": ("ridge", {"alpha": [1.0, 10.0]})}
+
+def default_experiments(kind: str = "binary") -> list[Experiment]:
+    "The experiments a project without `train.experiments` runs for a `kind` target: a linear baseline, boosted trees, a forest."
+    metric, (family, params) = DEFAULT_METRIC[kind], LINEAR[kind]
+    does = {"binary": "ranks positives better than chance", "multiclass": "tells the classes apart better than chance",
+            "regression": "predicts better than the mean"}[kind]
+    return [Experiment(name="linear", family=family, params=params, hypothesis=f"A linear model on every feature {does}.",
+                       expect={"metric": metric, "above": BETTER_THAN_CHANCE[metric]}),
             Experiment(name="boosted_trees", family="hist_gradient_boosting", params={"learning_rate": [0.05, 0.1]},
                        hypothesis="Gradient-boosted trees, which learn interactions and handle missing values, beat the linear baseline.",
-                       expect={"metric": "roc_auc", "better_than": "linear"}),
+                       expect={"metric": metric, "better_than": "linear"}),
             Experiment(name="forest", family="random_forest", params={"min_samples_leaf": [5]},
-                       hypothesis="A random forest beats the linear baseline.", expect={"metric": "roc_auc", "better_than": "linear"})]
+                       hypothesis="A random forest beats the linear baseline.", expect={"metric": metric, "better_than": "linear"})]
 
 
 # %% ../nbs/05_train.ipynb #92d15875
@@ -253,17 +275,31 @@ def trial_features(e: Experiment, groups: dict, has_views: bool) -> list[str]:
     return cols
 
 
+# %% ../nbs/05_train.ipynb #dfbe1ae5
+def truth(frame: pd.DataFrame, label: str, kind: str) -> np.ndarray:
+    "The label column as training reads it: flags (binary), class names (multiclass), numbers (regression)."
+    return frame[label].to_numpy({"binary": bool, "multiclass": str, "regression": float}[kind])
+
+def model_outputs(model, X: pd.DataFrame, kind: str, classes: Optional[list] = None) -> np.ndarray:
+    "What a fitted model says of rows `X`: P(positive) (binary), class probabilities with columns in `classes` order, or estimates."
+    if kind == "regression": return np.asarray(model.predict(X), float)
+    P = model.predict_proba(X)
+    if kind == "binary": return P[:, 1]
+    known = [str(c) for c in model.classes_]  # scikit-learn sorts them; the card may order them otherwise
+    return P[:, [known.index(c) for c in classes]]
+
+
 # %% ../nbs/05_train.ipynb #053d0a6c
-def metric_value(y, p, threshold: float, vm, metric: str) -> float:
-    "One metric of `score`, computed alone when it is a ranking metric (importance calls this many times)."
+def metric_value(kind: str, y, out, rule: dict, vm, metric: str) -> float:
+    "One metric of `design.measure`, computed alone when it is a binary ranking metric (importance calls this many times)."
     from sklearn.metrics import average_precision_score, roc_auc_score
-    if metric == "roc_auc": return float(roc_auc_score(y, p))
-    if metric == "average_precision": return float(average_precision_score(y, p))
-    return score(y, p, threshold, vm)[metric]
+    if kind == "binary" and metric == "roc_auc": return float(roc_auc_score(y, out))
+    if kind == "binary" and metric == "average_precision": return float(average_precision_score(y, out))
+    return measure(kind, y, out, rule, vm)[metric]
 
 
 # %% ../nbs/05_train.ipynb #e7fa611c
-def permutation_importance(model, X: pd.DataFrame, y, groups: dict, metric: str, vm, threshold: float,
+def permutation_importance(model, X: pd.DataFrame, y, groups: dict, metric: str, vm, rule: dict, kind: str = "binary",
                            repeats: int = 2, seed: int = 0) -> dict:
     "Drop of `metric` when each group's columns are shuffled together (mean over `repeats`); higher: more important."
     rng = np.random.default_rng(seed)
@@ -278,9 +314,9 @@ def permutation_importance(model, X: pd.DataFrame, y, groups: dict, metric: str,
     # few predictions over all shuffled copies at once: a model's per-call overhead dwarfs its per-row cost,
     # and chunks of at most ~50,000 rows keep the memory of wide one-hot inputs bounded
     per_call = max(1, 50_000 // max(len(X), 1))
-    p = np.vstack([model.predict_proba(pd.concat(blocks[i:i + per_call], ignore_index=True))[:, 1].reshape(-1, len(X))
-                   for i in range(0, len(blocks), per_call)])
-    m = [metric_value(y, row, threshold, vm, metric) for row in p]
+    out = np.concatenate([model_outputs(model, pd.concat(blocks[i:i + per_call], ignore_index=True), kind, rule.get("classes"))
+                          for i in range(0, len(blocks), per_call)])
+    m = [metric_value(kind, y, block, rule, vm, metric) for block in np.split(out, len(blocks))]
     sign = -1 if metric in LOWER_IS_BETTER else 1
     return {g: float(np.mean([sign * (m[0] - v) for v in m[1 + i * repeats:1 + (i + 1) * repeats]])) for i, g in enumerate(groups)}
 
@@ -296,6 +332,18 @@ def value_curve(y, p, vm, thresholds) -> np.ndarray:
     tn = len(p) - tp - fp - fn
     per = (tp * vm.true_positive - fp * vm.false_positive - fn * vm.false_negative + tn * vm.true_negative) / len(p)
     return per * vm.volume_per_period - max(trivial_values(vm, len(pos) / len(p)).values())
+
+
+# %% ../nbs/05_train.ipynb #f1a072e9
+def _importance_panel(ax, importance: dict) -> None:
+    top = sorted(importance.items(), key=lambda kv: kv[1])[-15:]
+    ax.barh([k for k, _ in top], [v for _, v in top]); ax.set(title="importance (metric drop)")
+
+def _png(fig, title: str) -> bytes:
+    import matplotlib.pyplot as plt
+    fig.suptitle(title); fig.subplots_adjust(left=0.07, right=0.98, top=0.9, bottom=0.08, wspace=0.45, hspace=0.4)  # tight_layout: +45 % time
+    buf = io.BytesIO(); fig.savefig(buf, format="png", dpi=70); plt.close(fig)
+    return buf.getvalue()
 
 
 # %% ../nbs/05_train.ipynb #787893ac
@@ -324,22 +372,70 @@ def evaluation_figure(y, p, threshold: float, vm, importance: dict, title: str) 
     if vm is not None:
         ax[1, 1].plot(grid, value_curve(y, p, vm, grid)); ax[1, 1].axvline(threshold, ls=":", c="red")
         ax[1, 1].set(title=f"value per {vm.period} above no model", xlabel="threshold", ylabel=vm.currency)
-    top = sorted(importance.items(), key=lambda kv: kv[1])[-15:]
-    ax[1, 2].barh([k for k, _ in top], [v for _, v in top]); ax[1, 2].set(title="importance (metric drop)")
-    fig.suptitle(title); fig.subplots_adjust(left=0.07, right=0.98, top=0.9, bottom=0.08, wspace=0.45, hspace=0.4)  # tight_layout: +45 % time
-    buf = io.BytesIO(); fig.savefig(buf, format="png", dpi=70); plt.close(fig)
-    return buf.getvalue()
+    _importance_panel(ax[1, 2], importance)
+    return _png(fig, title)
+
+
+# %% ../nbs/05_train.ipynb #0ba2c274
+def regression_figure(y, estimate, rule: dict, vm, importance: dict, title: str) -> bytes:
+    "PNG bytes of the regression figure: estimate against truth, residuals, value by shift, importance."
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from mlops_nb.design import regression_values
+    y, est = np.asarray(y, float), np.asarray(estimate, float)
+    fig, ax = plt.subplots(2, 2, figsize=(11, 8))
+    ax[0, 0].scatter(y, est, s=6, alpha=0.5); lo, hi = min(y.min(), est.min()), max(y.max(), est.max())
+    ax[0, 0].plot([lo, hi], [lo, hi], ":", c="grey"); ax[0, 0].set(title="estimate against truth", xlabel="truth", ylabel="estimate")
+    ax[0, 1].scatter(est, y - est, s=6, alpha=0.5); ax[0, 1].axhline(0, ls=":", c="grey")
+    if vm is not None and vm.tolerance: ax[0, 1].axhspan(-vm.tolerance, vm.tolerance, color="green", alpha=0.1)
+    ax[0, 1].set(title="residuals (truth - estimate)", xlabel="estimate", ylabel="residual")
+    if vm is not None:
+        shifts = np.quantile(y - est, np.linspace(0.02, 0.98, 49))
+        ax[1, 0].plot(shifts, [regression_values(vm, y, est + s).mean() * vm.volume_per_period for s in shifts])
+        ax[1, 0].axvline(rule["offset"], ls=":", c="red")
+        ax[1, 0].set(title=f"value per {vm.period} by shift of the estimate", xlabel="shift", ylabel=vm.currency)
+    else: ax[1, 0].hist(y - est, bins=30); ax[1, 0].set(title="residuals", xlabel="truth - estimate")
+    _importance_panel(ax[1, 1], importance)
+    return _png(fig, title)
+
+def multiclass_figure(y, P, rule: dict, importance: dict, title: str) -> bytes:
+    "PNG bytes of the multiclass figure: confusion of the decided classes, one-vs-rest ROC per class, importance."
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+    classes, y, P = rule["classes"], np.asarray(y).astype(str), np.asarray(P, float)
+    decided = np.asarray(classes)[class_decisions(P, None if rule.get("matrix") is None else np.asarray(rule["matrix"], float))]
+    cm = np.array([[((y == t) & (decided == d)).sum() for d in classes] for t in classes])
+    fig, ax = plt.subplots(1, 3, figsize=(15, 5))
+    ax[0].imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm): ax[0].text(j, i, f"{v:,}", ha="center", va="center")
+    ax[0].set(title="confusion (decided classes)", xticks=range(len(classes)), yticks=range(len(classes)),
+              xticklabels=classes, yticklabels=classes, xlabel="decided", ylabel="true")
+    for j, c in enumerate(classes):
+        if 0 < (y == c).sum() < len(y): ax[1].plot(*roc_curve(y == c, P[:, j])[:2], label=c)
+    ax[1].plot([0, 1], [0, 1], ":", c="grey"); ax[1].legend(fontsize=7)
+    ax[1].set(title="ROC, each class against the others", xlabel="false positive rate", ylabel="true positive rate")
+    _importance_panel(ax[2], importance)
+    return _png(fig, title)
+
+def trial_figure(kind: str, y, out, rule: dict, vm, importance: dict, title: str) -> bytes:
+    "The evaluation figure of a `kind` target's outputs `out` against truth `y` under the decision `rule`."
+    if kind == "regression": return regression_figure(y, out, rule, vm, importance, title)
+    if kind == "multiclass": return multiclass_figure(y, out, rule, importance, title)
+    return evaluation_figure(y, out, rule["threshold"], vm, importance, title)
 
 
 # %% ../nbs/05_train.ipynb #a424aad7
-def trial_importance(model, sample: pd.DataFrame, cols: list[str], label: str, metric: str, vm, threshold: float, groups: dict,
-                     seed: int = 0) -> tuple:
+def trial_importance(model, sample: pd.DataFrame, cols: list[str], label: str, metric: str, vm, rule: dict, groups: dict,
+                     seed: int = 0, kind: str = "binary") -> tuple:
     "Permutation importance on `sample` (validation rows): ({feature: drop in metric}, {group: drop in metric})."
-    ys = sample[label].to_numpy(bool)
-    by_feature = permutation_importance(model, sample[cols], ys, {c: [c] for c in cols}, metric, vm, threshold, seed=seed)
+    ys = truth(sample, label, kind)
+    by_feature = permutation_importance(model, sample[cols], ys, {c: [c] for c in cols}, metric, vm, rule, kind, seed=seed)
     per_column = all(len(cs) == 1 for cs in groups.values())  # no feature store: a group is a column
     by_group = ({g: by_feature[cs[0]] for g, cs in groups.items() if cs[0] in by_feature} if per_column else
-                permutation_importance(model, sample[cols], ys, groups, metric, vm, threshold, seed=seed))
+                permutation_importance(model, sample[cols], ys, groups, metric, vm, rule, kind, seed=seed))
     return by_feature, by_group
 
 
@@ -353,8 +449,10 @@ def run_trial(trial: dict,  # from `expand`
               groups: dict,  # feature groups, for importance
               seed: int = 0,
               importance_rows: int = 5000,  # validation rows the permutation importance uses
+              kind: str = "binary",  # the kind of target: binary, multiclass or regression
+              classes: Optional[list] = None,  # a multiclass target's classes, in the order of its outputs
              ) -> dict:
-    "Fit and evaluate one trial; {'status': 'finished' | 'failed', metrics, threshold, model, importance, timings}."
+    "Fit and evaluate one trial; {'status': 'finished' | 'failed', metrics, rule (and threshold), model, importance, timings}."
     out = {**trial, "features": features, "status": "failed", "error": None}
     t0 = time.perf_counter()
     from threadpoolctl import threadpool_limits
@@ -365,20 +463,19 @@ def run_trial(trial: dict,  # from `expand`
             train, valid = parts["train"], parts["validation"]
             kinds = feature_kinds(train, features)
             cols = kinds["categorical"] + kinds["numeric"]
-            model = make_model(trial["family"], trial["params"], kinds["numeric"], kinds["categorical"], seed)
-            model.fit(train[cols], train[label].to_numpy(bool))
+            model = make_model(trial["family"], trial["params"], kinds["numeric"], kinds["categorical"], seed, kind)
+            model.fit(train[cols], truth(train, label, kind))
             out["fit_seconds"] = time.perf_counter() - t0
             t1 = time.perf_counter()
-            p = model.predict_proba(valid[cols])[:, 1]
-            y = valid[label].to_numpy(bool)
-            threshold = value_threshold(y, p, vm)
+            said, y = model_outputs(model, valid[cols], kind, classes), truth(valid, label, kind)
+            rule = decision_rule(kind, y, said, vm, classes)
             by_feature, by_group = trial_importance(model, valid.sample(min(len(valid), importance_rows), random_state=seed),
-                                                    cols, label, metric, vm, threshold, groups, seed)
-            out.update(status="finished", model=model, columns=cols, threshold=threshold, metrics=score(y, p, threshold, vm),
-                       importance={"features": by_feature, "groups": by_group},
+                                                    cols, label, metric, vm, rule, groups, seed, kind)
+            out.update(status="finished", model=model, columns=cols, rule=rule, threshold=rule.get("threshold"),
+                       metrics=measure(kind, y, said, rule, vm), importance={"features": by_feature, "groups": by_group},
                        eval_seconds=time.perf_counter() - t1)
             t2 = time.perf_counter()
-            out["figure"] = evaluation_figure(y, p, threshold, vm, by_feature, f"{trial['experiment']} #{trial['trial']} (validation)")
+            out["figure"] = trial_figure(kind, y, said, rule, vm, by_feature, f"{trial['experiment']} #{trial['trial']} (validation)")
             out["figure_seconds"] = time.perf_counter() - t2
     except Exception as e:
         out["error"] = f"{type(e).__name__}: {e}"
@@ -449,11 +546,13 @@ def search(trials: list[dict],  # from `expand`
            say=print,  # progress output
            seed: int = 0,
            cluster=None,  # a `distributed.Client`: the trials run on its cluster instead (`parallel` is then the cluster's)
+           kind: str = "binary",  # the kind of target
+           classes: Optional[list] = None,  # a multiclass target's classes
           ) -> list[dict]:
     "Run every trial; return their results in trial order (models included)."
     from joblib import Parallel, delayed
     parts = {k: parts[k] for k in ("train", "validation")}
-    kw = dict(label=label, metric=metric, vm=vm, groups=groups, seed=seed)
+    kw = dict(label=label, metric=metric, vm=vm, groups=groups, seed=seed, kind=kind, classes=classes)
     if cluster is not None: finished = on_dask(cluster, trials, features, parts, **kw)
     elif parallel > 1:
         finished = Parallel(n_jobs=parallel, return_as="generator_unordered")(
@@ -600,25 +699,36 @@ def slice_columns(df: pd.DataFrame, features: list[str], wanted: Optional[list[s
 
 
 # %% ../nbs/05_train.ipynb #33ec2934
-def holdout_report(model, columns: list[str], holdout: pd.DataFrame, label: str, threshold: float, vm,
-                   slices: list[str], min_rows: int = 50) -> dict:
-    "Hold-out metrics overall and per slice, with the calibration table."
-    p = model.predict_proba(holdout[columns])[:, 1]
-    y = holdout[label].to_numpy(bool)
-    out = {"metrics": score(y, p, threshold, vm), "slices": {}}
+SLICE_METRICS = {"binary": ("rows", "positives", "roc_auc", "precision", "recall", "flagged_rate", "value"),
+                 "multiclass": ("rows", "roc_auc", "accuracy", "f1", "value"),
+                 "regression": ("rows", "mean_target", "rmse", "mae", "r2", "bias", "value")}
+
+def confidence(kind: str, y, out, rule: dict) -> Optional[tuple]:
+    "(stated probability, whether it came true) per row: P(positive) and the label, or P(decided class) and a right call; None for numbers."
+    if kind == "binary": return np.asarray(out, float), np.asarray(y, bool)
+    if kind == "regression": return None
+    from mlops_nb.design import decide as decided_by
+    picked = decided_by(kind, out, rule)
+    return np.asarray(out, float)[np.arange(len(out)), [rule["classes"].index(c) for c in picked]], picked == np.asarray(y).astype(str)
+
+def holdout_report(model, columns: list[str], holdout: pd.DataFrame, label: str, rule: dict, vm,
+                   slices: list[str], min_rows: int = 50, kind: str = "binary") -> dict:
+    "Hold-out metrics overall and per slice, with the calibration table (of P(positive), or of P(decided class))."
+    out, y = model_outputs(model, holdout[columns], kind, rule.get("classes")), truth(holdout, label, kind)
+    report = {"metrics": measure(kind, y, out, rule, vm), "slices": {}}
     for col in slices:
         rows = []
         for val, idx in holdout.groupby(col, dropna=False, observed=True).indices.items():
             if len(idx) < min_rows: continue
-            m = score(y[idx], p[idx], threshold, vm)
-            rows.append({"slice": None if pd.isna(val) else str(val), **{k: m[k] for k in
-                         ("rows", "positives", "roc_auc", "precision", "recall", "flagged_rate", "value") if k in m}})
-        out["slices"][col] = sorted(rows, key=lambda r: -r["rows"])
-    order = np.argsort(p, kind="stable")
-    out["calibration"] = [{"mean_probability": float(p[b].mean()), "observed_rate": float(y[b].mean()), "rows": len(b)}
-                          for b in np.array_split(order, 10) if len(b)]
-    out["curves"] = {"y": y, "p": p}  # all of them: the hold-out figure's confusion matrix must match the metrics
-    return out
+            m = measure(kind, y[idx], out[idx], rule, vm)
+            rows.append({"slice": None if pd.isna(val) else str(val), **{k: m[k] for k in SLICE_METRICS[kind] if k in m}})
+        report["slices"][col] = sorted(rows, key=lambda r: -r["rows"])
+    stated = confidence(kind, y, out, rule)
+    order = np.argsort(stated[0], kind="stable") if stated else []
+    report["calibration"] = [{"mean_probability": float(stated[0][b].mean()), "observed_rate": float(stated[1][b].mean()), "rows": len(b)}
+                             for b in np.array_split(order, 10) if len(b)] if stated else []
+    report["curves"] = {"y": y, "out": out}  # all of them: the hold-out figure's confusion matrix must match the metrics
+    return report
 
 
 # %% ../nbs/05_train.ipynb #977420c7
@@ -626,7 +736,7 @@ def promotion_metric(card: DesignCard, spec: TrainSpec) -> str:
     "The hold-out metric a challenger must beat the champion on."
     if spec.promotion.metric: return spec.promotion.metric
     kinds = {m.kind: m.metric for m in card.key_metrics}
-    return kinds.get("value") or kinds.get("model") or "roc_auc"
+    return kinds.get("value") or kinds.get("model") or DEFAULT_METRIC[card.target.kind]
 
 
 # %% ../nbs/05_train.ipynb #74a068b6
@@ -667,20 +777,21 @@ def trusted_types(model) -> list[str]:
     return found
 
 # %% ../nbs/05_train.ipynb #390949ec
-def champion_on(client, name: str, holdout: pd.DataFrame, label: str, vm) -> tuple:
+def champion_on(client, name: str, holdout: pd.DataFrame, label: str, vm, kind: str = "binary") -> tuple:
     "(version, hold-out metrics, problem) of the current champion re-scored on `holdout`; (None, None, None) without one."
     import mlflow.sklearn
     from mlflow.exceptions import MlflowException
     try: mv = client.get_model_version_by_alias(name, "champion")
     except MlflowException: return None, None, None
+    theirs = mv.tags.get("kind", "binary")  # versions registered before targets had kinds are binary
+    if theirs != kind: return mv, None, f"the champion (version {mv.version}) predicts a {theirs} target, this model a {kind} one: they cannot be compared"
     try:
         model = mlflow.sklearn.load_model(f"models:/{name}@champion")
         cols = list(model.feature_names_in_)
         missing = [c for c in cols if c not in holdout.columns]
         if missing: return mv, None, f"the champion (version {mv.version}) needs columns this hold-out lacks: {missing}"
-        threshold = float(mv.tags.get("threshold", 0.5))
-        p = model.predict_proba(holdout[cols])[:, 1]
-        return mv, score(holdout[label].to_numpy(bool), p, threshold, vm), None
+        rule = json.loads(mv.tags["decision_rule"]) if "decision_rule" in mv.tags else {"threshold": float(mv.tags.get("threshold", 0.5))}
+        return mv, measure(kind, truth(holdout, label, kind), model_outputs(model, holdout[cols], kind, rule.get("classes")), rule, vm), None
     except Exception as e:  # a champion that cannot be loaded or scored is not beaten by comparison
         return mv, None, f"the champion (version {mv.version}) could not be scored on this hold-out: {type(e).__name__}: {e}"
 
@@ -693,7 +804,8 @@ def register(client, step: Step, name: str, best: dict, parts: dict, label: str,
     mlflow.set_tracking_uri(step.tracking_uri)
     X = parts["train"][best["columns"]]
     example = X.head(5)
-    signature = infer_signature(example, best["model"].predict_proba(example)[:, 1])
+    said = best["model"].predict_proba(example)[:, 1] if meta["kind"] == "binary" else best["model"].predict(example)  # classes or numbers
+    signature = infer_signature(example, said)
     with warnings.catch_warnings(), mlflow.start_run(run_id=best["run_id"]):
         warnings.simplefilter("ignore")
         info = mlflow.sklearn.log_model(best["model"], name="model", signature=signature, input_example=example,
@@ -703,14 +815,16 @@ def register(client, step: Step, name: str, best: dict, parts: dict, label: str,
 
 
 # %% ../nbs/05_train.ipynb #d93d90cf
-def limitations(report: dict, overall: dict, features_record: dict, period: Optional[dict]) -> list[str]:
+WEAK_SLICE = {"binary": "recall", "multiclass": "accuracy", "regression": "r2"}  # a slice this much below overall is named
+
+def limitations(report: dict, overall: dict, features_record: dict, period: Optional[dict], kind: str = "binary") -> list[str]:
     "Plain-language limitations read off the hold-out and the features."
-    out = []
+    out, m = [], WEAK_SLICE[kind]
     if period: out.append(f"Trained on data from {period['train_start']} to {period['train_end']}; tested on {period['holdout_start']} to {period['holdout_end']}. Seasons and events outside that range are not covered.")
     for col, rows in report["slices"].items():
         for r in rows:
-            if r["rows"] >= 200 and r["recall"] < overall["recall"] - 0.15:
-                out.append(f"Weak on {col} = {r['slice']}: recall {r['recall']:.2f} against {overall['recall']:.2f} overall ({r['rows']:,} hold-out rows).")
+            if r["rows"] >= 200 and r[m] < overall[m] - 0.15:
+                out.append(f"Weak on {col} = {r['slice']}: {m} {r[m]:.2f} against {overall[m]:.2f} overall ({r['rows']:,} hold-out rows).")
     if overall.get("ece", 0) > 0.05: out.append(f"Probabilities are imperfectly calibrated (expected calibration error {overall['ece']:.3f}): rank by them, and read them as scores.")
     for v, rec in (features_record.get("views") or {}).items():
         low = {f: c for f, c in rec.get("coverage", {}).items() if c < 0.9}
@@ -756,6 +870,21 @@ def read_training_set(step: Step) -> TrainingSet:
                        json.loads(step.artifact("features", "feature_views.json").read_text()))
 
 
+# %% ../nbs/05_train.ipynb #302852e7
+def target_classes(card: DesignCard, y: pd.Series) -> Optional[list[str]]:
+    "A multiclass target's classes (None for another kind); `TrainError` when the card's `target.classes` and the labels disagree."
+    if card.target.kind != "multiclass": return None
+    seen = sorted(map(str, pd.unique(y)))
+    if card.target.classes is None: return seen
+    if extra := [c for c in seen if c not in card.target.classes]:
+        raise TrainError(f"the training set's `{y.name}` holds class(es) {extra} that design.target.classes does not list "
+                         f"({card.target.classes}): add them there, or drop their rows")
+    if absent := [c for c in card.target.classes if c not in seen]:
+        raise TrainError(f"design.target.classes lists {absent}, which no row of the training set's `{y.name}` holds: "
+                         "remove them, or bring data that has them")
+    return list(card.target.classes)
+
+
 # %% ../nbs/05_train.ipynb #03758fc7
 def compute_label(compute: Compute) -> str:
     "Where the trials train, as the run and each trial record it: `local`, `dask tcp://host:port`, or `dask (local cluster)`."
@@ -774,11 +903,13 @@ def trial_cluster(compute: Compute, say: Callable):
         yield cluster
 
 # %% ../nbs/05_train.ipynb #dbd0e5df
-def search_trials(step: Step, ts: TrainingSet, parts: dict, metric: str, tags: dict, say: Callable) -> tuple:
+def search_trials(step: Step, ts: TrainingSet, parts: dict, metric: str, tags: dict, say: Callable,
+                  classes: Optional[list] = None,  # a multiclass target's classes
+                 ) -> tuple:
     "Run and log the project's experiments on the train and validation parts: (results, experiments, seconds)."
-    spec, vm, label = step.project.train, step.project.design.value_model, step.project.design.target.name
+    spec, vm, label, kind = step.project.train, step.project.design.value_model, step.project.design.target.name, step.project.design.target.kind
     groups = feature_groups(ts.views, ts.features)
-    experiments = spec.experiments or default_experiments()
+    experiments = spec.experiments or default_experiments(kind)
     cols = {e.name: trial_features(e, groups, bool(ts.views.get("views"))) for e in experiments}
     trials = expand(experiments, spec.split.seed)
     say(f"{len(trials)} trials of {len(experiments)} experiments on {len(parts['train']):,} training and "
@@ -794,7 +925,7 @@ def search_trials(step: Step, ts: TrainingSet, parts: dict, metric: str, tags: d
     with trial_cluster(step.project.compute, say) as cluster:
         results = search(trials, cols, parts, label=label, metric=metric, vm=vm, groups=groups, parallel=parallel,
                          log=lambda r: log_trial(client, exp_id, parent, r, inputs, tags, vm), say=say, seed=spec.split.seed,
-                         cluster=cluster)
+                         cluster=cluster, kind=kind, classes=classes)
     return results, experiments, time.perf_counter() - t0
 
 
@@ -803,19 +934,27 @@ def score_on_holdout(step: Step, client, best: dict, ts: TrainingSet, holdout: p
     "The selected trial on the hold-out: (report, gates), logged on its run and saved as the step's figure."
     from mlflow.entities import Metric, RunTag
     card, spec, vm = step.project.design, step.project.train, step.project.design.value_model
-    report = holdout_report(best["model"], best["columns"], holdout, label=card.target.name, threshold=best["threshold"], vm=vm,
-                            slices=slice_columns(ts.frame, ts.features, spec.slices))
+    report = holdout_report(best["model"], best["columns"], holdout, label=card.target.name, rule=best["rule"], vm=vm,
+                            slices=slice_columns(ts.frame, ts.features, spec.slices), kind=card.target.kind)
     hm, ts_ms = report["metrics"], int(time.time() * 1000)
     client.log_batch(best["run_id"], metrics=[Metric(f"holdout_{k}", float(v), ts_ms, 0) for k, v in hm.items()
                                               if isinstance(v, (int, float)) and not math.isnan(v)],
                      tags=[RunTag("selected", "true")])
     with tempfile.TemporaryDirectory() as d:
         f = Path(d) / "holdout_evaluation.png"
-        f.write_bytes(evaluation_figure(report["curves"]["y"], report["curves"]["p"], best["threshold"], vm,
-                                        best["importance"]["groups"], f"{best['experiment']} #{best['trial']} (hold-out)"))
+        f.write_bytes(trial_figure(card.target.kind, report["curves"]["y"], report["curves"]["out"], best["rule"], vm,
+                                   best["importance"]["groups"], f"{best['experiment']} #{best['trial']} (hold-out)"))
         client.log_artifact(best["run_id"], str(f))
         step.save("holdout_evaluation.png", lambda p: p.write_bytes(f.read_bytes()))
     return report, evaluate_gates(card, hm)
+
+
+# %% ../nbs/05_train.ipynb #3b328c1c
+def label_shares(kind: str, parts: dict, label: str) -> dict:
+    "What the labels of each part look like: {'positive_rate'}, {'target_mean'} or {'class_shares'}, per part."
+    if kind == "binary": return {"positive_rate": {k: float(v[label].mean()) for k, v in parts.items()}}
+    if kind == "regression": return {"target_mean": {k: float(v[label].mean()) for k, v in parts.items()}}
+    return {"class_shares": {k: {str(c): float(s) for c, s in v[label].value_counts(normalize=True).sort_index().items()} for k, v in parts.items()}}
 
 
 # %% ../nbs/05_train.ipynb #c83c17e3
@@ -823,19 +962,21 @@ def model_card(step: Step, ts: TrainingSet, best: dict, metric: str, report: dic
                copies: dict, promotion: dict, lineage: dict) -> dict:
     "The model card of the selected trial: intended use, label, selection, hold-out, slices, gates, split, promotion, limitations, lineage."
     card, spec, vm, label = step.project.design, step.project.train, step.project.design.value_model, step.project.design.target.name
-    period = _period(parts, ts.time_column)
+    period, kind = _period(parts, ts.time_column), card.target.kind
     return {
         "model_name": model_name(step.project),
         "intended_use": {"problem": card.problem, "decision": card.decision, "added_value": card.added_value,
                          "transparency": card.requirements.end_user.transparency},
-        "label": {"name": label, "definition": card.target.expr or label, "positive": str(card.target.positive_label)},
-        "selected": {k: best[k] for k in ("experiment", "trial", "family", "params", "features", "threshold", "run_id")},
+        "label": {"name": label, "definition": card.target.expr or label, "kind": kind,
+                  **({"positive": str(card.target.positive_label)} if kind == "binary" else {}),
+                  **({"classes": best["rule"]["classes"]} if kind == "multiclass" else {})},
+        "selected": {k: best[k] for k in ("experiment", "trial", "family", "params", "features", "threshold", "rule", "run_id")},
         "selection_metric": metric, "validation": best["metrics"], "holdout": report["metrics"], "slices": report["slices"],
         "calibration": report["calibration"], "gates": gates, "importance": best["importance"],
         "split": {"kind": split_kind(spec.split, ts.time_column), "rows": {k: len(v) for k, v in parts.items()}, "identical_rows": copies,
-                  "positive_rate": {k: float(v[label].mean()) for k, v in parts.items()}, "period": period},
+                  **label_shares(kind, parts, label), "period": period},
         "promotion": promotion,
-        "limitations": limitations(report, report["metrics"], ts.views, period),
+        "limitations": limitations(report, report["metrics"], ts.views, period, kind),
         "value_model": vm.model_dump() if vm else None, "lineage": lineage, "requirements": requirements(),
         "sign_off_required": card.sign_off_required}
 
@@ -861,13 +1002,14 @@ def record_search(step: Step, results: list[dict], hypotheses: list[dict], best:
 def register_and_promote(step: Step, client, best: dict, parts: dict, ts: TrainingSet, card: dict, champion_version: Optional[str]) -> str:
     "Register the selected model, tag the version with the card's facts, point `challenger` at it, and `champion` when promoted: the version."
     name, label, promotion, lineage = card["model_name"], card["label"]["name"], card["promotion"], card["lineage"]
-    pmetric = promotion["metric"]
-    meta = {"threshold": best["threshold"], "label": label, "features": best["columns"], "holdout_digest": lineage["holdout_digest"],
+    pmetric, kind = promotion["metric"], card["label"]["kind"]
+    binary = {"threshold": best["threshold"]} if kind == "binary" else {}  # what versions said before targets had kinds
+    meta = {**binary, "kind": kind, "decision_rule": best["rule"], "label": label, "features": best["columns"], "holdout_digest": lineage["holdout_digest"],
             "training_set_digest": ts.meta["digest"], "feature_service": ts.meta.get("service"), "project": step.project.name,
             "pipeline_run": step.run_dir.name}
     mv = register(client, step, name, best, parts, label, meta)
     champion_metrics = promotion["champion_on_holdout"]
-    vtags = {"threshold": best["threshold"], "holdout_digest": lineage["holdout_digest"], "training_set_digest": ts.meta["digest"],
+    vtags = {**binary, "kind": kind, "decision_rule": json.dumps(best["rule"]), "holdout_digest": lineage["holdout_digest"], "training_set_digest": ts.meta["digest"],
              "pipeline_run": step.run_dir.name, "promotion_metric": pmetric, f"holdout_{pmetric}": card["holdout"].get(pmetric),
              "compared_with": champion_version,
              "champion_on_holdout": champion_metrics.get(pmetric) if champion_metrics else None,
@@ -892,9 +1034,10 @@ def run_step(step: Step) -> dict:
     vm, label = card.value_model, card.target.name
     say = lambda m: progress(step.name, m)
     ts = read_training_set(step)
-    metric = spec.metric or next((m.metric for m in card.key_metrics if m.kind == "model"), "roc_auc")
+    metric = spec.metric or next((m.metric for m in card.key_metrics if m.kind == "model"), DEFAULT_METRIC[card.target.kind])
+    classes = target_classes(card, ts.frame[label])
     copies = identical_rows(ts.frame, ts.ids)
-    parts = split_frame(ts.frame, spec.split, label, ts.time_column, ts.ids)
+    parts = split_frame(ts.frame, spec.split, label, ts.time_column, ts.ids, card.target.kind)
     holdout_digest = check_holdout(parts, ts.time_column, ts.ids)
     step.log_input(ts.frame, "training_set", ts.meta["digest"], str(step.artifact("features", "training_set.parquet")), context="train")
     if copies["rows"]:
@@ -903,13 +1046,13 @@ def run_step(step: Step) -> dict:
     commit = git_commit(package_root()) or "unknown"
     tags = {"mlflow.source.git.commit": commit, "requirements": " ".join(requirements()),
             "holdout_digest": holdout_digest, "training_set_digest": ts.meta["digest"]}
-    results, experiments, search_seconds = search_trials(step, ts, parts, metric, tags, say)
+    results, experiments, search_seconds = search_trials(step, ts, parts, metric, tags, say, classes)
     best = best_of(results, metric)
     if best is None: raise TrainError(f"all {len(results)} trials failed; first error: {results[0]['error']}")
     client = registry_client(step.tracking_uri)
     report, gates = score_on_holdout(step, client, best, ts, parts["holdout"])
     hm, name, pmetric = report["metrics"], model_name(step.project), promotion_metric(card, spec)
-    mv_champ, champ_metrics, champ_problem = champion_on(client, name, parts["holdout"], label, vm)
+    mv_champ, champ_metrics, champ_problem = champion_on(client, name, parts["holdout"], label, vm, card.target.kind)
     decision = decide(gates, pmetric, challenger=hm.get(pmetric, float("nan")), champion=champ_metrics[pmetric] if champ_metrics else None,
                       margin=spec.promotion.margin, sign_off_required=card.sign_off_required, champion_problem=champ_problem)
     lineage = {"pipeline_run": step.run_dir.name, "snapshot": snapshot_digests(step), "training_set_digest": ts.meta["digest"],

@@ -1,5 +1,5 @@
 "Shared fixtures: the repository, the venv's command, the demo warehouse, scratch projects, servers started and stopped."
-import http.client, os, secrets, shutil, signal, socket, subprocess, sys, time
+import http.client, os, shutil, signal, socket, subprocess, sys, time
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -219,11 +219,3 @@ def postgres():
     pg.stop()
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(postgres, tmp_path_factory):
-    """`mlflow server` on PostgreSQL with MLflow's basic auth, proxying the artifacts it stores, on a free loopback port;
-    shared by the session (tests/servers.py). Its admin is `admin`, with the password `server.admin_password`."""
-    from servers import MlflowServer
-    server = MlflowServer(postgres, "mlflow", tmp_path_factory.mktemp("mlflow-server"), admin_password=secrets.token_hex(8))
-    yield server
-    server.stop()
