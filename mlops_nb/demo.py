@@ -16,8 +16,8 @@ from .pipeline import monitor_project, run_pipeline, say
 
 # %% auto #0
 __all__ = ['QUESTIONS', 'REPLAY_MARK', 'question_project', 'replay_project', 'fresh_folder', 'replay_folder', 'yaml_dump',
-           'send_month', 'refused_record', 'bad_field', 'start_service', 'wait_for_version', 'prepare_replay',
-           'model_metric', 'replay_month', 'retrain_comparison', 'replay', 'replay_table']
+           'send_month', 'refused_record', 'bad_field', 'start_service', 'wait_for_version', 'check_champion',
+           'prepare_replay', 'model_metric', 'replay_month', 'retrain_comparison', 'replay', 'replay_table']
 
 # %% ../nbs/93_demo.ipynb #c0d85c6d
 QUESTIONS = {  # the demo's questions on the 2013 flights: the kind of target each asks, and its project file in conf/
@@ -150,12 +150,20 @@ def wait_for_version(url: str, version: str, timeout: float = 60) -> bool:
 
 
 # %% ../nbs/93_demo.ipynb #28e572ab
+def check_champion(train_run: Path) -> None:
+    "Refuse a replay whose first training registered no champion: no service could answer its traffic (the folder is new)."
+    reg = json.loads((train_run / "artifacts" / "train" / "model_card.json").read_text()).get("registered") or {}
+    if reg.get("decision") != "champion":
+        raise ProjectError(f"replay: version {reg.get('version')}, trained on the months before the replay, is {reg.get('decision')} "
+                           f"({'; '.join(reg.get('reasons') or [])}): no champion to serve; see {train_run / 'artifacts/train/model_card.json'}")
+
 def prepare_replay(lp: LoadedProject, start: str, end: str, folder: Path) -> tuple:
     "Train on the data before `start` in `folder`, then build the feature store to `end`: (project, training run, feature run)."
     rp = replay_project(lp, folder, start)
     say(f"replay: training on the data before {start}, in {folder}")
     code, train_run = run_pipeline(rp, reports=False, command=f"mlops-nb demo replay (training before {start})")
     if code: raise ProjectError(f"replay: the first training run failed; see {train_run / 'run.json'}")
+    check_champion(train_run)
     say(f"replay: the feature store over the whole replay, to {end}")
     everything = load_project(rp.file, [("ingest.window.end", end)], data=rp.data)
     code, feature_run = run_pipeline(everything, until="features", reports=False, command=f"mlops-nb demo replay (features to {end})")
