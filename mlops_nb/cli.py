@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional, get_args
 
-from .config import (PHASE_STEPS, RESERVED_STEP_NAMES, LIFECYCLE, STEP_NAME, LoadedProject, Phase, ProjectError, ancestors,
+from .config import (PHASE_STEPS, RESERVED_STEP_NAMES, LIFECYCLE, STEP_NAME, LoadedProject, Phase, ProjectError, Target, ancestors,
                              atomic_write, demo_project_file, did_you_mean, load_project, run_order)
 from .pipeline import WAITING_EXIT, monitor_project, plan_steps, run_pipeline, sign_off_run, waiting_lines
 from .predictions import log_exists, log_location, open_log
@@ -19,16 +19,16 @@ from .registry import approve, is_server, refusal, registry_client, rollback
 from .runs import Interrupted, LockBusy, list_run_records, one_line
 
 # %% auto #0
-__all__ = ['SCHEDULE_MARK', 'CRON_FIELDS', 'EXIT_OK', 'EXIT_STEP_FAILED', 'EXIT_BAD_INPUT', 'EXIT_BUSY', 'EXIT_WAITING', 'EPILOG',
-           'COMMANDS', 'PREDICTION_LOG_HELP', 'APPROVE_USAGE', 'input_errors', 'preflight', 'next_steps',
-           'check_target', 'infer_project', 'runs_table', 'sign_off_lines', 'show_run', 'schedule_block', 'check_cron',
-           'merge_schedule', 'install_schedule', 'Command', 'command', 'shown', 'is_command', 'parser', 'main',
-           'demo_arguments', 'cmd_demo', 'run_arguments', 'cmd_run', 'runs_arguments', 'cmd_runs', 'reports_arguments',
-           'cmd_reports', 'prediction_log_of', 'serve_arguments', 'cmd_serve', 'score_arguments', 'cmd_score',
-           'feedback_arguments', 'cmd_feedback', 'rollback_arguments', 'cmd_rollback', 'approve_arguments',
-           'cmd_approve', 'monitor_arguments', 'cmd_monitor', 'schedule_arguments', 'cmd_schedule', 'check_new_step',
-           'phase_table', 'upstream_table', 'example_reading', 'starter_notebook', 'insert_lines', 'declare_step',
-           'new_step', 'new_step_arguments', 'cmd_new_step', 'team_arguments', 'cmd_team']
+__all__ = ['ANSWERS', 'SCHEDULE_MARK', 'CRON_FIELDS', 'EXIT_OK', 'EXIT_STEP_FAILED', 'EXIT_BAD_INPUT', 'EXIT_BUSY',
+           'EXIT_WAITING', 'EPILOG', 'COMMANDS', 'PREDICTION_LOG_HELP', 'APPROVE_USAGE', 'input_errors', 'preflight',
+           'answers_line', 'next_steps', 'check_target', 'infer_project', 'runs_table', 'sign_off_lines', 'show_run',
+           'schedule_block', 'check_cron', 'merge_schedule', 'install_schedule', 'Command', 'command', 'shown',
+           'is_command', 'parser', 'main', 'demo_arguments', 'cmd_demo', 'run_arguments', 'cmd_run', 'runs_arguments',
+           'cmd_runs', 'reports_arguments', 'cmd_reports', 'prediction_log_of', 'serve_arguments', 'cmd_serve',
+           'score_arguments', 'cmd_score', 'feedback_arguments', 'cmd_feedback', 'rollback_arguments', 'cmd_rollback',
+           'approve_arguments', 'cmd_approve', 'monitor_arguments', 'cmd_monitor', 'schedule_arguments', 'cmd_schedule',
+           'check_new_step', 'phase_table', 'upstream_table', 'example_reading', 'starter_notebook', 'insert_lines',
+           'declare_step', 'new_step', 'new_step_arguments', 'cmd_new_step', 'team_arguments', 'cmd_team']
 
 # %% ../nbs/92_cli.ipynb #3004f18b
 @contextmanager
@@ -53,13 +53,29 @@ def preflight(lp: LoadedProject, steps: list[str]) -> None:
         resolve_use(lp.project)  # a view no project publishes is named here, not in a failed features step
 
 # %% ../nbs/92_cli.ipynb #371c0b66
+ANSWERS = {  # per kind of target: what the served model answers, and the label monitoring needs back
+    "binary": ("the probability that {name} is {positive!r} and a flag, raised above the threshold the value model chose",
+               "1 or 0 (true or false)"),
+    "regression": ("an estimate of {name} and the number decided: the estimate shifted by the offset the value model's prices chose",
+                   "the number observed"),
+    "multiclass": ("a probability per class ({classes}) and the class decided: the one worth most under design.value_model.matrix",
+                   "the class observed, by its name"),
+}
+
+def answers_line(target: Target) -> str:
+    "What the served model of a `target` answers, and the label `mlops-nb feedback` takes for it."
+    what, label = ANSWERS[target.kind]
+    what = what.format(name=target.name, positive=target.positive_label, classes=", ".join(target.classes or ["sorted"]))
+    return f"  a {target.kind} target ({target.kind_reason or 'as the card says'}): the service answers {what}; labels for monitoring " \
+           f"(mlops-nb feedback --file F, or POST /feedback): request_id and label, {label}"
+
 def next_steps(lp: LoadedProject, run_dir: Path) -> list[str]:
     "The closing lines of a run of an inferred project: the saved project, what to edit, how to serve."
     from mlops_nb.design import inferred_note
     from mlops_nb.reports import read_json
     saved, mine = run_dir / "project.yaml", f"{lp.name}.yaml"
     lines = [f"next: the inferred project is saved in {saved}", f"  to reuse it: cp {saved} {mine}",
-             "  " + inferred_note(lp.design, mine).rstrip("\n"), f"  then: mlops-nb run --project {mine}"]
+             "  " + inferred_note(lp.design, mine).rstrip("\n"), f"  then: mlops-nb run --project {mine}", answers_line(lp.design.target)]
     smoke = read_json(run_dir / "artifacts" / "deploy" / "smoke.json")
     card = read_json(run_dir / "artifacts" / "train" / "model_card.json")
     if smoke and smoke.get("deployed"):
@@ -105,6 +121,7 @@ def infer_project(data_file, target: str, name: Optional[str] = None, kind: Opti
     data_file = Path(data_file).resolve()
     with input_errors(): df = read_table_file(data_file)
     kind, why = check_target(df, target, data_file, kind)
+    classes = sorted(map(str, df[target].dropna().unique())) if kind == "multiclass" else None  # as training will see them
     table = re.sub(r"[^A-Za-z0-9_]", "_", data_file.stem) or "data"
     time_col = next((str(c) for c in df.columns if looks_like_time(str(c), df[c]) and _readable_time(df[c])), None)
     source = f"{data_file.name} ({len(df):,} rows, {datetime.now(timezone.utc):%Y-%m-%d})"
@@ -115,10 +132,11 @@ def infer_project(data_file, target: str, name: Optional[str] = None, kind: Opti
         "root": str(Path.cwd()),
         "design": inferred_card(target, kind, table, source, len(df), reason=why,
                                 positive=_positive_label(df[target]) if kind == "binary" else None,
-                                classes=sorted(map(str, df[target].dropna().unique())) if kind == "multiclass" else None),
+                                classes=classes),
         "sources": {"data": {"path": str(data_file)}},
         "ingest": {"tables": {table: {"source": "data", "time_column": time_col}}},
     }
+    if classes: project["design"]["target"]["classes"] = classes  # written out: the order answers list them in, the user's to change
     del df
     with input_errors(): ingested = extract_table(load_project(data=project), table).df  # as the ingest step will deliver it
     rules = infer_rules(ingested, table)
@@ -307,17 +325,21 @@ def demo_arguments(p: argparse.ArgumentParser):
                          "monitoring and retraining (in replay/, emptied first)")
     rp.add_argument("--from", dest="first", default="2013-07", metavar="YYYY-MM", help="first month replayed (default 2013-07)")
     rp.add_argument("--to", dest="last", default="2013-12", metavar="YYYY-MM", help="last month replayed (default 2013-12)")
-    rp.add_argument("--folder", metavar="DIR", help="where the replay keeps its registry, runs and log (default: <root>/replay)")
+    rp.add_argument("--folder", metavar="DIR", help="where the replay keeps its registry, runs and log (default: <root>/replay; "
+                    "replay-<name> for another project)")
     rp.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
+    rp.add_argument("--question", metavar="Q", help="or one of the demo's questions on the same flights: late (a flag, the default), "
+                    "minutes (how many minutes late), band (on time, late or very late)")
 
 
 # %% ../nbs/92_cli.ipynb #07d6abdb
 @command("the flight-delay demo's data", demo_arguments)
 def cmd_demo(args) -> int:
-    from mlops_nb.demo import replay, replay_table
+    from mlops_nb.demo import question_project, replay, replay_table
     from mlops_nb.ingest import build_demo_warehouse
     if args.demo_command == "replay":
-        lp = _project_for(args)
+        if args.question and args.project: raise ProjectError("give either --question or --project, not both")
+        lp = question_project(args.question) if args.question else _project_for(args)
         if lp.features is None: raise ProjectError(f"{lp.file}: the replay needs a project with `features:` (requests by decision time)")
         preflight(lp, [s.name for s in plan_steps(lp)])
         summary = replay(lp, args.first, args.last, Path(args.folder) if args.folder else None)

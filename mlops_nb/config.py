@@ -859,10 +859,11 @@ def read_yaml(path) -> dict:
 
 # %% ../nbs/00_config.ipynb #ddd1ba20
 def merged(base: dict, overlay: dict) -> dict:
-    "`base` with `overlay` laid over it: mappings merge key by key, anything else is replaced."
+    "`base` with `overlay` laid over it: mappings merge key by key, null removes a key, anything else is replaced."
     out = dict(base)
     for k, v in overlay.items():
-        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        if v is None: out.pop(k, None)
+        else: out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 def read_project(path, seen: tuple = ()) -> dict:

@@ -9,14 +9,27 @@ import json, os, re, shutil, subprocess, sys, time, urllib.error, urllib.request
 from pathlib import Path
 from typing import Optional
 
-from .config import LoadedProject, ProjectError, atomic_write, free_port, load_project, wait_for_server, write_json
+from .config import (LoadedProject, ProjectError, atomic_write, free_port, load_project, package_root, wait_for_server,
+                             write_json)
 from .features import label_of
 from .pipeline import monitor_project, run_pipeline, say
 
 # %% auto #0
-__all__ = ['REPLAY_MARK', 'replay_project', 'fresh_folder', 'yaml_dump', 'send_month', 'refused_record', 'bad_field',
-           'start_service', 'wait_for_version', 'prepare_replay', 'replay_month', 'retrain_comparison', 'replay',
-           'replay_table']
+__all__ = ['QUESTIONS', 'REPLAY_MARK', 'question_project', 'replay_project', 'fresh_folder', 'replay_folder', 'yaml_dump',
+           'send_month', 'refused_record', 'bad_field', 'start_service', 'wait_for_version', 'check_champion',
+           'prepare_replay', 'model_metric', 'replay_month', 'retrain_comparison', 'replay', 'replay_table']
+
+# %% ../nbs/93_demo.ipynb #c0d85c6d
+QUESTIONS = {  # the demo's questions on the 2013 flights: the kind of target each asks, and its project file in conf/
+    "late": ("binary", "project.yaml"),  # will the flight arrive more than 15 minutes late?
+    "minutes": ("regression", "delay_minutes.yaml"),  # how many minutes late will it arrive?
+    "band": ("multiclass", "delay_band.yaml"),  # on time, late (15 to 60 minutes) or very late?
+}
+
+def question_project(question: str) -> LoadedProject:
+    "The demo project asking `question` (a key of `QUESTIONS`)."
+    if question not in QUESTIONS: raise ProjectError(f"--question {question!r} is not one of the demo's questions: {', '.join(QUESTIONS)}")
+    return load_project(package_root() / "conf" / QUESTIONS[question][1])
 
 # %% ../nbs/93_demo.ipynb #d5307c99
 def replay_project(lp: LoadedProject, folder: Path, train_end: str) -> LoadedProject:
@@ -50,6 +63,11 @@ def fresh_folder(folder: Path) -> None:
     (folder / REPLAY_MARK).write_text("made by `mlops-nb demo replay`; the next replay empties this folder\n")
 
 
+# %% ../nbs/93_demo.ipynb #e47db6c8
+def replay_folder(lp: LoadedProject) -> Path:
+    "Where `lp` replays unless told: `replay/` for the demo's first question, `replay-<name>/` for any other, so that no replay empties another's."
+    return lp.root / ("replay" if lp.name == question_project("late").name else f"replay-{lp.name}")
+
 # %% ../nbs/93_demo.ipynb #98f33af8
 def yaml_dump(data: dict) -> str:
     import yaml
@@ -67,7 +85,7 @@ def _get(url: str, timeout: float = 10) -> dict:
 
 # %% ../nbs/93_demo.ipynb #417f9ec5
 def send_month(url: str, flights, fields: list[str], labels, batch: int = 1000) -> dict:
-    "The month's flights as requests in time order, then their labels; counts."
+    "The month's flights as requests in time order, then their labels (flags, numbers or class names); counts."
     import pandas as pd
     records = json.loads(flights[fields].to_json(orient="records", date_format="iso"))
     answered, sent, refused = {}, 0, []
@@ -82,7 +100,8 @@ def send_month(url: str, flights, fields: list[str], labels, batch: int = 1000) 
                 refused.append(f"{records[todo[bad]].get(fields[0])}: {bad_field(e)}"); del todo[bad]; continue
             answered.update({k: (body["request_id"], p["record"]) for k, p in zip(todo, body["predictions"])})
             todo = []
-    known = [(*answered[k], bool(y)) for k, y in enumerate(labels) if k in answered and not pd.isna(y)]
+    plain = lambda y: y.item() if hasattr(y, "item") else y  # a flag, a number or a class name, as JSON has them
+    known = [(*answered[k], plain(y)) for k, y in enumerate(labels) if k in answered and not pd.isna(y)]
     got = {"new": 0, "duplicates": 0}
     for i in range(0, len(known), 5000):
         r = _post(f"{url}/feedback", [{"request_id": a, "record": b, "label": c} for a, b, c in known[i:i + 5000]])
@@ -131,12 +150,20 @@ def wait_for_version(url: str, version: str, timeout: float = 60) -> bool:
 
 
 # %% ../nbs/93_demo.ipynb #28e572ab
+def check_champion(train_run: Path) -> None:
+    "Refuse a replay whose first training registered no champion: no service could answer its traffic (the folder is new)."
+    reg = json.loads((train_run / "artifacts" / "train" / "model_card.json").read_text()).get("registered") or {}
+    if reg.get("decision") != "champion":
+        raise ProjectError(f"replay: version {reg.get('version')}, trained on the months before the replay, is {reg.get('decision')} "
+                           f"({'; '.join(reg.get('reasons') or [])}): no champion to serve; see {train_run / 'artifacts/train/model_card.json'}")
+
 def prepare_replay(lp: LoadedProject, start: str, end: str, folder: Path) -> tuple:
     "Train on the data before `start` in `folder`, then build the feature store to `end`: (project, training run, feature run)."
     rp = replay_project(lp, folder, start)
     say(f"replay: training on the data before {start}, in {folder}")
     code, train_run = run_pipeline(rp, reports=False, command=f"mlops-nb demo replay (training before {start})")
     if code: raise ProjectError(f"replay: the first training run failed; see {train_run / 'run.json'}")
+    check_champion(train_run)
     say(f"replay: the feature store over the whole replay, to {end}")
     everything = load_project(rp.file, [("ingest.window.end", end)], data=rp.data)
     code, feature_run = run_pipeline(everything, until="features", reports=False, command=f"mlops-nb demo replay (features to {end})")
@@ -145,6 +172,10 @@ def prepare_replay(lp: LoadedProject, start: str, end: str, folder: Path) -> tup
 
 
 # %% ../nbs/93_demo.ipynb #c1600116
+def model_metric(lp: LoadedProject) -> str:
+    "The metric of the card's model key metric (ROC AUC for a flag or a band, MAE for minutes): the one the replay reports."
+    return next((m.metric for m in lp.design.key_metrics if m.kind == "model"), "roc_auc")
+
 def replay_month(rp: LoadedProject, url: str, fields: list[str], flights, m) -> dict:
     "Month `m` of `flights` sent to the service at `url`, its labels posted, then monitored (which may retrain): its row of the summary."
     import pandas as pd
@@ -162,16 +193,16 @@ def replay_month(rp: LoadedProject, url: str, fields: list[str], flights, m) -> 
     reg = (retrain or {}).get("registered") or {}
     if reg.get("decision") == "champion": wait_for_version(url, reg["version"])
     promo = retrain_comparison(rp.runs_dir / retrain["run_id"]) if retrain else {}
-    perf = rep["performance"]["metrics"]
+    perf, metric = rep["performance"]["metrics"], model_metric(rp)
     row = {"month": str(m), "served_version": served, **counts, "monitor_run": mon_run.name,
            "drifted": rep["drift"]["drifted_columns"], "drift_share": rep["drift"]["share"],
            "prediction_drift": (rep.get("prediction_drift") or {}).get("drifted"),
-           "roc_auc": perf.get("roc_auc"), "value": perf.get("value"), "recall": perf.get("recall"),
+           "metric": metric, metric: perf.get(metric), "value": perf.get("value"), "recall": perf.get("recall"),
            "retrain": rep["decision"]["retrain"], "reasons": rep["decision"]["reasons"],
            "retrain_run": (retrain or {}).get("run_id"), "retrain_status": (retrain or {}).get("status"),
            "new_version": reg.get("version"), "new_decision": reg.get("decision"), **promo,
            "seconds": round(time.monotonic() - t0, 1)}
-    say(f"replay {m}: drift in {len(row['drifted'])} features; roc_auc {perf.get('roc_auc', float('nan')):.3f}, "
+    say(f"replay {m}: drift in {len(row['drifted'])} features; {metric} {perf.get(metric) or float('nan'):.3f}, "
          f"value {perf.get('value', float('nan')):,.0f}; retrain: "
          + (f"run {row['retrain_run']} {row['retrain_status']}, version {reg.get('version')} {reg.get('decision')}" if retrain else "no"))
     return row
@@ -194,7 +225,7 @@ def replay(lp: LoadedProject, first: str, last: str, folder: Optional[Path] = No
     import pandas as pd
     months = pd.period_range(first, last, freq="M")
     if len(months) == 0: raise ProjectError(f"--from {first} --to {last}: no month to replay")
-    folder = Path(folder or lp.root / "replay").resolve()
+    folder = Path(folder or replay_folder(lp)).resolve()
     fresh_folder(folder)
     start = months[0].start_time.strftime("%Y-%m-%d")
     end = (months[-1].end_time + pd.Timedelta("1ns")).strftime("%Y-%m-%d")
@@ -217,10 +248,11 @@ def replay(lp: LoadedProject, first: str, last: str, folder: Optional[Path] = No
 # %% ../nbs/93_demo.ipynb #01935eb6
 def replay_table(summary: dict) -> str:
     "The replay, one line a month: traffic, drift, performance, value, and what the rules did."
+    metric = next((r["metric"] for r in summary["months"]), "roc_auc")
     lines = [f"replay in {summary['folder']} (trained before {summary['trained_before']}); summary: replay.json",
-             f"{'MONTH':<8} {'VERSION':>7} {'FLIGHTS':>8} {'DRIFTED':>7} {'ROC AUC':>7} {'VALUE':>12}  RETRAIN"]
+             f"{'MONTH':<8} {'VERSION':>7} {'FLIGHTS':>8} {'DRIFTED':>7} {metric.upper().replace('_', ' '):>7} {'VALUE':>12}  RETRAIN"]
     for r in summary["months"]:
-        auc = f"{r['roc_auc']:.3f}" if r["roc_auc"] is not None else "-"
+        auc = f"{r[metric]:.3f}" if r.get(metric) is not None else "-"
         value = f"{r['value']:,.0f}" if r["value"] is not None else "-"
         what = (f"run {r['retrain_run']} {r['retrain_status']}: version {r['new_version']} {r['new_decision']}" if r["retrain_run"]
                 else "no")

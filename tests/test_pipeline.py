@@ -254,14 +254,29 @@ CASES = {  # what no run could get past: exit 2 before anything runs
     "an empty target": (lambda d: frame_csv(d, "t.csv", table(churned=[None] * 60)), "churned", ["empty in every row"]),
     "a class too rare to split": (lambda d: frame_csv(d, "t.csv", table(churned=[1] * 3 + [0] * 57)), "churned",
                                   ["in only 3 of 60 rows", "at least 10 rows of each"]),
+    # the kind of target: what `design.target_kind` refuses, through the command line
+    "an identifier as target": (lambda d: frame_csv(d, "t.csv", table(churned=[f"C-{i:04d}" for i in range(60)])), "churned",
+                                ["a distinct value in each of its 60 rows", "like an identifier"]),
+    "a row number as target": (lambda d: frame_csv(d, "t.csv", table(churned=range(1, 61))), "churned", ["like a row number"]),
+    "a handful of whole numbers": (lambda d: frame_csv(d, "t.csv", table(churned=[i % 4 for i in range(60)])), "churned",
+                                   ["holds 4 whole numbers", "--kind multiclass", "--kind regression"]),
+    "a class seen once": (lambda d: frame_csv(d, "t.csv", table(churned=["gold"] * 30 + ["silver"] * 29 + ["bronze"])), "churned",
+                          ["'bronze' in only 1 of 60 rows", "merge the rare classes"]),
+    "too many classes": (lambda d: frame_csv(d, "t.csv", table(120, churned=[f"plan-{i % 60}" for i in range(120)])), "churned",
+                         ["has 60 classes, more than 50", "group them into fewer"]),
+    "text as a number": (lambda d: frame_csv(d, "t.csv", table(churned=["yes", "no", "maybe"] * 20)), "churned",
+                         ["holds text", "a regression target is a quantity"], "--kind", "regression"),
+    "two values as classes": (lambda d: frame_csv(d, "t.csv", table()), "churned", ["that is a binary target"], "--kind", "multiclass"),
+    "classes as a flag": (lambda d: frame_csv(d, "t.csv", table(churned=["yes", "no", "maybe"] * 20)), "churned",
+                          ["3 distinct values, not two", "--kind multiclass"], "--kind", "binary"),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_data(case, tmp_path):
-    make, target, words = CASES[case]
+    make, target, words, *options = CASES[case]
     f = make(tmp_path)
-    code, out = mlops_nb("run", "--data", f, "--target", target, "--no-reports", cwd=tmp_path)
+    code, out = mlops_nb("run", "--data", f, "--target", target, *options, "--no-reports", cwd=tmp_path)
     assert code == 2, out
     assert "Traceback" not in out, out
     for w in words: assert w.lower() in out.lower(), (w, out)
