@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 AS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 PORT ?= 8866
 
-.PHONY: pipeline test lab reports docs bench data install install-dev install-team chromium redis postgresql team-up team-down clean help
+.PHONY: questions pipeline test lab reports docs bench data install install-dev install-team chromium redis postgresql team-up team-down clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -55,6 +55,10 @@ data: install  ## the demo warehouse, data/warehouse.db
 pipeline: data  ## run the whole lifecycle on the demo, then replay July-December through monitoring and retraining
 	$(BIN)/mlops-nb run
 	$(BIN)/mlops-nb demo replay --from 2013-07 --to 2013-12
+
+questions: data  ## the demo's two other questions, each a project of its own: minutes late (regression) and the delay band (multiclass)
+	$(BIN)/mlops-nb run --project conf/delay_minutes.yaml
+	$(BIN)/mlops-nb run --project conf/delay_band.yaml
 
 team-up: install-team postgresql redis data  ## start the team's servers on 127.0.0.1 (PostgreSQL, mlflow server, Redis, Dask), then run the demo through them
 	$(BIN)/mlops-nb team up

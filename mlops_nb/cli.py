@@ -83,7 +83,10 @@ def next_steps(lp: LoadedProject, run_dir: Path) -> list[str]:
     elif card and (reg := card.get("registered") or {}).get("decision") != "champion":
         lines.append(f"  no model is served: version {reg.get('version')} is {reg.get('decision')} ({'; '.join(reg.get('reasons') or [])})")
     elif card:
-        lines.append(f"  the champion, version {reg.get('version')}, is not served: the deploy step failed (above)")
+        steps = {s["name"]: s.get("status") for s in (read_json(run_dir / "run.json") or {}).get("steps", [])}
+        lines.append(f"  the champion, version {reg.get('version')}, is not served: " + (
+            "the deploy step failed (above)" if steps.get("deploy") == "failed"
+            else f"the run stopped before the deploy step; deploy it: mlops-nb run --project {saved} --from deploy"))
     return lines
 
 # %% ../nbs/92_cli.ipynb #e97ac872
