@@ -44,8 +44,7 @@ PARAMS = {"hist_gradient_boosting": {"max_iter": 40}, "random_forest": {"n_estim
 def fitted(kind: str, family: str) -> tuple:
     "(fitted pipeline, table, target, feature columns, decision rule) for `kind`: the rule as `design.decision_rule` chooses it."
     from mlops_nb.config import ValueModel
-    from mlops_nb.design import decision_rule
-    from mlops_nb.deploy import model_output
+    from mlops_nb.design import decision_rule, model_outputs
     from mlops_nb.train import make_model
     df, target = kind_table(kind)
     features = [c for c in df.columns if c != target]
@@ -54,7 +53,7 @@ def fitted(kind: str, family: str) -> tuple:
     model.fit(df[features], df[target])  # multiclass: str labels, as the features step writes them
     if kind == "regression":  # running short costs three times a surplus: the rule decides above the estimate
         vm = ValueModel(volume_per_period=100, under_prediction=3.0, over_prediction=1.0)
-        rule = decision_rule(kind, df[target], model_output(model, df[features], kind), vm)
+        rule = decision_rule(kind, df[target], model_outputs(model, df[features], kind), vm)
     else:  # missing a grignolino is dear: the matrix moves some decisions away from the most probable class
         names = sorted(WINES.values())
         vm = ValueModel(volume_per_period=100, matrix={t: {d: (5.0 if t == d else -1000.0 if t == "grignolino" else -1.0) for d in names} for t in names})
@@ -134,9 +133,9 @@ def services(projects) -> dict:
 
 def expected_answers(p, rows: pd.DataFrame) -> list[dict]:
     "What the version must answer for `rows`: the registered pipeline's own output, decided by `design.decide`."
-    from mlops_nb.deploy import model_output
+    from mlops_nb.design import model_outputs
     from mlops_nb.design import decide
-    out = model_output(p.model, rows[p.features], p.kind)
+    out = model_outputs(p.model, rows[p.features], p.kind)
     decided = decide(p.kind, out, p.rule)
     if p.kind == "regression": return [{"prediction": d, "estimate": e} for d, e in zip(decided.tolist(), out.tolist())]
     return [{"class": d, "probabilities": dict(zip(p.rule["classes"], row))} for d, row in zip(decided.tolist(), out.tolist())]
@@ -152,7 +151,8 @@ def records_of(rows: pd.DataFrame, features: list) -> list[dict]:
                                               ("multiclass", "random_forest", True), ("multiclass", "logistic_regression", False)])
 def test_lean_path_equals_the_pipeline(kind, family, lean):
     "Trees take the lean path, proven at load; its outputs equal the pipeline's for rows with missing, unseen and known values."
-    from mlops_nb.deploy import ServingModel, model_output
+    from mlops_nb.deploy import ServingModel
+    from mlops_nb.design import model_outputs
     model, df, target, features, rule = fitted(kind, family)
     served = ServingModel("m", "1", model, kind, rule, features, {}, reference=df)
     assert (served.lean is not None) == lean, served.inference
@@ -160,7 +160,7 @@ def test_lean_path_equals_the_pipeline(kind, family, lean):
     probe.iloc[::3, probe.columns.get_loc(features[0])] = np.nan
     category = next(c for c in features if df[c].dtype == object)
     probe.iloc[1::3, probe.columns.get_loc(category)] = "never seen"
-    expected = model_output(model, probe, kind)
+    expected = model_outputs(model, probe, kind)
     for rows in (slice(0, 5), slice(None)):  # a few rows go through treelite, many through scikit-learn
         got = served.predict({c: probe[c].to_numpy()[rows] for c in features})
         assert got.shape == expected[rows].shape
