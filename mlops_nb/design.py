@@ -195,7 +195,7 @@ def score_multiclass(y, P, classes: list, vm: Optional[ValueModel],
            "roc_auc": float(np.mean(aucs)) if len(aucs) >= 2 else float("nan"),
            "accuracy": float((decided == y).mean()) if len(y) else float("nan"),
            "f1": float(f1_score(y, decided, labels=[names[j] for j in present], average="macro", zero_division=0)) if len(y) else float("nan"),
-           "log_loss": float(log_loss(y, P, labels=names)) if len(y) else float("nan"),
+           "log_loss": float(log_loss(y, P[:, np.argsort(names)], labels=sorted(names))) if len(y) else float("nan"),  # sklearn reads columns as sorted labels
            "confusion": [[int(((y == t) & (decided == d)).sum()) for d in names] for t in names]}
     if M is not None and len(y):
         index = {c: j for j, c in enumerate(names)}
