@@ -156,13 +156,20 @@ def demo_week_run(tmp_path_factory, warehouse):
                            code=code, out=out, registry=registry)
 
 
+MLFLOW_STORES_AT_START = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+
 @pytest.fixture(autouse=True)
 def _forget_mlflow_stores():
-    "Tests share one process: a test that points MLflow's process-wide stores somewhere must not steer the next test."
+    """Tests share one process: a test (or its module's fixture) that points MLflow's process-wide stores somewhere
+    must not steer the next test, nor the servers it starts (`mlflow.set_registry_uri` also sets MLFLOW_REGISTRY_URI,
+    which `set_registry_uri(None)` leaves in the environment): after each test, the stores are the session's."""
     yield
     if "mlflow" in sys.modules:
         import mlflow
         mlflow.set_tracking_uri(None); mlflow.set_registry_uri(None)
+    for k, v in MLFLOW_STORES_AT_START.items():
+        if v is None: os.environ.pop(k, None)
+        else: os.environ[k] = v
 
 
 
