@@ -98,14 +98,6 @@ def check_target(df, target: str, data_file: Path, kind: Optional[str] = None) -
                            f"columns: {', '.join(map(str, df.columns))}")
     return target_kind(df[target], f"{data_file}: --target {target!r}", kind)
 
-def _plain(v): return v.item() if hasattr(v, "item") else v
-
-def _positive_label(s):
-    "The positive class: True or 1 when the target has it, else the rarer value."
-    for v in map(_plain, s.dropna().unique()):
-        if not isinstance(v, str) and v == 1: return v
-    return _plain(s.value_counts().idxmin())
-
 def _readable_time(s) -> bool:
     "Whether the ingest step can take `s` as the table's time column: complete, and every value a timestamp."
     from mlops_nb.ingest import IngestError, to_utc
@@ -117,7 +109,7 @@ def _readable_time(s) -> bool:
 # %% ../nbs/92_cli.ipynb #9878dbf8
 def infer_project(data_file, target: str, name: Optional[str] = None, kind: Optional[str] = None) -> dict:
     "A project (as a dict) for a CSV or Parquet table and its target column: a card and rules describing the table as it is."
-    from mlops_nb.design import inferred_card
+    from mlops_nb.design import inferred_card, positive_label
     from mlops_nb.ingest import extract_table
     from mlops_nb.tables import read_table_file
     from mlops_nb.quality import infer_rules, looks_like_time
@@ -134,7 +126,7 @@ def infer_project(data_file, target: str, name: Optional[str] = None, kind: Opti
                        "edit and reuse with --project.",
         "root": str(Path.cwd()),
         "design": inferred_card(target, kind, table, source, len(df), reason=why,
-                                positive=_positive_label(df[target]) if kind == "binary" else None,
+                                positive=positive_label(df[target]) if kind == "binary" else None,
                                 classes=classes),
         "sources": {"data": {"path": str(data_file)}},
         "ingest": {"tables": {table: {"source": "data", "time_column": time_col}}},

@@ -18,7 +18,8 @@ __all__ = ['PHASES', 'MIN_CLASS_ROWS', 'MAX_CLASSES', 'FEW_NUMBERS', 'AUC_MARGIN
            'expected_calibration_error', 'score', 'value_threshold', 'regression_values', 'best_constant',
            'value_offset', 'value_matrix', 'class_decisions', 'score_regression', 'score_multiclass', 'model_outputs',
            'decision_rule', 'measure', 'decide', 'LeakageError', 'check_features', 'card_problems', 'DesignCardError',
-           'gates_of', 'target_kind', 'inferred_metrics', 'inferred_card', 'inferred_note', 'card_markdown', 'run_step']
+           'gates_of', 'positive_label', 'target_kind', 'inferred_metrics', 'inferred_card', 'inferred_note',
+           'card_markdown', 'run_step']
 
 # %% ../nbs/01_design.ipynb #7a34f90f
 def value_per_period(vm: ValueModel, tp: float, fp: float, fn: float, tn: float) -> float:
@@ -297,6 +298,12 @@ MAX_CLASSES = 50  # more classes than this is a grouping to decide, not a target
 FEW_NUMBERS = 10  # whole numbers with at most this many values: classes or a number? the run asks
 
 def _plain(v): return v.item() if hasattr(v, "item") else v
+
+def positive_label(s: "pd.Series"):
+    "A binary column's positive class: True or 1 when it has it, else the rarer value."
+    for v in map(_plain, s.dropna().unique()):
+        if not isinstance(v, str) and v == 1: return v
+    return _plain(s.value_counts().idxmin())
 
 def _listed(values, n: int = 4) -> str:
     values = [_plain(v) for v in values]
