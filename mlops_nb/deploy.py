@@ -37,7 +37,7 @@ __all__ = ['TREELITE_ROWS', 'SCALAR_VALUES', 'MAX_RECORDS', 'PASS_RECORDS', 'GAT
            'request_columns', 'column_types', 'RequestError', 'shown', 'is_text', 'parse_body', 'parse_records',
            'check_records', 'records_columns', 'validate_records', 'unseen_values', 'request_schema', 'check_labels',
            'labels_schema', 'read_labels', 'canary_mask', 'Scorer', 'answers', 'log_fields', 'rule_fields',
-           'explanation', 'unanswerable', 'score_file', 'scored_columns', 'decided_summary', 'ServiceMetrics',
+           'unanswerable', 'explanation', 'score_file', 'scored_columns', 'decided_summary', 'ServiceMetrics',
            'score_passes', 'follow_alias', 'service_openapi', 'predictions_schema', 'log_refusal', 'explain_parameter',
            'prediction_routes', 'status_routes', 'Drain', 'DrainMiddleware', 'make_app', 'serve', 'run_with',
            'serving_requirements', 'dockerfile', 'smoke_test', 'write_bundle', 'bundle_serving_run',
@@ -769,6 +769,12 @@ def rule_fields(m: ServingModel) -> dict:
     "What an answer says of the version's decision rule: its threshold (binary), offset (regression) or classes (multiclass)."
     return {"binary": {"threshold": m.threshold}, "regression": {"offset": m.rule.get("offset")}, "multiclass": {"classes": m.rule.get("classes")}}[m.kind]
 
+def unanswerable(m: ServingModel, out) -> Optional[int]:
+    "The first row whose output is not a finite number (a regression far outside training), else None."
+    bad = np.flatnonzero(~np.isfinite(np.asarray(out, float)).reshape(len(out), -1).all(axis=1))
+    return int(bad[0]) if len(bad) else None
+
+# %% ../nbs/06_deploy.ipynb #be58804c
 def explanation(m: ServingModel, phi: np.ndarray, values: dict, answer: dict, views: dict, descriptions: dict, top: int) -> tuple:
     "(the answer's `explanation`, the log's {column: contribution}) of one record: `phi` its contributions (columns x outputs), `values` its model inputs."
     ex = m.explainer
@@ -777,11 +783,6 @@ def explanation(m: ServingModel, phi: np.ndarray, values: dict, answer: dict, vi
     body = {"method": ex.method, "space": ex.space, "base": round(base, 6), "score": round(base + float(c.sum()), 6),
             **({"for_class": answer["class"]} if m.kind == "multiclass" else {}), "factors": factors(c, ex.columns, values, views, descriptions, top)}
     return body, {col: round(float(v), 6) for col, v in zip(ex.columns, c.tolist())}
-
-def unanswerable(m: ServingModel, out) -> Optional[int]:
-    "The first row whose output is not a finite number (a regression far outside training), else None."
-    bad = np.flatnonzero(~np.isfinite(np.asarray(out, float)).reshape(len(out), -1).all(axis=1))
-    return int(bad[0]) if len(bad) else None
 
 # %% ../nbs/06_deploy.ipynb #17afc9c6
 @patch

@@ -144,3 +144,17 @@ def test_a_model_that_cannot_explain_is_refused_when_the_card_asks(kinds, tmp_pa
     plain = Scorer(load_project(p.file), name="knn", log_path=tmp_path / "p.db")
     assert plain.metadata()["explanations"]["mode"] == "unavailable"
     assert "explanation" not in plain.score(records_of(p.df.head(2), p.features))["predictions"][0]
+
+
+def test_batch_scoring_writes_factors(kinds, tmp_path):
+    "`mlops-nb score`: a `factors` column of JSON lists by default (`deploy.explain: always`), none with --no-explain."
+    from conftest import mlops_nb
+    p, _ = kinds["multiclass"]
+    p.df[p.features].head(30).to_csv(tmp_path / "in.csv", index=False)
+    code, out = mlops_nb("score", "--project", p.file, "--input", tmp_path / "in.csv", "--output", tmp_path / "out.parquet")
+    assert code == 0, out
+    scored = pd.read_parquet(tmp_path / "out.parquet")
+    first = json.loads(scored.factors[0])
+    assert len(first) == 5 and {"feature", "value", "view", "contribution"} <= set(first[0])
+    code, out = mlops_nb("score", "--project", p.file, "--input", tmp_path / "in.csv", "--output", tmp_path / "plain.parquet", "--no-explain")
+    assert code == 0 and "factors" not in pd.read_parquet(tmp_path / "plain.parquet").columns, out
