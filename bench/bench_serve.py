@@ -271,6 +271,12 @@ def floor_child(folder: Path, n1: int, n100: int, profile_calls: int, log_second
         out["explained_100"] = timed(m.explained, hundreds, n100)
         out["plain_score_1"] = timed(lambda r: scorer.score(r, explain=False), [[r] for r in records], n1)
         out["plain_many_8"] = timed(lambda reqs: scorer.score_many(reqs, explain=[False] * len(reqs)), eight, n100)
+        from mlops_nb.explain import contribution_shares
+        phi = m.explained(X)[1][:, :, 0]  # the day's flights: what drives the champion's answers
+        by_column, by_view = contribution_shares(pd.DataFrame(phi, columns=m.columns), scorer.views)
+        out["drivers"] = {"rows": len(X), "space": m.explainer.space, "base": float(m.explainer.base[0]),
+                          "mean_abs": pd.Series(np.abs(phi).mean(axis=0), index=m.columns).to_dict(),
+                          "by_column": by_column.to_dict(), "by_view": by_view.to_dict()}
 
     # Scorer.score's stages for one record, each timed alone on the same inputs (the sum is close to score_1)
     one = [[r] for r in records]
@@ -571,6 +577,11 @@ def main():
             if k_on in o and k_off in o:
                 a, b = o[k_on], o[k_off]
                 lines.append(f"| in-process: {what} | {a['p50']:.2f} | {b['p50']:.2f} | {a['p99']:.2f} | {b['p99']:.2f} | {a['p99'] / b['p99']:.2f}x |")
+        d = o["drivers"]
+        lines += ["", f"What drives the champion's answers on these {d['rows']} flights (mean |contribution| in {d['space']}, "
+                  f"base {d['base']:.3f}; share of the total): by view "
+                  + ", ".join(f"{v} {x:.0%}" for v, x in d["by_view"].items()) + "; the top columns "
+                  + ", ".join(f"`{c}` {x:.0%} ({d['mean_abs'][c]:.3f})" for c, x in list(d["by_column"].items())[:8]) + "."]
         per = (o["explained_100"]["mean"] - o["lean_100"]["mean"]) / BATCH
         lines += ["", f"Per record, in a call of {BATCH}: {per:.3f} ms of contributions ({o.get('explainer', '')}). Aim: with explanations on, "
                   f"single-record p99 at concurrency 8 at most twice the p99 without: "

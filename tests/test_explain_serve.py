@@ -158,3 +158,15 @@ def test_batch_scoring_writes_factors(kinds, tmp_path):
     assert len(first) == 5 and {"feature", "value", "view", "contribution"} <= set(first[0])
     code, out = mlops_nb("score", "--project", p.file, "--input", tmp_path / "in.csv", "--output", tmp_path / "plain.parquet", "--no-explain")
     assert code == 0 and "factors" not in pd.read_parquet(tmp_path / "plain.parquet").columns, out
+
+
+def test_the_deploy_step_refuses_a_service_slower_than_the_card(week_champion):
+    "The deploy step's smoke test holds its p99 to `max_latency_ms`: under an unmeetable one the step fails naming both, and deploys nothing."
+    from conftest import mlops_nb
+    f, uri, run_dir = week_champion
+    code, out = mlops_nb("run", "--project", f, "--from", "deploy", "--reuse", run_dir.name, "--no-reports",
+                         "--set", "design.requirements.end_user.max_latency_ms=0.01", "--set", "deploy.latency_requests=20")
+    assert code == 1, out
+    assert "p99" in out and "requirements.end_user.max_latency_ms: 0.01 ms" in out, out[-3000:]
+    failed = max((p for p in (f.parent / "runs").iterdir() if p.name != run_dir.name and (p / "run.json").exists()), key=lambda p: p.name)
+    assert not (failed / "artifacts" / "deploy" / "bundle").exists()
