@@ -684,10 +684,11 @@ def explanation_words(x: dict) -> str:
 
 # %% ../nbs/95_reports_model.ipynb #ce2abe02
 def fmt_value(v: Any) -> str:
-    "A record's value as the page shows it: a number, a timestamp in UTC, text, or `missing`."
+    "A record's value as the page shows it: a number (whole from 100 on, without separators: a year is a value too), a timestamp in UTC, text, or `missing`."
     if v is None: return "missing"
     if isinstance(v, str) and len(v) >= 16 and v[4:5] == "-" and v[10:11] == "T": return fmt_time(v)
-    return fmt_num(v)
+    if is_missing(v): return str(v)
+    return f"{v:.0f}" if abs(v) >= 100 or float(v).is_integer() else f"{v:.3g}"
 
 def factor_words(f: dict) -> str:
     "One factor as `Distance between airports (miles) 1,521 (+0.12)`: the input's description (or name), its value, its contribution."
@@ -707,7 +708,7 @@ def example_said(e: dict, c: dict) -> str:
 
 def example_html(e: dict, c: dict, space: str) -> Raw:
     "A worked example in plain words: the case, what the model said, what raised and lowered it most, and how it adds up from the base."
-    case = ", ".join(f"{k} {v if isinstance(v, int) else fmt_value(v)}" for k, v in (e.get("case") or {}).items())  # an id is a name, not an amount
+    case = ", ".join(f"{k} {fmt_value(v)}" for k, v in (e.get("case") or {}).items())
     fs = [f for f in e.get("factors") or [] if isinstance(f, dict)]
     up, down = [factor_words(f) for f in fs if f.get("contribution", 0) > 0], [factor_words(f) for f in fs if f.get("contribution", 0) < 0]
     contributions = e.get("contributions") or {}
