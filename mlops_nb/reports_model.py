@@ -26,8 +26,8 @@ __all__ = ['VERDICT', 'TRIAL_METRICS', 'MAIN_METRICS', 'METRIC_SHORT', 'FAMILY_C
            'model_summary_section', 'intended_use_section', 'identical_rows_note', 'data_section', 'holdout_section',
            'evaluation_figure_section', 'model_gates_section', 'slices_section', 'calibration_section',
            'model_importance_section', 'explanation_words', 'fmt_value', 'factor_words', 'example_said', 'example_html',
-           'contribution_table', 'explanation_section', 'limitations_section', 'promotion_section', 'approvals_section',
-           'lineage_section', 'requirements_section']
+           'column_descriptions', 'contribution_table', 'explanation_section', 'limitations_section',
+           'promotion_section', 'approvals_section', 'lineage_section', 'requirements_section']
 
 # %% ../nbs/95_reports_model.ipynb #9c63294b
 def fmt_importance(x: Any) -> str:
@@ -723,11 +723,21 @@ def example_html(e: dict, c: dict, space: str) -> Raw:
                + f" add up to the model's score {fmt_num(e.get('score'))}.</li></ul></div>")
 
 # %% ../nbs/95_reports_model.ipynb #99dc6a9b
-def contribution_table(sizes: dict, what: str) -> Raw:
-    "Mean absolute contributions, largest first, each as a number and a bar, with its share of the total."
+def column_descriptions(run: dict) -> dict:
+    "{model column: its description} from the run's project file (empty without a feature store, or a file that cannot be read)."
+    from mlops_nb.config import FeatureSpec
+    from mlops_nb.explain import describe_columns
+    try: spec = (yaml.safe_load((Path(run["run_dir"]) / "project.yaml").read_text()) or {}).get("features")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError): return {}
+    try: return describe_columns(FeatureSpec.model_validate(spec)) if spec else {}
+    except ValueError: return {}
+
+def contribution_table(sizes: dict, what: str, descriptions: Optional[dict] = None) -> Raw:
+    "Mean absolute contributions, largest first, each as a number and a bar, with its share of the total (and the input's description)."
     total = sum(v for v in sizes.values() if not is_missing(v)) or None
     top = max([v for v in sizes.values() if not is_missing(v)] + [0])
-    return html_table([{"name": Raw(f"<b>{esc(k)}</b>"), "size": importance_bar(v, top, fmt=lambda x: f"{x:.3f}"),
+    said = lambda k: f"<div class='muted'>{esc(descriptions[k])}</div>" if descriptions and descriptions.get(k) else ""
+    return html_table([{"name": Raw(f"<b>{esc(k)}</b>{said(k)}"), "size": importance_bar(v, top, fmt=lambda x: f"{x:.3f}"),
                         "share": fmt_pct(v / total if total and not is_missing(v) else None, 0)}
                        for k, v in sorted(sizes.items(), key=lambda kv: -(kv[1] if not is_missing(kv[1]) else 0))],
                       {"name": what, "size": "Mean |contribution|", "share": "Share"}, numeric=["share"])
@@ -748,7 +758,7 @@ def explanation_section(ctx: dict, t: dict, top_n: int = 10) -> Raw:
     space = SPACE_WORDS.get(x.get("space"), x.get("space") or "").split(":")[0]
     return card(Raw(f"<p>{explanation_words(x)}</p>"),
                 Raw("<h3>Per view</h3>"), contribution_table(sizes.get("views") or {}, "View (request: sent with the prediction request)"),
-                Raw(f"<h3>Top {len(columns)} inputs</h3>"), contribution_table(columns, "Input"),
+                Raw(f"<h3>Top {len(columns)} inputs</h3>"), contribution_table(columns, "Input", column_descriptions(ctx["run"])),
                 Raw("<h3>Worked examples</h3>"), *[example_html(e, c, space) for e in x.get("examples") or [] if isinstance(e, dict)])
 
 # %% ../nbs/95_reports_model.ipynb #4dbc1779
