@@ -71,6 +71,11 @@ def test_the_demo_card_explains_its_model_per_view(demo_week_run):
     assert all(f.get("description") for f in flagged["factors"]), flagged["factors"]  # in the project's words
     html = (demo_week_run.run_dir / "reports" / "model_card.html").read_text()  # the page the run rendered
     assert "Why it decides as it does" in html and "What raised it most" in html and "Not explainable" not in html
+    from mlops_nb.config import load_project
+    from mlops_nb.explain import describe_columns
+    from mlops_nb.reports import esc
+    top = max(x["mean_abs"]["columns"], key=x["mean_abs"]["columns"].get)
+    assert esc(describe_columns(load_project(demo_week_run.run_dir / "project.yaml").project.features)[top]) in html  # the input in words
 
 
 def test_a_model_the_explainer_cannot_read_still_trains_and_its_card_says_why(demo_week_run, tmp_path, monkeypatch):
