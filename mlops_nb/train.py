@@ -22,17 +22,17 @@ from .runs import git_commit
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'DEFAULT_METRIC', 'BETTER_THAN_CHANCE', 'LINEAR', 'CHECKED_PACKAGES', 'SLICE_METRICS', 'TRUSTED_PREFIXES',
-           'TRUSTED_EXTRA', 'WEAK_SLICE', 'EXPLAIN_ROWS', 'TrainError', 'HoldoutError', 'progress', 'split_kind',
-           'row_groups', 'identical_rows', 'split_frame', 'check_holdout', 'feature_kinds', 'model_transforms',
-           'make_model', 'expand', 'default_experiments', 'feature_groups', 'trial_features', 'truth', 'metric_value',
-           'permutation_importance', 'value_curve', 'evaluation_figure', 'regression_figure', 'multiclass_figure',
-           'trial_figure', 'trial_importance', 'run_trial', 'tracking', 'log_trial', 'dataset_inputs', 'search',
-           'package_versions', 'refuse_other_versions', 'dask_cluster', 'on_dask', 'best_of', 'verdicts',
-           'slice_columns', 'confidence', 'holdout_report', 'promotion_metric', 'decide', 'trusted_types',
-           'champion_on', 'register', 'limitations', 'TrainingSet', 'read_training_set', 'target_classes',
-           'compute_label', 'trial_cluster', 'search_trials', 'score_on_holdout', 'explained_output', 'row_values',
-           'worked_cases', 'worked_example', 'explain_holdout', 'explanation_tags', 'label_shares', 'model_card',
-           'record_search', 'register_and_promote', 'snapshot_digests', 'run_step']
+           'TRUSTED_EXTRA', 'WEAK_SLICE', 'EXPLAIN_ROWS', 'EXPLAIN_WORK', 'EXPLAIN_MIN_ROWS', 'TrainError',
+           'HoldoutError', 'progress', 'split_kind', 'row_groups', 'identical_rows', 'split_frame', 'check_holdout',
+           'feature_kinds', 'model_transforms', 'make_model', 'expand', 'default_experiments', 'feature_groups',
+           'trial_features', 'truth', 'metric_value', 'permutation_importance', 'value_curve', 'evaluation_figure',
+           'regression_figure', 'multiclass_figure', 'trial_figure', 'trial_importance', 'run_trial', 'tracking',
+           'log_trial', 'dataset_inputs', 'search', 'package_versions', 'refuse_other_versions', 'dask_cluster',
+           'on_dask', 'best_of', 'verdicts', 'slice_columns', 'confidence', 'holdout_report', 'promotion_metric',
+           'decide', 'trusted_types', 'champion_on', 'register', 'limitations', 'TrainingSet', 'read_training_set',
+           'target_classes', 'compute_label', 'trial_cluster', 'search_trials', 'score_on_holdout', 'explained_rows',
+           'explained_output', 'row_values', 'worked_cases', 'worked_example', 'explain_holdout', 'explanation_tags',
+           'label_shares', 'model_card', 'record_search', 'register_and_promote', 'snapshot_digests', 'run_step']
 
 # %% ../nbs/05_train.ipynb #3faf8414
 class TrainError(ValueError):
@@ -944,7 +944,16 @@ def score_on_holdout(step: Step, client, best: dict, ts: TrainingSet, holdout: p
 
 
 # %% ../nbs/05_train.ipynb #058fdf1e
-EXPLAIN_ROWS = 2000  # hold-out rows the card's explanations read: stable shares, about a second for a forest
+EXPLAIN_ROWS = 2000  # hold-out rows the card's explanations read at most: stable shares
+EXPLAIN_WORK = 2e9  # path steps TreeSHAP may take over them (a few seconds); a deep forest gets fewer rows
+EXPLAIN_MIN_ROWS = 100  # but never fewer than this
+
+def explained_rows(explainer, at_most: int = EXPLAIN_ROWS, work: float = EXPLAIN_WORK, at_least: int = EXPLAIN_MIN_ROWS) -> int:
+    "How many rows to explain: `at_most`, fewer when the trees' paths would take more than `work` steps (TreeSHAP's cost per row: each leaf's path length, squared)."
+    if explainer.trees is None: return at_most  # a linear model's contributions cost one product per column
+    e_ptr = explainer.trees.paths[1]  # where each leaf's distinct path columns start
+    per_row = float(((np.diff(e_ptr) + 1) ** 2).sum())
+    return int(min(at_most, max(at_least, work // per_row)))
 
 def explained_output(explainer, kind: str, out, rule: dict) -> np.ndarray:
     "Per row, the explainer's output that explains it: the only one (binary, regression), or the class the model decides."
@@ -1003,7 +1012,7 @@ def explain_holdout(model,  # the selected pipeline
     t0 = time.perf_counter()
     try: explainer = Explainer(model, background=background[columns].sample(min(len(background), rows), random_state=seed))
     except ExplainError as e: return {"explainable": False, "reason": str(e)}
-    sample = holdout.sample(min(len(holdout), rows), random_state=seed).reset_index(drop=True)
+    sample = holdout.sample(min(len(holdout), explained_rows(explainer, rows)), random_state=seed).reset_index(drop=True)
     out, score = model_outputs(model, sample[columns], kind, rule.get("classes")), explainer.score(sample[columns])
     k = explained_output(explainer, kind, out, rule)
     at = np.arange(len(sample))
