@@ -988,15 +988,16 @@ def worked_cases(kind: str, out, rule: dict, classes_at_most: int = 3) -> list[t
 def worked_example(why: str, row: pd.Series, contributions: np.ndarray, base: float, score: float, out, kind: str, rule: dict,
                    columns: list[str], views: dict, descriptions: dict, ids: Sequence[str] = (),
                    output: Optional[str] = None,  # the class explained (multiclass)
+                   space: str = "",  # the score's space (`Explainer.space`)
                   ) -> dict:
-    "One explained case: what the model said, its top 5 factors, the base and the score they add up to, every value and contribution."
+    "One explained case: what the model said, its top 5 factors, the base and the score they add up to (in `space`), every value and contribution."
     from mlops_nb.explain import factors
     values = row_values(row[columns])
     if kind == "binary": said = {"probability": float(out), "threshold": rule["threshold"], "flagged": bool(out >= rule["threshold"])}
     elif kind == "regression": said = {"estimate": float(out), "decision": float(out + rule["offset"])}
     else: said = {"decision": output, "probability": float(out[rule["classes"].index(output)])}
     return {"why": why, "case": row_values(row[[c for c in ids if c in row.index]]), **said, "output": output,
-            "base": float(base), "score": float(score), "factors": factors(contributions, columns, values, views, descriptions, top=5),
+            "base": float(base), "score": float(score), "space": space, "factors": factors(contributions, columns, values, views, descriptions, top=5),
             "values": values, "contributions": dict(zip(columns, map(float, contributions)))}
 
 # %% ../nbs/05_train.ipynb #a56c0679
@@ -1022,7 +1023,7 @@ def explain_holdout(model,  # the selected pipeline
     mean_abs = per_row.abs().mean().sort_values(ascending=False)
     name = lambda j: None if explainer.outputs is None else explainer.outputs[j]
     examples = [worked_example(why, sample.iloc[i], per_row.iloc[i].to_numpy(), explainer.base[k[i]], score[i, k[i]], out[i], kind, rule,
-                               explainer.columns, views, descriptions, ids, name(k[i])) for why, i in worked_cases(kind, out, rule)]
+                               explainer.columns, views, descriptions, ids, name(k[i]), explainer.space) for why, i in worked_cases(kind, out, rule)]
     return {"explainable": True, "method": explainer.method, "space": explainer.space, "rows": len(sample),
             "base": float(explainer.base[0]) if explainer.outputs is None else dict(zip(explainer.outputs, map(float, explainer.base))),
             "mean_abs": {"columns": mean_abs.to_dict(),
