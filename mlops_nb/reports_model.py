@@ -25,9 +25,9 @@ __all__ = ['VERDICT', 'TRIAL_METRICS', 'MAIN_METRICS', 'METRIC_SHORT', 'FAMILY_C
            'best_per_family_section', 'trials_chart', 'trials_chart_section', 'registry_version', 'live_registration',
            'model_summary_section', 'intended_use_section', 'identical_rows_note', 'data_section', 'holdout_section',
            'evaluation_figure_section', 'model_gates_section', 'slices_section', 'calibration_section',
-           'model_importance_section', 'explanation_words', 'fmt_value', 'factor_words', 'example_said', 'example_html',
-           'column_descriptions', 'contribution_table', 'explanation_section', 'limitations_section',
-           'promotion_section', 'approvals_section', 'lineage_section', 'requirements_section']
+           'model_importance_section', 'explanation_words', 'fmt_value', 'fmt_contribution', 'factor_words',
+           'example_said', 'example_html', 'column_descriptions', 'contribution_table', 'explanation_section',
+           'limitations_section', 'promotion_section', 'approvals_section', 'lineage_section', 'requirements_section']
 
 # %% ../nbs/95_reports_model.ipynb #9c63294b
 def fmt_importance(x: Any) -> str:
@@ -690,10 +690,14 @@ def fmt_value(v: Any) -> str:
     if is_missing(v): return str(v)
     return f"{v:.0f}" if abs(v) >= 100 or float(v).is_integer() else f"{v:.3g}"
 
+def fmt_contribution(x: float) -> str:
+    "A contribution with its sign, two decimals, or two significant digits when smaller (a forest's probability points): `+0.12`, `-0.0043`."
+    return f"{x:+.2f}" if abs(x) >= 0.1 or x == 0 else f"{x:+.2g}"
+
 def factor_words(f: dict) -> str:
-    "One factor as `Distance between airports (miles) 1,521 (+0.12)`: the input's description (or name), its value, its contribution."
+    "One factor as `Distance between airports (miles) 1521 (+0.12)`: the input's description (or name), its value, its contribution."
     name = (f.get("description") or f.get("feature") or "").rstrip(". ")
-    return f'<span title="{esc(f.get("feature"))}, view {esc(f.get("view"))}">{esc(name)}</span> {esc(fmt_value(f.get("value")))} ({f.get("contribution", 0):+.2f})'
+    return f'<span title="{esc(f.get("feature"))}, view {esc(f.get("view"))}">{esc(name)}</span> {esc(fmt_value(f.get("value")))} ({fmt_contribution(f.get("contribution", 0))})'
 
 # %% ../nbs/95_reports_model.ipynb #22884720
 def example_said(e: dict, c: dict) -> str:
@@ -719,14 +723,14 @@ def example_html(e: dict, c: dict, space: str) -> Raw:
                + (f"<li>What raised {it} most: {', '.join(up)}.</li>" if up else "")
                + (f"<li>What lowered {it} most: {', '.join(down)}.</li>" if down else "")
                + f"<li class='muted'>From the base {fmt_num(e.get('base'))} (an average case, {esc(space)}), these"
-               + (f" and the other {fmt_num(len(contributions) - len(fs))} inputs (together {others:+.2f})" if len(contributions) > len(fs) else "")
+               + (f" and the other {fmt_num(len(contributions) - len(fs))} inputs (together {fmt_contribution(others)})" if len(contributions) > len(fs) else "")
                + f" add up to the model's score {fmt_num(e.get('score'))}.</li></ul></div>")
 
 # %% ../nbs/95_reports_model.ipynb #99dc6a9b
 def column_descriptions(run: dict) -> dict:
     "{model column: its description} from the run's project file (empty without a feature store, or a file that cannot be read)."
     from mlops_nb.config import FeatureSpec
-    from mlops_nb.explain import describe_columns
+    from mlops_nb.explain import describe_columns  # here, not at the top: importing explain imports numba, which only this section needs
     try: spec = (yaml.safe_load((Path(run["run_dir"]) / "project.yaml").read_text()) or {}).get("features")
     except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError): return {}
     try: return describe_columns(FeatureSpec.model_validate(spec)) if spec else {}
