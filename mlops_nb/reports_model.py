@@ -20,13 +20,14 @@ from .reports import (LOWER_IS_BETTER, METRIC_MEANS, Raw, badge, box, card, desi
 # %% auto #0
 __all__ = ['VERDICT', 'TRIAL_METRICS', 'MAIN_METRICS', 'METRIC_SHORT', 'FAMILY_COLOURS', 'SECOND', 'RULE_WORDS', 'DECISION',
            'PARTS', 'LABEL_COLUMN', 'HOLDOUT_METRICS', 'NO_MODEL', 'MAX_FIGURE_BYTES', 'SLICE_COLUMNS', 'SLICE_HEADERS',
-           'fmt_importance', 'importance_bar', 'train_importance', 'view_users_of', 'feature_catalog_section',
-           'view_value_section', 'experiments_section', 'card_kind', 'trials_section', 'best_per_family_section',
-           'trials_chart', 'trials_chart_section', 'registry_version', 'live_registration', 'model_summary_section',
-           'intended_use_section', 'identical_rows_note', 'data_section', 'holdout_section',
+           'METHOD_WORDS', 'SPACE_WORDS', 'fmt_importance', 'importance_bar', 'train_importance', 'view_users_of',
+           'feature_catalog_section', 'view_value_section', 'experiments_section', 'card_kind', 'trials_section',
+           'best_per_family_section', 'trials_chart', 'trials_chart_section', 'registry_version', 'live_registration',
+           'model_summary_section', 'intended_use_section', 'identical_rows_note', 'data_section', 'holdout_section',
            'evaluation_figure_section', 'model_gates_section', 'slices_section', 'calibration_section',
-           'model_importance_section', 'limitations_section', 'promotion_section', 'approvals_section',
-           'lineage_section', 'requirements_section']
+           'model_importance_section', 'explanation_words', 'fmt_value', 'fmt_contribution', 'factor_words',
+           'example_said', 'example_html', 'column_descriptions', 'contribution_table', 'explanation_section',
+           'limitations_section', 'promotion_section', 'approvals_section', 'lineage_section', 'requirements_section']
 
 # %% ../nbs/95_reports_model.ipynb #9c63294b
 def fmt_importance(x: Any) -> str:
@@ -34,11 +35,11 @@ def fmt_importance(x: Any) -> str:
     return "—" if is_missing(x) else f"{x:+.4f}"
 
 # %% ../nbs/95_reports_model.ipynb #a1cc8221
-def importance_bar(x: Any, top: float, width: int = 120) -> Raw:
-    "The importance `x` as a number and a bar (at most `width` pixels), relative to the largest, `top`."
+def importance_bar(x: Any, top: float, width: int = 120, fmt=fmt_importance) -> Raw:
+    "The importance `x` as a number (`fmt`) and a bar (at most `width` pixels), relative to the largest, `top`."
     if is_missing(x): return Raw("—")
     w = 0 if not top or x <= 0 else max(1, round(width * x / top))
-    return Raw(f'<span class="nowrap"><span class="imp">{esc(fmt_importance(x))}</span><span class="bar" style="width:{w}px"></span></span>')
+    return Raw(f'<span class="nowrap"><span class="imp">{esc(fmt(x))}</span><span class="bar" style="width:{w}px"></span></span>')
 
 # %% ../nbs/95_reports_model.ipynb #a7e6d02e
 def train_importance(run: dict) -> tuple[Optional[dict], str]:
@@ -664,6 +665,105 @@ def model_importance_section(ctx: dict, t: dict, top_n: int = 10) -> Raw:
         parts += [Raw(f"<h3>Top {min(top_n, len(feats))} features</h3>"),
                   table(dict(sorted(feats.items(), key=lambda kv: -kv[1])[:top_n]), "Feature")]
     return card(*parts)
+
+# %% ../nbs/95_reports_model.ipynb #d21e7f9f
+METHOD_WORDS = {"tree_shap": "SHAP values, the standard exact method for tree models (TreeSHAP): each input's fair share of the gap "
+                             "between this case's score and an average case's",
+                "linear": "the exact contributions of a linear model: each input's weight times how far its value is from the training average"}
+SPACE_WORDS = {"log-odds": "in log-odds: +0.7 about doubles the odds, -0.7 halves them",
+               "class log-odds (before the softmax)": "in log-odds of the class: +0.7 about doubles its odds against the others",
+               "probability": "in probability points: +0.05 adds five points to the probability",
+               "target units": "in the target's own units: +3 adds 3 to the estimate",
+               "log of the estimate": "on the log of the estimate: +0.1 multiplies the estimate by about 1.1"}
+
+def explanation_words(x: dict) -> str:
+    "How the model's explanation was made, in one sentence for a business owner."
+    return (f"Each case's score is split by {METHOD_WORDS.get(x.get('method'), esc(x.get('method')))}; the contributions are "
+            f"{SPACE_WORDS.get(x.get('space'), 'in ' + esc(x.get('space')))}, and with the base they add up to the model's own score. "
+            f"Measured on {fmt_num(x.get('rows'))} hold-out cases.")
+
+# %% ../nbs/95_reports_model.ipynb #ce2abe02
+def fmt_value(v: Any) -> str:
+    "A record's value as the page shows it: a number (whole from 100 on, without separators: a year is a value too), a timestamp in UTC, text, or `missing`."
+    if v is None: return "missing"
+    if isinstance(v, str) and len(v) >= 16 and v[4:5] == "-" and v[10:11] == "T": return fmt_time(v)
+    if is_missing(v): return str(v)
+    return f"{v:.0f}" if abs(v) >= 100 or float(v).is_integer() else f"{v:.3g}"
+
+def fmt_contribution(x: float) -> str:
+    "A contribution with its sign, two decimals, or two significant digits when smaller (a forest's probability points): `+0.12`, `-0.0043`."
+    return f"{x:+.2f}" if abs(x) >= 0.1 or x == 0 else f"{x:+.2g}"
+
+def factor_words(f: dict) -> str:
+    "One factor as `Distance between airports (miles) 1521 (+0.12)`: the input's description (or name), its value, its contribution."
+    name = (f.get("description") or f.get("feature") or "").rstrip(". ")
+    return f'<span title="{esc(f.get("feature"))}, view {esc(f.get("view"))}">{esc(name)}</span> {esc(fmt_value(f.get("value")))} ({fmt_contribution(f.get("contribution", 0))})'
+
+# %% ../nbs/95_reports_model.ipynb #22884720
+def example_said(e: dict, c: dict) -> str:
+    "What the model said of a worked example: a probability and a flag, a decided class, or an estimate and the number decided."
+    label = (c.get("label") or {}).get("name")
+    kind = card_kind(c)
+    if kind == "binary":
+        return (f"probability that <code>{esc(label)} = {esc((c.get('label') or {}).get('positive'))}</code>: <b>{fmt_num(e.get('probability'))}</b>, "
+                f"<b>{'flagged' if e.get('flagged') else 'not flagged'}</b> (threshold {fmt_num(e.get('threshold'))})")
+    if kind == "multiclass": return f"decided <b>{esc(e.get('decision'))}</b> (probability {fmt_num(e.get('probability'))})"
+    return f"estimate of <code>{esc(label)}</code>: <b>{fmt_num(e.get('estimate'))}</b>, decided <b>{fmt_num(e.get('decision'))}</b>"
+
+def example_html(e: dict, c: dict, space: str) -> Raw:
+    "A worked example in plain words: the case, what the model said, what raised and lowered it most, and how it adds up from the base."
+    case = ", ".join(f"{k} {fmt_value(v)}" for k, v in (e.get("case") or {}).items())
+    fs = [f for f in e.get("factors") or [] if isinstance(f, dict)]
+    up, down = [factor_words(f) for f in fs if f.get("contribution", 0) > 0], [factor_words(f) for f in fs if f.get("contribution", 0) < 0]
+    contributions = e.get("contributions") or {}
+    others = sum(contributions.values()) - sum(f.get("contribution", 0) for f in fs)
+    it = {"binary": "it", "multiclass": f"{esc(e.get('decision'))}", "regression": "the estimate"}[card_kind(c)]
+    return Raw(f"<div class='example'><p><b>{esc(humanize(e.get('why') or 'A case'))}</b>" + (f" <span class='muted'>({esc(case)})</span>" if case else "")
+               + f": {example_said(e, c)}.</p><ul>"
+               + (f"<li>What raised {it} most: {', '.join(up)}.</li>" if up else "")
+               + (f"<li>What lowered {it} most: {', '.join(down)}.</li>" if down else "")
+               + f"<li class='muted'>From the base {fmt_num(e.get('base'))} (an average case, {esc(space)}), these"
+               + (f" and the other {fmt_num(len(contributions) - len(fs))} inputs (together {fmt_contribution(others)})" if len(contributions) > len(fs) else "")
+               + f" add up to the model's score {fmt_num(e.get('score'))}.</li></ul></div>")
+
+# %% ../nbs/95_reports_model.ipynb #99dc6a9b
+def column_descriptions(run: dict) -> dict:
+    "{model column: its description} from the run's project file (empty without a feature store, or a file that cannot be read)."
+    from mlops_nb.config import FeatureSpec
+    from mlops_nb.explain import describe_columns  # here, not at the top: importing explain imports numba, which only this section needs
+    try: spec = (yaml.safe_load((Path(run["run_dir"]) / "project.yaml").read_text()) or {}).get("features")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError): return {}
+    try: return describe_columns(FeatureSpec.model_validate(spec)) if spec else {}
+    except ValueError: return {}
+
+def contribution_table(sizes: dict, what: str, descriptions: Optional[dict] = None) -> Raw:
+    "Mean absolute contributions, largest first, each as a number and a bar, with its share of the total (and the input's description)."
+    total = sum(v for v in sizes.values() if not is_missing(v)) or None
+    top = max([v for v in sizes.values() if not is_missing(v)] + [0])
+    said = lambda k: f"<div class='muted'>{esc(descriptions[k])}</div>" if descriptions and descriptions.get(k) else ""
+    return html_table([{"name": Raw(f"<b>{esc(k)}</b>{said(k)}"), "size": importance_bar(v, top, fmt=lambda x: f"{x:.3f}"),
+                        "share": fmt_pct(v / total if total and not is_missing(v) else None, 0)}
+                       for k, v in sorted(sizes.items(), key=lambda kv: -(kv[1] if not is_missing(kv[1]) else 0))],
+                      {"name": what, "size": "Mean |contribution|", "share": "Share"}, numeric=["share"])
+
+@with_training()
+def explanation_section(ctx: dict, t: dict, top_n: int = 10) -> Raw:
+    "The selected model explained on the hold-out: the method in words, mean |contribution| per view and per input, the worked examples."
+    c = t["card"]
+    x = c.get("explanation")
+    if not isinstance(x, dict): return card(Raw('<p class="muted">This run\'s model card has no explanation (it was trained before models were explained).</p>'))
+    if not x.get("explainable"):
+        needs = (c.get("intended_use") or {}).get("transparency")
+        return card(box(Raw(f"Not explainable: {esc(x.get('reason'))}."
+                            + (f"<div>The design card asks for transparency (“{esc(needs)}”): the deploy step refuses this model.</div>" if needs else "")),
+                        "bad" if needs else "warn"))
+    sizes = x.get("mean_abs") or {}
+    columns = dict(sorted((sizes.get("columns") or {}).items(), key=lambda kv: -kv[1])[:top_n])
+    space = SPACE_WORDS.get(x.get("space"), x.get("space") or "").split(":")[0]
+    return card(Raw(f"<p>{explanation_words(x)}</p>"),
+                Raw("<h3>Per view</h3>"), contribution_table(sizes.get("views") or {}, "View (request: sent with the prediction request)"),
+                Raw(f"<h3>Top {len(columns)} inputs</h3>"), contribution_table(columns, "Input", column_descriptions(ctx["run"])),
+                Raw("<h3>Worked examples</h3>"), *[example_html(e, c, space) for e in x.get("examples") or [] if isinstance(e, dict)])
 
 # %% ../nbs/95_reports_model.ipynb #4dbc1779
 @with_training()

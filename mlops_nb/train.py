@@ -14,24 +14,25 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from .config import (FAMILY_KINDS, LOWER_IS_BETTER, Compute, DesignCard, Experiment, Split, Step, TrainSpec, ValueModel, frame_digest,
-                             open_step, package_root, utc_time)
+from .config import (FAMILY_KINDS, LOWER_IS_BETTER, Compute, DesignCard, Experiment, FeatureSpec, Split, Step, TrainSpec, ValueModel,
+                             frame_digest, open_step, package_root, utc_time)
 from .design import class_decisions, decision_rule, evaluate_gates, measure, model_outputs, score, trivial_values, value_threshold
 from .registry import artifact_location, model_name, registry_client, requirements, version_rule
 from .runs import git_commit
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'DEFAULT_METRIC', 'BETTER_THAN_CHANCE', 'LINEAR', 'CHECKED_PACKAGES', 'SLICE_METRICS', 'TRUSTED_PREFIXES',
-           'TRUSTED_EXTRA', 'WEAK_SLICE', 'TrainError', 'HoldoutError', 'progress', 'split_kind', 'row_groups',
-           'identical_rows', 'split_frame', 'check_holdout', 'feature_kinds', 'model_transforms', 'make_model',
-           'expand', 'default_experiments', 'feature_groups', 'trial_features', 'truth', 'metric_value',
-           'permutation_importance', 'value_curve', 'evaluation_figure', 'regression_figure', 'multiclass_figure',
-           'trial_figure', 'trial_importance', 'run_trial', 'tracking', 'log_trial', 'dataset_inputs', 'search',
-           'package_versions', 'refuse_other_versions', 'dask_cluster', 'on_dask', 'best_of', 'verdicts',
-           'slice_columns', 'confidence', 'holdout_report', 'promotion_metric', 'decide', 'trusted_types',
-           'champion_on', 'register', 'limitations', 'TrainingSet', 'read_training_set', 'target_classes',
-           'compute_label', 'trial_cluster', 'search_trials', 'score_on_holdout', 'label_shares', 'model_card',
-           'record_search', 'register_and_promote', 'snapshot_digests', 'run_step']
+           'TRUSTED_EXTRA', 'WEAK_SLICE', 'EXPLAIN_ROWS', 'EXPLAIN_WORK', 'EXPLAIN_MIN_ROWS', 'TrainError',
+           'HoldoutError', 'progress', 'split_kind', 'row_groups', 'identical_rows', 'split_frame', 'check_holdout',
+           'feature_kinds', 'model_transforms', 'make_model', 'expand', 'default_experiments', 'feature_groups',
+           'trial_features', 'truth', 'metric_value', 'permutation_importance', 'value_curve', 'evaluation_figure',
+           'regression_figure', 'multiclass_figure', 'trial_figure', 'trial_importance', 'run_trial', 'tracking',
+           'log_trial', 'dataset_inputs', 'search', 'package_versions', 'refuse_other_versions', 'dask_cluster',
+           'on_dask', 'best_of', 'verdicts', 'slice_columns', 'confidence', 'holdout_report', 'promotion_metric',
+           'decide', 'trusted_types', 'champion_on', 'register', 'limitations', 'TrainingSet', 'read_training_set',
+           'target_classes', 'compute_label', 'trial_cluster', 'search_trials', 'score_on_holdout', 'explained_rows',
+           'explained_output', 'row_values', 'worked_cases', 'worked_example', 'explain_holdout', 'explanation_tags',
+           'label_shares', 'model_card', 'record_search', 'register_and_promote', 'snapshot_digests', 'run_step']
 
 # %% ../nbs/05_train.ipynb #3faf8414
 class TrainError(ValueError):
@@ -942,6 +943,101 @@ def score_on_holdout(step: Step, client, best: dict, ts: TrainingSet, holdout: p
     return report, evaluate_gates(card, hm)
 
 
+# %% ../nbs/05_train.ipynb #058fdf1e
+EXPLAIN_ROWS = 2000  # hold-out rows the card's explanations read at most: stable shares
+EXPLAIN_WORK = 2e9  # path steps TreeSHAP may take over them (a few seconds); a deep forest gets fewer rows
+EXPLAIN_MIN_ROWS = 100  # but never fewer than this
+
+def explained_rows(explainer, at_most: int = EXPLAIN_ROWS, work: float = EXPLAIN_WORK, at_least: int = EXPLAIN_MIN_ROWS) -> int:
+    "How many rows to explain: `at_most`, fewer when the trees' paths would take more than `work` steps (TreeSHAP's cost per row: each leaf's path length, squared)."
+    if explainer.trees is None: return at_most  # a linear model's contributions cost one product per column
+    e_ptr = explainer.trees.paths[1]  # where each leaf's distinct path columns start
+    per_row = float(((np.diff(e_ptr) + 1) ** 2).sum())
+    return int(min(at_most, max(at_least, work // per_row)))
+
+def explained_output(explainer, kind: str, out, rule: dict) -> np.ndarray:
+    "Per row, the explainer's output that explains it: the only one (binary, regression), or the class the model decides."
+    if explainer.outputs is None: return np.zeros(len(out), int)
+    from mlops_nb.design import decide as decided_by
+    return np.array([explainer.outputs.index(str(c)) for c in decided_by(kind, out, rule)], int)
+
+def row_values(row: pd.Series) -> dict:
+    "A row's values as JSON keeps them: numbers, text, timestamps in ISO 8601, missing as None."
+    plain = lambda v: None if pd.isna(v) else v.isoformat() if hasattr(v, "isoformat") else v.item() if hasattr(v, "item") else v
+    return {str(k): plain(v) for k, v in row.items()}
+
+# %% ../nbs/05_train.ipynb #c0fba964
+def worked_cases(kind: str, out, rule: dict, classes_at_most: int = 3) -> list[tuple]:
+    "(why it was chosen, position) of each worked example among the outputs `out` of the explained rows."
+    from mlops_nb.design import decide as decided_by
+    out = np.asarray(out, float)
+    if kind == "regression": return [("the highest estimate", int(np.argmax(out))), ("the lowest estimate", int(np.argmin(out)))]
+    if kind == "binary":
+        flagged, picks = out >= rule["threshold"], []
+        if flagged.any(): picks.append(("flagged, with the highest probability", int(np.flatnonzero(flagged)[np.argmax(out[flagged])])))
+        if (~flagged).any(): picks.append(("not flagged, with the lowest probability", int(np.flatnonzero(~flagged)[np.argmin(out[~flagged])])))
+        near = int(np.argmin(np.abs(out - rule["threshold"])))
+        return picks + ([("the nearest to the threshold", near)] if near not in [i for _, i in picks] else [])
+    decided, picks = decided_by(kind, out, rule), []
+    for j, c in enumerate(rule["classes"]):
+        rows = np.flatnonzero(decided == c)
+        if len(rows): picks.append((f"decided {c}, the surest", int(rows[np.argmax(out[rows, j])])))
+    return picks[:classes_at_most]
+
+# %% ../nbs/05_train.ipynb #22544890
+def worked_example(why: str, row: pd.Series, contributions: np.ndarray, base: float, score: float, out, kind: str, rule: dict,
+                   columns: list[str], views: dict, descriptions: dict, ids: Sequence[str] = (),
+                   output: Optional[str] = None,  # the class explained (multiclass)
+                   space: str = "",  # the score's space (`Explainer.space`)
+                  ) -> dict:
+    "One explained case: what the model said, its top 5 factors, the base and the score they add up to (in `space`), every value and contribution."
+    from mlops_nb.explain import factors
+    values = row_values(row[columns])
+    if kind == "binary": said = {"probability": float(out), "threshold": rule["threshold"], "flagged": bool(out >= rule["threshold"])}
+    elif kind == "regression": said = {"estimate": float(out), "decision": float(out + rule["offset"])}
+    else: said = {"decision": output, "probability": float(out[rule["classes"].index(output)])}
+    return {"why": why, "case": row_values(row[[c for c in ids if c in row.index]]), **said, "output": output,
+            "base": float(base), "score": float(score), "space": space, "factors": factors(contributions, columns, values, views, descriptions, top=5),
+            "values": values, "contributions": dict(zip(columns, map(float, contributions)))}
+
+# %% ../nbs/05_train.ipynb #a56c0679
+def explain_holdout(model,  # the selected pipeline
+                    columns: list[str],  # its columns
+                    holdout: pd.DataFrame, background: pd.DataFrame,  # the rows explained (a sample), and the training rows
+                    kind: str, rule: dict,  # the kind of target and the decision rule
+                    features: Optional[FeatureSpec] = None,  # the project's features: views and descriptions
+                    ids: Sequence[str] = (),  # row identifier columns, naming each worked example's case
+                    rows: int = EXPLAIN_ROWS, seed: int = 0) -> dict:
+    "The model explained on a sample of the hold-out: method, space, base, mean |contribution| and shares per column and per view, worked examples; or why not."
+    from mlops_nb.explain import REQUEST_VIEW, ExplainError, Explainer, contribution_shares, describe_columns, feature_views
+    t0 = time.perf_counter()
+    try: explainer = Explainer(model, background=background[columns].sample(min(len(background), rows), random_state=seed))
+    except ExplainError as e: return {"explainable": False, "reason": str(e)}
+    sample = holdout.sample(min(len(holdout), explained_rows(explainer, rows)), random_state=seed).reset_index(drop=True)
+    out, score = model_outputs(model, sample[columns], kind, rule.get("classes")), explainer.score(sample[columns])
+    k = explained_output(explainer, kind, out, rule)
+    at = np.arange(len(sample))
+    per_row = pd.DataFrame(explainer.explain(sample[columns])[at, :, k], columns=explainer.columns)
+    views, descriptions = (feature_views(features), describe_columns(features)) if features is not None else ({}, {})
+    by_column, by_view = contribution_shares(per_row, views)
+    mean_abs = per_row.abs().mean().sort_values(ascending=False)
+    name = lambda j: None if explainer.outputs is None else explainer.outputs[j]
+    examples = [worked_example(why, sample.iloc[i], per_row.iloc[i].to_numpy(), explainer.base[k[i]], score[i, k[i]], out[i], kind, rule,
+                               explainer.columns, views, descriptions, ids, name(k[i]), explainer.space) for why, i in worked_cases(kind, out, rule)]
+    return {"explainable": True, "method": explainer.method, "space": explainer.space, "rows": len(sample),
+            "base": float(explainer.base[0]) if explainer.outputs is None else dict(zip(explainer.outputs, map(float, explainer.base))),
+            "mean_abs": {"columns": mean_abs.to_dict(),
+                         "views": mean_abs.groupby(lambda c: views.get(c, REQUEST_VIEW)).sum().sort_values(ascending=False).to_dict()},
+            "shares": {"columns": by_column.head(10).to_dict(), "views": by_view.to_dict()},
+            "examples": examples, "seconds": time.perf_counter() - t0}
+
+# %% ../nbs/05_train.ipynb #6e3aef9f
+def explanation_tags(explanation: dict) -> dict:
+    "The version's tags of the hold-out's explanation shares: `explanation_view_shares` {view: share}, `explanation_column_shares` (10 largest)."
+    if not explanation.get("explainable"): return {}
+    return {"explanation_view_shares": json.dumps(explanation["shares"]["views"]),
+            "explanation_column_shares": json.dumps(dict(list(explanation["shares"]["columns"].items())[:10]))}
+
 # %% ../nbs/05_train.ipynb #3b328c1c
 def label_shares(kind: str, parts: dict, label: str) -> dict:
     "What the labels of each part look like: {'positive_rate'}, {'target_mean'} or {'class_shares'}, per part."
@@ -952,8 +1048,10 @@ def label_shares(kind: str, parts: dict, label: str) -> dict:
 
 # %% ../nbs/05_train.ipynb #c83c17e3
 def model_card(step: Step, ts: TrainingSet, best: dict, metric: str, report: dict, gates: list[dict], parts: dict,
-               copies: dict, promotion: dict, lineage: dict) -> dict:
-    "The model card of the selected trial: intended use, label, selection, hold-out, slices, gates, split, promotion, limitations, lineage."
+               copies: dict, promotion: dict, lineage: dict,
+               explanation: Optional[dict] = None,  # `explain_holdout` of the selected model
+              ) -> dict:
+    "The model card of the selected trial: intended use, label, selection, hold-out, slices, gates, importance and explanation, split, promotion, limitations, lineage."
     card, spec, vm, label = step.project.design, step.project.train, step.project.design.value_model, step.project.design.target.name
     period, kind = _period(parts, ts.time_column), card.target.kind
     return {
@@ -965,7 +1063,7 @@ def model_card(step: Step, ts: TrainingSet, best: dict, metric: str, report: dic
                   **({"classes": best["rule"]["classes"]} if kind == "multiclass" else {})},
         "selected": {k: best[k] for k in ("experiment", "trial", "family", "params", "features", "threshold", "rule", "run_id")},
         "selection_metric": metric, "validation": best["metrics"], "holdout": report["metrics"], "slices": report["slices"],
-        "calibration": report["calibration"], "gates": gates, "importance": best["importance"],
+        "calibration": report["calibration"], "gates": gates, "importance": best["importance"], "explanation": explanation,
         "split": {"kind": split_kind(spec.split, ts.time_column), "rows": {k: len(v) for k, v in parts.items()}, "identical_rows": copies,
                   **label_shares(kind, parts, label), "period": period},
         "promotion": promotion,
@@ -984,6 +1082,7 @@ def record_search(step: Step, results: list[dict], hypotheses: list[dict], best:
     step.metrics.update({f"holdout_{k}": v for k, v in card["holdout"].items() if isinstance(v, (int, float)) and not math.isnan(v)})
     step.metrics.update(trials=len(results), failed_trials=sum(r["status"] == "failed" for r in results),
                         search_seconds=search_seconds, fit_seconds=sum(r.get("fit_seconds", 0) for r in results),
+                        **({"explain_seconds": card["explanation"]["seconds"]} if (card.get("explanation") or {}).get("explainable") else {}),
                         tracking_seconds=tracking_seconds,
                         tracking_share=tracking_seconds / max(sum(r["seconds"] for r in results) + tracking_seconds, 1e-9))
     step.params.update(model_name=card["model_name"], selection_metric=metric, promotion_metric=card["promotion"]["metric"],
@@ -1007,7 +1106,8 @@ def register_and_promote(step: Step, client, best: dict, parts: dict, ts: Traini
              "compared_with": champion_version,
              "champion_on_holdout": champion_metrics.get(pmetric) if champion_metrics else None,
              "decision": promotion["decision"], "reason": "; ".join(promotion["reasons"])[:5000],
-             "gates": json.dumps([{k: g[k] for k in ("metric", "value", "passed")} for g in card["gates"]])[:5000]}
+             "gates": json.dumps([{k: g[k] for k in ("metric", "value", "passed")} for g in card["gates"]])[:5000],
+             **explanation_tags(card.get("explanation") or {})}
     for k, v in vtags.items(): client.set_model_version_tag(name, mv.version, k, str(v))
     client.set_registered_model_alias(name, "challenger", mv.version)
     return mv.version
@@ -1044,6 +1144,10 @@ def run_step(step: Step) -> dict:
     if best is None: raise TrainError(f"all {len(results)} trials failed; first error: {results[0]['error']}")
     client = registry_client(step.tracking_uri)
     report, gates = score_on_holdout(step, client, best, ts, parts["holdout"])
+    explanation = explain_holdout(best["model"], best["columns"], parts["holdout"], parts["train"], card.target.kind, best["rule"],
+                                  step.project.features, ts.ids, seed=spec.split.seed)
+    say(f"explained on {explanation['rows']:,} hold-out rows ({explanation['method']}, in {explanation['space']}) in {explanation['seconds']:.1f}s"
+        if explanation["explainable"] else f"the selected model cannot be explained: {explanation['reason']}")
     hm, name, pmetric = report["metrics"], model_name(step.project), promotion_metric(card, spec)
     mv_champ, champ_metrics, champ_problem = champion_on(client, name, parts["holdout"], label, vm, card.target.kind)
     decision = decide(gates, pmetric, challenger=hm.get(pmetric, float("nan")), champion=champ_metrics[pmetric] if champ_metrics else None,
@@ -1052,7 +1156,7 @@ def run_step(step: Step) -> dict:
                "holdout_digest": holdout_digest, "trial_run_id": best["run_id"], "git_commit": commit}
     promotion = {"metric": pmetric, "margin": spec.promotion.margin, "champion_version": mv_champ.version if mv_champ else None,
                  "champion_on_holdout": champ_metrics, **decision}
-    card_json = model_card(step, ts, best, metric, report, gates, parts, copies, promotion, lineage)
+    card_json = model_card(step, ts, best, metric, report, gates, parts, copies, promotion, lineage, explanation)
     record_search(step, results, verdicts(experiments, results, metric), best, metric, card_json, search_seconds)
     version = register_and_promote(step, client, best, parts, ts, card_json, mv_champ.version if mv_champ else None)
     card_json["registered"] = {"name": name, "version": version, "decision": decision["decision"], "reasons": decision["reasons"]}

@@ -60,6 +60,28 @@ def example_runs() -> tuple[Path, Path]:
     return runs_dir, latest_dir
 
 
+def example_explanation() -> dict:
+    "The `explanation` of the example model card, as `mlops_nb.train.explain_holdout` writes it: a flagged flight and an unflagged one."
+    described = {"sched_hour": ("Hour of scheduled departure.", "request"), "carrier": ("Airline code.", "request"),
+                 "origin": ("Origin airport.", "request"), "temp": ("Temperature (F).", "weather"), "wind_speed": ("Wind speed (mph).", "weather")}
+    def example(why, case, probability, values, contributions):
+        order = sorted(contributions, key=lambda c: -abs(contributions[c]))
+        return {"why": why, "case": case, "probability": probability, "threshold": 0.2461, "flagged": probability >= 0.2461, "output": None,
+                "base": -1.2, "score": -1.2 + sum(contributions.values()), "values": values, "contributions": contributions,
+                "factors": [{"feature": c, "value": values[c], "view": described[c][1], "contribution": contributions[c],
+                             "description": described[c][0]} for c in order]}
+    mean_abs = {"sched_hour": 0.52, "carrier": 0.31, "temp": 0.22, "wind_speed": 0.14, "origin": 0.06}
+    return {"explainable": True, "method": "tree_shap", "space": "log-odds", "rows": 2000, "base": -1.2, "seconds": 0.9,
+            "mean_abs": {"columns": mean_abs, "views": {"request": 0.89, "weather": 0.36}},
+            "shares": {"columns": {c: v / 1.25 for c, v in mean_abs.items()}, "views": {"request": 0.712, "weather": 0.288}},
+            "examples": [example("flagged, with the highest probability", {"carrier": "UA", "flight": 1545, "origin": "EWR", "time_hour": "2013-12-01T22:00:00+00:00"},
+                                 0.6063, {"sched_hour": 17, "carrier": "UA", "origin": "EWR", "temp": 28.0, "wind_speed": 24.2},
+                                 {"sched_hour": 0.61, "temp": 0.42, "wind_speed": 0.38, "carrier": 0.35, "origin": -0.128}),
+                         example("not flagged, with the lowest probability", {"carrier": "DL", "flight": 731, "origin": "LGA", "time_hour": "2013-12-03T11:00:00+00:00"},
+                                 0.05, {"sched_hour": 6, "carrier": "DL", "origin": "LGA", "temp": 55.0, "wind_speed": 3.0},
+                                 {"sched_hour": -0.82, "carrier": -0.41, "temp": -0.30, "wind_speed": -0.15, "origin": -0.064})]}
+
+
 def example_train(run_dir, tracking_uri=None, version=3):
     "Write the train step's artifacts into an example run, as `mlops_nb.train.run_step` does, and add the step to its record."
     d = Path(run_dir) / "artifacts" / "train"
@@ -114,7 +136,7 @@ def example_train(run_dir, tracking_uri=None, version=3):
                    "threshold": 0.7, "direction": "maximize", "passed": False, "reason": "roc_auc = 0.6872, needs >= 0.7"},
                   {"name": "Delays caught", "kind": "customer", "metric": "recall", "owner": "subject_matter_expert",
                    "value": 0.5433, "threshold": 0.5, "direction": "maximize", "passed": True, "reason": "passed"}],
-        "importance": importance,
+        "importance": importance, "explanation": example_explanation(),
         "split": {"kind": "time", "rows": {"train": 248706, "validation": 39294, "holdout": 39346},
                   "positive_rate": {"train": 0.2402, "validation": 0.1692, "holdout": 0.2855},
                   "period": {"train_start": "2013-01-01T08:00:00+00:00", "train_end": "2013-10-05T08:00:00+00:00",

@@ -170,3 +170,19 @@ def test_a_multiclass_search_on_dask_is_the_local_search(wine_parts):
     same = ["trial", "status", "metrics", "rule", "importance"]
     assert [{k: r.get(k) for k in same} for r in there] == [{k: r.get(k) for k in same} for r in here]
     assert all(r["status"] == "finished" and r["rule"]["classes"] == classes and r["metrics"]["roc_auc"] > 0.9 for r in here)
+
+
+@pytest.mark.parametrize("which", ["diabetes", "wine"])
+def test_each_kind_s_model_card_explains_its_model(which, request):
+    "The card's explanation of a regression and of a multiclass model: every example adds up to the model's own score (`check_card_explanation`)."
+    from test_explain_card import check_card_explanation
+    r = request.getfixturevalue(which)
+    x = check_card_explanation(r["card"], r["uri"], pd.read_parquet(r["run"] / "artifacts" / "features" / "training_set.parquet"))
+    assert set(x["mean_abs"]["views"]) == {"request"}  # an inferred project has no feature store: every column is the request's
+    if which == "diabetes":
+        assert [e["why"] for e in x["examples"]] == ["the highest estimate", "the lowest estimate"]
+        assert x["examples"][0]["estimate"] > x["examples"][1]["estimate"] and isinstance(x["base"], float)
+    else:
+        assert set(x["base"]) == {"0", "1", "2"}  # one base per class: each example starts from its decided class's
+        decided = [e["decision"] for e in x["examples"]]
+        assert len(set(decided)) == len(decided) >= 2 and all(e["why"] == f"decided {e['decision']}, the surest" for e in x["examples"])

@@ -148,3 +148,15 @@ def test_parallel_search_agrees_with_serial():
         assert a["status"] == b["status"] == "finished"
         np.testing.assert_allclose(a["metrics"]["roc_auc"], b["metrics"]["roc_auc"])
         assert a["importance"]["groups"].keys() == b["importance"]["groups"].keys()
+
+
+def test_the_model_card_explains_a_binary_model(cancer):
+    "The latest registered model of the cancer table (a run of the tests above, or one of its own) is explained on its card."
+    from test_explain_card import check_card_explanation
+    cards = sorted(cancer[0].glob("runs/*/artifacts/train/model_card.json"))
+    card = json.loads(cards[-1].read_text()) if cards else train(cancer, "explained", [ALL_COLUMNS])[2]
+    training_set = pd.read_parquet(next((cancer[0] / "runs").glob("*/artifacts/features/training_set.parquet")))
+    x = check_card_explanation(card, f"sqlite:///{cancer[0] / 'mlflow.db'}", training_set)
+    assert x["method"] == ("linear" if card["selected"]["family"] == "logistic_regression" else "tree_shap")
+    assert x["examples"][0]["why"] == "flagged, with the highest probability" and x["examples"][1]["why"] == "not flagged, with the lowest probability"
+    assert x["examples"][0]["probability"] >= x["examples"][0]["threshold"] > x["examples"][1]["probability"]
