@@ -22,17 +22,17 @@ from .runs import git_commit
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'DEFAULT_METRIC', 'BETTER_THAN_CHANCE', 'LINEAR', 'CHECKED_PACKAGES', 'SLICE_METRICS', 'TRUSTED_PREFIXES',
-           'TRUSTED_EXTRA', 'WEAK_SLICE', 'EXPLAIN_ROWS', 'EXPLAIN_WORK', 'EXPLAIN_MIN_ROWS', 'TrainError',
-           'HoldoutError', 'progress', 'split_kind', 'row_groups', 'identical_rows', 'split_frame', 'check_holdout',
-           'feature_kinds', 'model_transforms', 'make_model', 'expand', 'default_experiments', 'feature_groups',
-           'trial_features', 'truth', 'metric_value', 'permutation_importance', 'value_curve', 'evaluation_figure',
-           'regression_figure', 'multiclass_figure', 'trial_figure', 'trial_importance', 'run_trial', 'tracking',
-           'log_trial', 'dataset_inputs', 'search', 'package_versions', 'refuse_other_versions', 'dask_cluster',
-           'on_dask', 'best_of', 'verdicts', 'slice_columns', 'confidence', 'holdout_report', 'promotion_metric',
-           'decide', 'trusted_types', 'champion_on', 'register', 'limitations', 'TrainingSet', 'read_training_set',
-           'target_classes', 'compute_label', 'trial_cluster', 'search_trials', 'score_on_holdout', 'explained_rows',
-           'explained_output', 'row_values', 'worked_cases', 'worked_example', 'explain_holdout', 'explanation_tags',
-           'label_shares', 'model_card', 'record_search', 'register_and_promote', 'snapshot_digests', 'run_step']
+           'TRUSTED_EXTRA', 'WEAK_SLICE', 'EXPLAIN_ROWS', 'TAG_CHARACTERS', 'TrainError', 'HoldoutError', 'progress',
+           'split_kind', 'row_groups', 'identical_rows', 'split_frame', 'check_holdout', 'feature_kinds',
+           'model_transforms', 'make_model', 'expand', 'default_experiments', 'feature_groups', 'trial_features',
+           'truth', 'metric_value', 'permutation_importance', 'value_curve', 'evaluation_figure', 'regression_figure',
+           'multiclass_figure', 'trial_figure', 'trial_importance', 'run_trial', 'tracking', 'log_trial',
+           'dataset_inputs', 'search', 'package_versions', 'refuse_other_versions', 'dask_cluster', 'on_dask',
+           'best_of', 'verdicts', 'slice_columns', 'confidence', 'holdout_report', 'promotion_metric', 'decide',
+           'trusted_types', 'champion_on', 'register', 'limitations', 'TrainingSet', 'read_training_set',
+           'target_classes', 'compute_label', 'trial_cluster', 'search_trials', 'score_on_holdout', 'explained_output',
+           'row_values', 'worked_cases', 'worked_example', 'explain_holdout', 'explanation_tags', 'label_shares',
+           'model_card', 'record_search', 'register_and_promote', 'snapshot_digests', 'run_step']
 
 # %% ../nbs/05_train.ipynb #3faf8414
 class TrainError(ValueError):
@@ -945,15 +945,6 @@ def score_on_holdout(step: Step, client, best: dict, ts: TrainingSet, holdout: p
 
 # %% ../nbs/05_train.ipynb #058fdf1e
 EXPLAIN_ROWS = 2000  # hold-out rows the card's explanations read at most: stable shares
-EXPLAIN_WORK = 2e9  # path steps TreeSHAP may take over them (a few seconds); a deep forest gets fewer rows
-EXPLAIN_MIN_ROWS = 100  # but never fewer than this
-
-def explained_rows(explainer, at_most: int = EXPLAIN_ROWS, work: float = EXPLAIN_WORK, at_least: int = EXPLAIN_MIN_ROWS) -> int:
-    "How many rows to explain: `at_most`, fewer when the trees' paths would take more than `work` steps (TreeSHAP's cost per row: each leaf's path length, squared)."
-    if explainer.trees is None: return at_most  # a linear model's contributions cost one product per column
-    e_ptr = explainer.trees.paths[1]  # where each leaf's distinct path columns start
-    per_row = float(((np.diff(e_ptr) + 1) ** 2).sum())
-    return int(min(at_most, max(at_least, work // per_row)))
 
 def explained_output(explainer, kind: str, out, rule: dict) -> np.ndarray:
     "Per row, the explainer's output that explains it: the only one (binary, regression), or the class the model decides."
@@ -1013,7 +1004,7 @@ def explain_holdout(model,  # the selected pipeline
     t0 = time.perf_counter()
     try: explainer = Explainer(model, background=background[columns].sample(min(len(background), rows), random_state=seed))
     except ExplainError as e: return {"explainable": False, "reason": str(e)}
-    sample = holdout.sample(min(len(holdout), explained_rows(explainer, rows)), random_state=seed).reset_index(drop=True)
+    sample = holdout.sample(min(len(holdout), rows), random_state=seed).reset_index(drop=True)
     out, score = model_outputs(model, sample[columns], kind, rule.get("classes")), explainer.score(sample[columns])
     k = explained_output(explainer, kind, out, rule)
     at = np.arange(len(sample))
@@ -1024,7 +1015,7 @@ def explain_holdout(model,  # the selected pipeline
     name = lambda j: None if explainer.outputs is None else explainer.outputs[j]
     examples = [worked_example(why, sample.iloc[i], per_row.iloc[i].to_numpy(), explainer.base[k[i]], score[i, k[i]], out[i], kind, rule,
                                explainer.columns, views, descriptions, ids, name(k[i]), explainer.space) for why, i in worked_cases(kind, out, rule)]
-    return {"explainable": True, "method": explainer.method, "space": explainer.space, "rows": len(sample),
+    return {"explainable": True, "method": explainer.method, "space": explainer.space, "rows": len(sample), "reference": explainer.reference,
             "base": float(explainer.base[0]) if explainer.outputs is None else dict(zip(explainer.outputs, map(float, explainer.base))),
             "mean_abs": {"columns": mean_abs.to_dict(),
                          "views": mean_abs.groupby(lambda c: views.get(c, REQUEST_VIEW)).sum().sort_values(ascending=False).to_dict()},
@@ -1032,11 +1023,16 @@ def explain_holdout(model,  # the selected pipeline
             "examples": examples, "seconds": time.perf_counter() - t0}
 
 # %% ../nbs/05_train.ipynb #6e3aef9f
+TAG_CHARACTERS = 5000  # MLflow's limit on a model version tag's value
+
 def explanation_tags(explanation: dict) -> dict:
-    "The version's tags of the hold-out's explanation shares: `explanation_view_shares` {view: share}, `explanation_column_shares` (10 largest)."
+    "The version's tags: the hold-out's explanation shares, `explanation_view_shares` {view: share} and `explanation_column_shares` (10 largest), and its reference case (`explain.REFERENCE_TAG`) when it fits in a tag."
+    from mlops_nb.explain import REFERENCE_TAG
     if not explanation.get("explainable"): return {}
+    case = json.dumps(explanation["reference"], default=str)
     return {"explanation_view_shares": json.dumps(explanation["shares"]["views"]),
-            "explanation_column_shares": json.dumps(dict(list(explanation["shares"]["columns"].items())[:10]))}
+            "explanation_column_shares": json.dumps(dict(list(explanation["shares"]["columns"].items())[:10])),
+            **({REFERENCE_TAG: case} if len(case) <= TAG_CHARACTERS else {})}
 
 # %% ../nbs/05_train.ipynb #3b328c1c
 def label_shares(kind: str, parts: dict, label: str) -> dict:

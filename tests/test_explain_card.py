@@ -42,6 +42,8 @@ def check_card_explanation(card: dict, uri: str, training_set: pd.DataFrame) -> 
     # the tags monitoring reads: JSON, the card's shares
     assert json.loads(tags["explanation_view_shares"]) == pytest.approx(x["shares"]["views"])
     assert json.loads(tags["explanation_column_shares"]) == pytest.approx(x["shares"]["columns"])
+    # the reference case the service explains from: the card's, and its score is the base
+    assert json.loads(tags["explanation_reference"]) == x["reference"] and set(x["reference"]) == set(columns)
     # each worked example adds up to the model's own score of its record, and names its largest factors
     assert x["examples"], x
     for e in x["examples"]:
