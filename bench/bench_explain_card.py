@@ -11,7 +11,7 @@ random forest, the linear baseline), with every feature the features step record
 - `fit`: fitting the pipeline on the train part (`make_model`, single-threaded, as trials below 50,000 rows run);
 - `importance`: `trial_importance` on 5,000 validation rows, per column and per view, as every trial measures it;
 - `explain`: `explain_holdout`, what the step adds once, for the selected model (at most 2,000 hold-out rows,
-  fewer for a deep forest: `explained_rows`), with the rows it explained.
+  the walk of `explain` is cheap enough for every tree family), with the rows it explained.
 
 The ratios are `explain / fit` and `explain / importance`: what the card's explanation costs against what training
 that one model costs anyway.
