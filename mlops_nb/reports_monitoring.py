@@ -18,11 +18,12 @@ from .reports import (DIMENSIONS, Raw, SEVERITY, SHARES, badge, box, card, desig
                               with_monitoring)
 
 # %% auto #0
-__all__ = ['PREDICTION_SHOWN', 'NO_MODEL_POLICY', 'DRIFT_LEGEND', 'PERF_METRICS', 'monitoring_history', 'fmt_when', 'window_text',
-           'decides', 'monitoring_headline_section', 'top_features', 'monitoring_alerts', 'alerts_section',
-           'drift_over_time_section', 'drift_table_section', 'prediction_drift_section', 'weekly_performance',
-           'performance_chart', 'performance_section', 'service_section', 'request_quality_section',
-           'retrain_history_section', 'monitoring_chooser']
+__all__ = ['PREDICTION_SHOWN', 'NO_MODEL_POLICY', 'DRIFT_LEGEND', 'VIEW_COLOURS', 'PERF_METRICS', 'monitoring_history',
+           'fmt_when', 'window_text', 'decides', 'monitoring_headline_section', 'top_features', 'monitoring_alerts',
+           'alerts_section', 'drift_over_time_section', 'drift_table_section', 'prediction_drift_section',
+           'explanation_chart', 'explanations_section', 'weekly_performance', 'performance_chart',
+           'performance_section', 'service_section', 'request_quality_section', 'retrain_history_section',
+           'monitoring_chooser']
 
 # %% ../nbs/96_reports_monitoring.ipynb #8f3bb7e8
 def _window_start(m: dict) -> float:
@@ -123,8 +124,8 @@ def decides(m: dict) -> Optional[str]:
 
 # %% ../nbs/96_reports_monitoring.ipynb #87af7804
 def _window_facts(m: dict) -> Raw:
-    "A window's facts: the model watched, the window, predictions and labels back, drift, the reference, the retrain window."
-    perf, drift, ref = m.get("performance") or {}, m.get("drift") or {}, m.get("reference") or {}
+    "A window's facts: the model watched, the window, predictions and labels back, drift, explanations, the reference, the retrain window."
+    perf, drift, ref, explained = m.get("performance") or {}, m.get("drift") or {}, m.get("reference") or {}, m.get("explanations")
     judged = perf.get("judged")
     return kv_table([
         ("Model watched", Raw(f"<code>{esc(m.get('model'))}</code> version <b>{esc(m.get('version'))}</b>"
@@ -137,6 +138,7 @@ def _window_facts(m: dict) -> Raw:
                                                      f"{esc(fmt_num(perf.get('min_labels')))} labelled predictions</span>"))),
         ("Features drifted", f"{fmt_num(drift.get('drifted'))} of {fmt_num(drift.get('columns'))} ({fmt_pct(drift.get('share'))})"
                              + ("; the dataset has drifted" if drift.get("dataset_drift") else "")),
+        ("Predictions explained", fmt_num(explained.get("explained")) if explained else None),
         ("Reference (what the model learned from)", f"run {ref.get('run')}, {fmt_num(ref.get('rows'))} rows" if ref else None),
         ("Retrain window", f"{fmt_when((m.get('retrain_window') or {}).get('start'))} to {fmt_when((m.get('retrain_window') or {}).get('end'))} UTC"
                            if m.get("retrain_window") else None)])
@@ -208,6 +210,11 @@ def _gate_alerts(m: dict) -> list[tuple[str, Raw]]:
                         f"{esc(g.get('reason'))}"))
             for g in perf.get("gates") or [] if isinstance(g, dict) and g.get("passed") is False]
 
+# %% ../nbs/96_reports_monitoring.ipynb #c02c4cc1
+def _recorded(m: dict, kind: str) -> list[dict]:
+    "The alerts of one kind the monitor step recorded for the window (`alerts`: [{kind, message}])."
+    return [a for a in m.get("alerts") or [] if isinstance(a, dict) and a.get("kind") == kind]
+
 # %% ../nbs/96_reports_monitoring.ipynb #72363b8c
 def _service_alerts(ctx: dict, m: dict) -> list[tuple[str, Raw]]:
     "Requests the service refused, and answers slower than the design card allows."
@@ -217,7 +224,9 @@ def _service_alerts(ctx: dict, m: dict) -> list[tuple[str, Raw]]:
         by = ", ".join(f"HTTP {k}: {fmt_num(v)}" for k, v in (comp.get("refused_by_status") or {}).items())
         out.append(("warn", Raw(f"<b>{esc(fmt_num(comp['refused']))} requests refused</b> (error rate {esc(fmt_pct(comp.get('error_rate'), 2))}"
                                 + (f"; {esc(by)}" if by else "") + ").")))
-    limit = _max_latency(ctx)
+    if "alerts" in m:  # the monitor step held the window to the card's limit
+        return out + [("warn", Raw(f"<b>Slow answers:</b> {esc(a.get('message'))}.")) for a in _recorded(m, "latency")]
+    limit = _max_latency(ctx)  # a window monitored before the step recorded its alerts
     if limit is not None and not is_missing(comp.get("latency_ms_p99")) and comp["latency_ms_p99"] > limit:
         out.append(("warn", Raw(f"<b>Slow answers:</b> 99% of scoring passes took up to {esc(fmt_num(comp['latency_ms_p99']))} ms; "
                                 f"the design card allows {esc(fmt_num(limit))} ms.")))
@@ -238,6 +247,11 @@ def _other_drift_alerts(ctx: dict, m: dict) -> list[tuple[str, Raw]]:
                                 f"({esc(pd_.get('rule'))}), PSI {esc(_stat(pd_.get('psi')))}.")))
     return out
 
+# %% ../nbs/96_reports_monitoring.ipynb #39447fc2
+def _explanation_alerts(m: dict) -> list[tuple[str, Raw]]:
+    "Feature views whose share of the explaining moved beyond `monitor.explanation_shift`: a signal for people, not a retrain."
+    return [("warn", Raw(f"<b>What drives the decisions moved:</b> {esc(a.get('message'))}.")) for a in _recorded(m, "explanation_shift")]
+
 # %% ../nbs/96_reports_monitoring.ipynb #0fb4ca31
 def _request_alerts(m: dict) -> list[tuple[str, Raw]]:
     "Request checks that failed, and features without any value in the window."
@@ -249,11 +263,13 @@ def _request_alerts(m: dict) -> list[tuple[str, Raw]]:
 
 # %% ../nbs/96_reports_monitoring.ipynb #fc2d7018
 def _judgement_note(m: dict) -> list[tuple[str, Raw]]:
-    "A note when the window has too few labelled predictions to judge performance."
-    perf = m.get("performance") or {}
-    if not perf or perf.get("judged"): return []
-    return [("info", Raw(f"Performance not judged: {esc(fmt_num(perf.get('labelled')))} labelled predictions, "
-                         f"fewer than the {esc(fmt_num(perf.get('min_labels')))} needed."))]
+    "A note when the window has too few labelled predictions to judge performance, or too few explained ones to judge a shift of the explaining."
+    perf, e = m.get("performance") or {}, m.get("explanations") or {}
+    out = [] if not perf or perf.get("judged") else [
+        ("info", Raw(f"Performance not judged: {esc(fmt_num(perf.get('labelled')))} labelled predictions, "
+                     f"fewer than the {esc(fmt_num(perf.get('min_labels')))} needed."))]
+    if e and not e.get("judged"): out.append(("info", Raw(f"What drives the decisions: {esc(e.get('finding'))}.")))
+    return out
 
 # %% ../nbs/96_reports_monitoring.ipynb #d6a107e6
 def monitoring_alerts(ctx: dict) -> list[tuple[str, Raw]]:
@@ -261,7 +277,7 @@ def monitoring_alerts(ctx: dict) -> list[tuple[str, Raw]]:
     m = ctx.get("report")
     if m is None: return []
     return [*_rule_alerts(m), *_important_drift_alerts(ctx, m), *_gate_alerts(m), *_service_alerts(ctx, m),
-            *_other_drift_alerts(ctx, m), *_request_alerts(m), *_judgement_note(m)]
+            *_explanation_alerts(m), *_other_drift_alerts(ctx, m), *_request_alerts(m), *_judgement_note(m)]
 
 # %% ../nbs/96_reports_monitoring.ipynb #010ff12a
 @with_monitoring()
@@ -351,6 +367,71 @@ def prediction_drift_section(ctx: dict, m: dict) -> Raw:
                 html_table(rows, {"window": "Window", "method": "Method", "statistic": "Statistic", "rule": "Drifted when",
                                   "drifted": "Verdict", "psi": "PSI"}, numeric=["statistic", "psi"],
                            row_class=lambda r: "current" if r["id"] == current else ""))
+
+# %% ../nbs/96_reports_monitoring.ipynb #d126c553
+def _share_cell(e: dict, view: str) -> Raw:
+    "A view's share of a window's explaining, ▲ when it moved beyond the threshold; `—` when the view did no explaining."
+    share = (e.get("views") or {}).get(view)
+    if share is None: return Raw("—")
+    moved = next((s for s in e.get("shifts") or [] if s.get("view") == view), None)
+    if moved: return Raw(f'<span class="drifted" title="reference {esc(fmt_pct(moved.get("reference")))}">{esc(fmt_pct(share))} ▲</span>')
+    return Raw(esc(fmt_pct(share)))
+
+# %% ../nbs/96_reports_monitoring.ipynb #41daf377
+VIEW_COLOURS = ("#1565c0", "#e65100", "#2e7d32", "#6a1b9a", "#00838f", "#ad1457", "#9e9d24", "#4e342e", "#546e7a")
+
+def explanation_chart(bars: list[tuple[str, dict]],  # (label, {view: share}) per bar: the reference, then the windows
+                      views: list[str],  # the views, in the order they stack
+                     ) -> Raw:
+    "The share of the explaining per feature view, one stacked bar per window."
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(min(1.1 * len(bars) + 2.5, 12), 3.1))
+    ax = fig.subplots()
+    bottom = [0.0] * len(bars)
+    for i, v in enumerate(views):
+        h = [shares.get(v, 0.0) for _, shares in bars]
+        ax.bar(range(len(bars)), h, bottom=bottom, color=VIEW_COLOURS[i % len(VIEW_COLOURS)], width=0.6, label=v)
+        bottom = [b + x for b, x in zip(bottom, h)]
+    ax.set_xticks(range(len(bars)), [label for label, _ in bars], fontsize=7)
+    ax.yaxis.set_major_formatter(lambda y, _: f"{100 * y:.0f}%")
+    ax.tick_params(axis="y", labelsize=8)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return figure_html(fig, "share of the explaining per feature view, per window, beside the reference")
+
+# %% ../nbs/96_reports_monitoring.ipynb #70d78fc3
+def _top_columns(e: dict) -> Raw:
+    "The shown window's largest columns of the explaining, their view, and their share on the reference."
+    ref = (e.get("reference") or {}).get("columns") or {}
+    rows = [{"column": Raw(f"<b>{esc(c)}</b>"), "view": (e.get("column_views") or {}).get(c), "window": fmt_pct(s),
+             "reference": fmt_pct(ref.get(c)) if c in ref else "—"} for c, s in (e.get("columns") or {}).items()]
+    return html_table(rows, {"column": "Column", "view": "Feature view", "window": "Share in this window", "reference": "Share on the reference"},
+                      numeric=["window", "reference"])
+
+# %% ../nbs/96_reports_monitoring.ipynb #8b499d68
+@with_monitoring()
+def explanations_section(ctx: dict, m: dict, max_windows: int = 12) -> Raw:
+    "The share of the explaining per feature view over the windows beside the reference (moved ones marked), as a table and a chart, and the shown window's largest columns."
+    history = [h for h in monitoring_history(ctx)[-max_windows:] if (h["report"].get("explanations") or {}).get("explained")]
+    e = m.get("explanations") or {}
+    if not history: return card(box("No prediction of these windows was explained: the service logs its factors when `deploy.explain` asks it to.", "info"))
+    ref = (e.get("reference") or {}).get("views") or {}
+    shares = {h["run_id"]: h["report"]["explanations"] for h in history}
+    views = list(dict.fromkeys([*ref, *(v for s in shares.values() for v in s.get("views") or {})]))
+    rows = [{"view": Raw(f"<b>{esc(v)}</b>"), "reference": fmt_pct(ref.get(v)) if ref else "—", **{k: _share_cell(s, v) for k, s in shares.items()}}
+            for v in views]
+    rows.append({"view": Raw("<i>explained predictions</i>"), "reference": "", **{k: fmt_num(s.get("explained")) for k, s in shares.items()}})
+    cols = {"view": "Feature view", "reference": f"Reference (version {m.get('version')}'s hold-out)", **{h["run_id"]: _window_head(ctx, h) for h in history}}
+    said = (f"▲: the view's share moved by more than {fmt_pct(e.get('threshold'), None)} from the reference."
+            + (f" This window: {e.get('finding')}." if e.get("finding") else ""))
+    bars = ([("reference", ref)] if ref else []) + [(f"to {fmt_when((h['report'].get('window') or {}).get('end'))[:10]}", shares[h["run_id"]].get("views") or {})
+                                                   for h in history]
+    parts = [html_table(rows, cols, numeric=["reference", *shares]), Raw(f'<p class="muted">{esc(said)}</p>'), explanation_chart(bars, views)]
+    if e.get("columns"): parts += [Raw("<h3>The largest columns of this window</h3>"), _top_columns(e)]
+    if not ref: parts.append(box("The champion's shares on its hold-out are not recorded (it was registered before explanations were): "
+                                 "the windows are shown, no shift is judged."))
+    return card(*parts)
 
 # %% ../nbs/96_reports_monitoring.ipynb #dc3a5968
 PERF_METRICS = ("roc_auc", "recall", "value")  # shown when the design card has no key metrics
