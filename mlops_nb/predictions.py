@@ -28,22 +28,23 @@ SCHEMA = """
 create table if not exists predictions (request_id text not null, record integer not null, ts text not null,
   model text not null, version text not null, variant text not null, inputs text, features text,
   probability real, decision integer, latency_ms real, event_time text, kind text, decided text, estimate real,
-  probabilities text, primary key (request_id, record, variant));
+  probabilities text, contributions text, primary key (request_id, record, variant));
 create table if not exists feedback (request_id text not null, record integer not null, label integer,
   ts text not null, outcome text, primary key (request_id, record));
 create table if not exists refused (ts text not null, status integer not null, location text, message text);
 """
 PREDICTION_COLUMNS = ("request_id, record, ts, model, version, variant, inputs, features, probability, decision, latency_ms, event_time, "
-                      "kind, decided, estimate, probabilities")
+                      "kind, decided, estimate, probabilities, contributions")
 # columns later logs have and older ones lack, added when an older log is opened: (table, column, its type)
 ADDED_COLUMNS = [("predictions", "event_time", "text"), ("predictions", "kind", "text"), ("predictions", "decided", "text"),
-                 ("predictions", "estimate", "real"), ("predictions", "probabilities", "text"), ("feedback", "outcome", "text")]
+                 ("predictions", "estimate", "real"), ("predictions", "probabilities", "text"), ("predictions", "contributions", "text"),
+                 ("feedback", "outcome", "text")]
 CHECKPOINT_SECONDS = 1.0  # how often the log's own thread copies the write-ahead file into the database
 WAL_RESET_BYTES = 32 << 20  # a write-ahead log past this is checkpointed in full and rewound, writers held meanwhile
 
 class PredictionLog:
     "Writes predictions in one committed transaction per call, before the caller answers; records labels; safe to share between threads."
-    insert_predictions = f"insert or replace into predictions ({PREDICTION_COLUMNS}) values ({','.join('?' * 16)})"
+    insert_predictions = f"insert or replace into predictions ({PREDICTION_COLUMNS}) values ({','.join('?' * 17)})"
     insert_refused = "insert into refused values (?,?,?,?)"
 
     def __init__(self, path):
@@ -63,9 +64,11 @@ class PredictionLog:
     def _rows(records: list, X: dict, meta: list[tuple]) -> list[tuple]:
         feats = json_lines(X)
         rows = []
-        for j, m in enumerate(meta):  # m: request id, record, time, model, version, variant, probability, decision, latency, decision time[, details]
-            probability, decision, kind, decided, estimate, probabilities = answer_columns(*m[6:8], *m[10:])
-            rows.append((*m[:6], json.dumps(records[j], default=str), feats[j], probability, decision, *m[8:10], kind, decided, estimate, probabilities))
+        for j, m in enumerate(meta):  # m: request id, record, time, model, version, variant, probability, decision, latency, decision time[, details[, contributions]]
+            probability, decision, kind, decided, estimate, probabilities = answer_columns(*m[6:8], *m[10:11])
+            contributions = m[11] if len(m) > 11 and m[11] is not None else None
+            rows.append((*m[:6], json.dumps(records[j], default=str), feats[j], probability, decision, *m[8:10], kind, decided, estimate, probabilities,
+                         contributions if contributions is None or isinstance(contributions, str) else json.dumps(contributions, separators=(",", ":"))))
         return rows
 
 # %% ../nbs/82_predictions.ipynb #e46c3621
@@ -93,7 +96,7 @@ def _write(self: PredictionLog, sql: str, rows: list[tuple]):
 
 @patch
 def append(self: PredictionLog, records: list, X: dict, meta: list[tuple]):
-    "Write `meta` rows (request id, record, time, model, version, variant, probability, decision, latency ms, decision time) with their inputs and features, committed when this returns."
+    "Write `meta` rows (request id, record, time, model, version, variant, probability, decision, latency ms, decision time[, details[, contributions: {column: contribution}]]) with their inputs and features, committed when this returns."
     if meta: self._write(self.insert_predictions, self._rows(records, X, meta))
 
 # %% ../nbs/82_predictions.ipynb #0c4f7a25
@@ -275,11 +278,11 @@ def newest_decision(where: Union[Path, str]) -> Optional[str]:
 
 # %% ../nbs/82_predictions.ipynb #62e4860d
 def read_window(where: Union[Path, str], start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    "The predictions decided in [start, end), shadow answers left out, with their labels, typed per kind (`typed_answers`); `features` and `probabilities` still as JSON."
+    "The predictions decided in [start, end), shadow answers left out, with their labels, typed per kind (`typed_answers`); `features`, `probabilities` and `contributions` still as JSON."
     # ISO strings of one format compare as times: the log writes UTC with an offset, the window is cut the same way
     df = log_frame(where, "select p.request_id, p.record, p.ts, coalesce(p.event_time, p.ts) as event_time, p.version, p.variant, "
                           "p.probability, p.decision, p.latency_ms, p.inputs, p.features, f.label, f.ts as label_ts, "
-                          "p.kind, p.decided, p.estimate, p.probabilities, f.outcome "
+                          "p.kind, p.decided, p.estimate, p.probabilities, p.contributions, f.outcome "
                           "from predictions p left join feedback f using (request_id, record) "
                           "where p.variant != 'shadow' and coalesce(p.event_time, p.ts) >= ? and coalesce(p.event_time, p.ts) < ?",
                    (start.isoformat(), end.isoformat()))
