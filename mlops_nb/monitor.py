@@ -424,7 +424,6 @@ def request_quality(project, inputs: pd.DataFrame) -> dict:
 def logged_contributions(window: pd.DataFrame,  # the window (`predictions.read_window`); rows without an explanation are skipped
                          ) -> pd.DataFrame:
     "One row per explained prediction, one column per model column: the logged contributions (a column a row lacks: 0)."
-    if "contributions" not in window: return pd.DataFrame()  # a log older than explanations
     return json_columns(window.contributions.dropna()).astype(float).fillna(0.0)
 
 # %% ../nbs/07_monitor.ipynb #60f12aa7

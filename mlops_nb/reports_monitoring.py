@@ -423,7 +423,8 @@ def explanations_section(ctx: dict, m: dict, max_windows: int = 12) -> Raw:
             for v in views]
     rows.append({"view": Raw("<i>explained predictions</i>"), "reference": "", **{k: fmt_num(s.get("explained")) for k, s in shares.items()}})
     cols = {"view": "Feature view", "reference": f"Reference (version {m.get('version')}'s hold-out)", **{h["run_id"]: _window_head(ctx, h) for h in history}}
-    said = (f"▲: the view's share moved by more than {fmt_pct(e.get('threshold'), None)} from the reference."
+    said = (f"▲: the view's share moved by more than {fmt_num(100 * (e.get('threshold') or 0))} percentage points from the hold-out "
+            "shares of the version that window watched."
             + (f" This window: {e.get('finding')}." if e.get("finding") else ""))
     bars = ([("reference", ref)] if ref else []) + [(f"to {fmt_when((h['report'].get('window') or {}).get('end'))[:10]}", shares[h["run_id"]].get("views") or {})
                                                    for h in history]
