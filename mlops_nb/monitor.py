@@ -338,10 +338,10 @@ def champion_context(step) -> dict:
     try: kind, rule = version_rule(mv.tags, f"model {name!r} version {version}")
     except ValueError as e: raise MonitorError(str(e)) from None
     if rule is None: raise MonitorError(f"model {name!r} version {version} is multiclass without a `decision_rule` tag; re-register it with `mlops-nb run`")
-    return {"explanation_reference": reference_shares(mv.tags, f"model {name!r} version {version}"),
-            "name": name, "version": str(version), "kind": kind, "rule": rule, "threshold": rule.get("threshold"), "card": card,
+    return {"name": name, "version": str(version), "kind": kind, "rule": rule, "threshold": rule.get("threshold"), "card": card,
             "ranked_features": ranked, "reference": train.reset_index(drop=True), "source_run": source.name,
-            "source_is_pipeline_run": source == run, "newest_training_data": period.get("holdout_end"), "train_end": period.get("train_end")}
+            "source_is_pipeline_run": source == run, "newest_training_data": period.get("holdout_end"), "train_end": period.get("train_end"),
+            "explanation_reference": reference_shares(mv.tags, f"model {name!r} version {version}")}
 
 # %% ../nbs/07_monitor.ipynb #a377dc7d
 def unseen_categories(features: pd.DataFrame,  # the window's model inputs (`json_columns` of the log's features)
@@ -444,11 +444,11 @@ def reference_shares(tags: dict,  # a model version's tags
 
 # %% ../nbs/07_monitor.ipynb #1dadfd1f
 def explanation_shares(contributions: pd.DataFrame,  # `logged_contributions` of the window
-                      views: dict,  # {model column: feature view} (`explain.feature_views`); others: `request`
-                      reference: Optional[dict],  # `reference_shares` of the champion (None: not recorded)
-                      spec: MonitorSpec,  # for `explanation_shift` and `explanation_min_rows`
-                      top: int = 10,  # columns kept, the largest shares first
-                     ) -> dict:
+                       views: dict,  # {model column: feature view} (`explain.feature_views`); others: `request`
+                       reference: Optional[dict],  # `reference_shares` of the champion (None: not recorded)
+                       spec: MonitorSpec,  # for `explanation_shift` and `explanation_min_rows`
+                       top: int = 10,  # columns kept, the largest shares first
+                       ) -> dict:
     "The window's shares of the explaining per view and per column, the reference's, whether a shift was judged, and an alert per view that moved."
     by_column, by_view = contribution_shares(contributions, views)
     n, out_of = len(contributions), spec.explanation_min_rows

@@ -79,6 +79,12 @@ def test_monitor_reports_and_decides_without_retraining(served):
     assert 0.5 < rep["performance"]["metrics"]["roc_auc"] < 1 and rep["performance"]["gates"]
     assert rep["request_quality"]["scores"] and rep["computational"]["latency_ms_p99"] > 0
     assert {c["rule"] for c in rep["decision"]["checked"]} >= {"drift of important features", "roc_auc floor"}
+    with sqlite3.connect(log) as db:  # what drives the decisions: the explained predictions of the window, and the card's answer time
+        explained = db.execute("select count(contributions) from predictions where event_time >= ? and event_time < ?",
+                               (rep["window"]["start"], rep["window"]["end"])).fetchone()[0]
+    assert rep["explanations"]["explained"] == explained
+    assert ("latency" in {a["kind"] for a in rep["alerts"]}) == (rep["computational"]["latency_ms_p99"] > 50)  # the demo card's max_latency_ms
+    assert all(f"alert: {a['message']}" in out for a in rep["alerts"])
     assert "[monitor]" in out and ("retrain asked for" in out or "no retrain" in out)
     rec = json.loads((run_dir / "run.json").read_text())
     statuses = [s["status"] for s in rec["steps"]]  # the latest run's steps, linked for monitoring to read, then monitoring
