@@ -19,6 +19,10 @@ after, where the online store holds what the training set held):
   path without HTTP) on the raw records (1, 8 and 100 per call), plus where `Scorer.score`'s time goes for one
   record (each stage timed alone, and a cProfile).
 
+Explanations (issue 19): our service answers with each record's factors by default (`deploy.explain: always`); the same
+server is also measured declining them (`/predict?explain=false`), and the floor times `ServingModel.explained` (outputs
+and contributions) beside `.predict`, and the scoring path with and without.
+
 The servers run at once, idle in turn, with `OMP_NUM_THREADS=1`; the cases alternate between them (ours, MLflow's,
 the no-op app, for each case), so a change in the machine's load touches all. Each server is warmed up before
 measuring. The load generator is this process: `concurrency` threads, each with one keep-alive
@@ -260,6 +264,19 @@ def floor_child(folder: Path, n1: int, n100: int, profile_calls: int, log_second
         eight = [[(scorer.check([r]), [r]) for r in records[i:i + 8]] for i in range(0, len(records) - 8, 4)]
         out["many_8"] = timed(scorer.score_many, eight, n100)
     out["score_100"] = timed(lambda r: scorer.score(r), [records[s] for s in w], n100)
+    if getattr(m, "explainer", None) is not None:  # explanations (issue 19): the model's part alone, and the whole path with and without
+        out["explainer"] = repr(m.explainer)
+        out["explained_1"] = timed(m.explained, ones, n1)
+        out["explained_8"] = timed(m.explained, eights, n100)
+        out["explained_100"] = timed(m.explained, hundreds, n100)
+        out["plain_score_1"] = timed(lambda r: scorer.score(r, explain=False), [[r] for r in records], n1)
+        out["plain_many_8"] = timed(lambda reqs: scorer.score_many(reqs, explain=[False] * len(reqs)), eight, n100)
+        from mlops_nb.explain import contribution_shares
+        phi = m.explained(X)[1][:, :, 0]  # the day's flights: what drives the champion's answers
+        by_column, by_view = contribution_shares(pd.DataFrame(phi, columns=m.columns), scorer.views)
+        out["drivers"] = {"rows": len(X), "space": m.explainer.space, "base": float(m.explainer.base[0]),
+                          "mean_abs": pd.Series(np.abs(phi).mean(axis=0), index=m.columns).to_dict(),
+                          "by_column": by_column.to_dict(), "by_view": by_view.to_dict()}
 
     # Scorer.score's stages for one record, each timed alone on the same inputs (the sum is close to score_1)
     one = [[r] for r in records]
@@ -415,7 +432,9 @@ def main():
             if meta["version"] != prep["version"]: raise SystemExit(f"our service serves version {meta['version']}, not {prep['version']}")
             body = bodies(folder, list(meta["request_fields"]), prep["columns"])
             body[("noop", 1)], body[("noop", BATCH)] = body[("ours", 1)], body[("ours", BATCH)]
-            target = {"ours": (ours_port, "/predict"), "mlflow": (mlflow_port, "/invocations"), "noop": (noop_port, "/predict")}
+            body[("plain", 1)], body[("plain", BATCH)] = body[("ours", 1)], body[("ours", BATCH)]
+            target = {"ours": (ours_port, "/predict"), "plain": (ours_port, "/predict?explain=false"), "mlflow": (mlflow_port, "/invocations"),
+                      "noop": (noop_port, "/predict")}
             for name, (port, path) in target.items():  # warm-up: every body shape, then some concurrency
                 for size, n, c in ((1, 50, 1), (BATCH, 10, 1), (1, 200, 8)):
                     w = load(port, path, body[(name, size)], n, c, size)
@@ -444,7 +463,8 @@ def main():
 
     import fastapi, feast, mlflow, pandas as pd, sklearn, uvicorn
     from mlops_nb.predictions import WAL_RESET_BYTES
-    label = {"ours": "`mlops-nb serve` (raw request; validation, online features, log)",
+    label = {"ours": "`mlops-nb serve` (raw request; validation, online features, explanation, log)",
+             "plain": "`mlops-nb serve`, explanations declined (`?explain=false`)",
              "mlflow": "`mlflow models serve` (model inputs, `dataframe_split`)",
              "noop": "no-op FastAPI app (our bodies, constant answer): the HTTP ceiling"}
     lines = [
@@ -467,9 +487,9 @@ def main():
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for size, conc in ((1, 1), (1, 8), (BATCH, 1), (BATCH, 8)):
-        for name in ("ours", "mlflow", "noop"):
+        for name in ("ours", "plain", "mlflow", "noop"):
             r = res[(name, size, conc)]
-            ratio = f"**{r['rps'] / res[('mlflow', size, conc)]['rps']:.2f}x**" if name == "ours" else ""
+            ratio = f"**{r['rps'] / res[('mlflow', size, conc)]['rps']:.2f}x**" if name in ("ours", "plain") else ""
             lines.append(f"| {label[name]} | {size} | {conc} | {r['n']:,} | {r['errors']} | {r['rps']:,.0f} | {r['rps'] * size:,.0f} | "
                          f"{r['p50']:.1f} | {r['p99']:.1f} | {ratio} |")
     errs = [f"{k[0]} {k[1]}x{k[2]}: {r['first_error']}" for k, r in res.items() if r["errors"]]
@@ -486,7 +506,12 @@ def main():
                           ("lean_1", lean, 1), ("lean_8", lean, 8), ("lean_100", lean, BATCH),
                           ("score_1", score, 1), ("score_8", score, 8),
                           ("many_8", "`Scorer.score_many`: 8 one-record requests in one pass (the service's micro-batch at concurrency 8)", 8),
-                          ("score_100", score, BATCH)):
+                          ("score_100", score, BATCH),
+                          ("explained_1", f"`ServingModel.explained`: outputs and contributions ({f1.get('explainer', '?')})", 1),
+                          ("explained_8", f"`ServingModel.explained`: outputs and contributions ({f1.get('explainer', '?')})", 8),
+                          ("explained_100", f"`ServingModel.explained`: outputs and contributions ({f1.get('explainer', '?')})", BATCH),
+                          ("plain_score_1", "`Scorer.score`, explanations declined", 1),
+                          ("plain_many_8", "`Scorer.score_many`, 8 one-record requests, explanations declined", 8)):
         if k not in f1: continue
         r = f1[k]
         lines.append(f"| {what} | {size} | {r['n']:,} | {r['p50']:.2f} | {r['p99']:.2f} | {r['mean']:.2f} | {1000 / r['mean']:,.0f} |")
@@ -536,6 +561,31 @@ def main():
             lines.append(f"| {k + 1} | {o['rps']:,.0f} | {o['p50']:.1f} | {o['p99']:.1f} | {b['rps']:,.0f} | {b['p50']:.1f} | {b['p99']:.1f} | {o['errors'] + b['errors']} |")
         lines.append(f"| median | {med('ours', 'rps'):,.0f} | {med('ours', 'p50'):.1f} | {med('ours', 'p99'):.1f} | {med('before', 'rps'):,.0f} | "
                      f"{med('before', 'p50'):.1f} | {med('before', 'p99'):.1f} | |")
+    if "explained_1" in f1:
+        e, o = res, f1
+        lines += ["", "What explanations cost (issue 19): the same server answering with its factors (`deploy.explain: always`, the default) "
+                  "and declining them (`?explain=false`), cases alternated; in-process, the model's outputs with and without their "
+                  "contributions, and the whole path:", "",
+                  "| single record | p50 ms on | p50 ms off | p99 ms on | p99 ms off | p99 on / off |", "|---|---:|---:|---:|---:|---:|"]
+        for conc in (1, 8):
+            a, b = e[("ours", 1, conc)], e[("plain", 1, conc)]
+            lines.append(f"| HTTP, concurrency {conc} | {a['p50']:.1f} | {b['p50']:.1f} | {a['p99']:.1f} | {b['p99']:.1f} | **{a['p99'] / b['p99']:.2f}x** |")
+        for k_on, k_off, what in (("explained_1", "lean_1", "`ServingModel.explained` vs `.predict`, 1 record"),
+                                  ("explained_8", "lean_8", "`ServingModel.explained` vs `.predict`, 8 records"),
+                                  ("score_1", "plain_score_1", "`Scorer.score`, 1 record"),
+                                  ("many_8", "plain_many_8", "`Scorer.score_many`, 8 one-record requests")):
+            if k_on in o and k_off in o:
+                a, b = o[k_on], o[k_off]
+                lines.append(f"| in-process: {what} | {a['p50']:.2f} | {b['p50']:.2f} | {a['p99']:.2f} | {b['p99']:.2f} | {a['p99'] / b['p99']:.2f}x |")
+        d = o["drivers"]
+        lines += ["", f"What drives the champion's answers on these {d['rows']} flights (mean |contribution| in {d['space']}, "
+                  f"base {d['base']:.3f}; share of the total): by view "
+                  + ", ".join(f"{v} {x:.0%}" for v, x in d["by_view"].items()) + "; the top columns "
+                  + ", ".join(f"`{c}` {x:.0%} ({d['mean_abs'][c]:.3f})" for c, x in list(d["by_column"].items())[:8]) + "."]
+        per = (o["explained_100"]["mean"] - o["lean_100"]["mean"]) / BATCH
+        lines += ["", f"Per record, in a call of {BATCH}: {per:.3f} ms of contributions ({o.get('explainer', '')}). Aim: with explanations on, "
+                  f"single-record p99 at concurrency 8 at most twice the p99 without: "
+                  f"{e[('ours', 1, 8)]['p99'] / e[('plain', 1, 8)]['p99']:.2f}x ({'met' if e[('ours', 1, 8)]['p99'] <= 2 * e[('plain', 1, 8)]['p99'] else '**not met**'})."]
     o8, m8 = res[("ours", 1, 8)], res[("mlflow", 1, 8)]
     round_p99s = ", ".join(f"{r['ours']['p99']:.1f}" for r in rounds)
     ob8, mb8 = res[("ours", BATCH, 8)], res[("mlflow", BATCH, 8)]

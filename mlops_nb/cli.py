@@ -460,6 +460,8 @@ def score_arguments(p: argparse.ArgumentParser):
     p.add_argument("--output", required=True, metavar="FILE", help="where to write the input plus the answers (binary: probability, decision; regression: prediction, estimate; multiclass: class, probability_<class>) and version (.csv or .parquet)")
     p.add_argument("--project", metavar="FILE", help="project file (default: the demo)")
     p.add_argument("--chunk", type=int, default=20_000, metavar="ROWS", help="rows scored at once (default 20,000)")
+    p.add_argument("--explain", action=argparse.BooleanOptionalAction, default=None,
+                   help="each row's main factors in a `factors` column (JSON), or not (default: the project's `deploy.explain`)")
 
 
 # %% ../nbs/92_cli.ipynb #8ac11fc7
@@ -470,7 +472,8 @@ def cmd_score(args) -> int:
     lp = _project_for(args)
     try:
         scorer = Scorer(lp)
-        with input_errors(): summary = score_file(scorer, args.input, args.output, args.chunk, say=lambda m: print(m, file=sys.stderr, flush=True))
+        with input_errors(): summary = score_file(scorer, args.input, args.output, args.chunk, say=lambda m: print(m, file=sys.stderr, flush=True),
+                                                  explain=args.explain)
     except ServingError as e: raise ProjectError(str(e)) from None
     finally:
         if "scorer" in locals(): scorer.log.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, NamedTuple, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # %% auto #0
 __all__ = ['Severity', 'Dimension', 'Role', 'Phase', 'TargetKind', 'METRICS', 'LOWER_IS_BETTER', 'FeatureType', 'Family',
@@ -499,6 +499,14 @@ class DeploySpec(Model):
     refresh_seconds: float = Field(default=5.0, ge=0)  # how often the service checks whether an alias moved
     prediction_log: str = "serving/predictions.db"  # the service's prediction log: a SQLite file (relative to the root) or a PostgreSQL URL that replicas share; monitoring reads it
     unseen_categories: Literal["score", "refuse"] = "score"  # a category the model never saw: scored as training scores it, with a warning; or refused (422)
+    explain: Literal["always", "on_request", "off"] = "always"  # each answer's main factors (87_explain): in every answer, when the request asks (`?explain=true`), or never
+    explain_top: int = Field(default=5, ge=1, le=50)  # how many factors an explained answer lists, largest first
+    latency_requests: int = Field(default=200, ge=20, le=5000)  # the smoke test's single-record requests whose p99 meets `requirements.end_user.max_latency_ms`
+
+    @field_validator("explain", mode="before")
+    @classmethod
+    def _yaml_off(cls, v):  # YAML reads a bare `off` as false (and `on` as true)
+        return {False: "off", True: "always"}.get(v, v) if isinstance(v, bool) else v
 
 # %% ../nbs/00_config.ipynb #9d85c4d4
 class DriftThresholds(Model):
@@ -745,6 +753,9 @@ class Project(Model):
         if self.design.target.table and self.design.target.table not in self.ingest.tables:
             raise ValueError(f"`design.target.table` is {self.design.target.table!r}, not an ingested table")
         self.train.check_kind(self.design.target.kind)
+        if self.design.requirements.end_user.transparency and self.deploy.explain == "off":
+            raise ValueError("`deploy.explain` is off, but the design card's `requirements.end_user.transparency` asks that the end user "
+                             f"see why ({self.design.requirements.end_user.transparency!r}): set it to `always` or `on_request`, or change the card")
         check_pipeline(self)
         return self
 

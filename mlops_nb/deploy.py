@@ -21,6 +21,7 @@ from .design import decide, model_outputs
 from .feature_store import (EPOCH, applied_views, bucket_key, expression_columns, feast_name, join_keys, materialize,
                                     namespace_of, open_store, request_feature_values, resolve_use, service_parts, shared_online,
                                     td, training_frame, view_fields)
+from .explain import ExplainError, Explainer, describe_columns, factors, feature_views
 from .predictions import LabelError, PredictionLog, is_server_log, log_location, open_log
 from .registry import alias_version, is_server, load_model, model_name, registry_client, requirements, version_rule
 from .runs import die_with_parent
@@ -29,17 +30,18 @@ from .tables import read_table_file
 # %% auto #0
 __all__ = ['TREELITE_ROWS', 'SCALAR_VALUES', 'MAX_RECORDS', 'PASS_RECORDS', 'GATHER_TURNS', 'MAX_BODY_BYTES', 'MAX_TEXT',
            'MAX_INT', 'MAX_NUMBER', 'YEARS', 'YEARS_PATTERN', 'LABEL_KINDS', 'ANSWER_SCHEMAS', 'RESPONSE_SCHEMAS',
-           'DRAIN_SECONDS', 'DOCKERFILE', 'PACKAGE_FILES', 'IMAGE_BUNDLE', 'SERVING_RUN', 'ServingError',
-           'ServingModel', 'known_categories', 'serving_rule', 'class_order', 'load_version', 'LeanModel',
-           'category_codes', 'numeric_imputation', 'tree_model', 'lean_model', 'serving_run', 'reference_rows',
-           'snapshot_table', 'FeatureLookup', 'n_rows', 'python_value', 'request_columns', 'column_types',
-           'RequestError', 'shown', 'is_text', 'parse_body', 'parse_records', 'check_records', 'records_columns',
-           'validate_records', 'unseen_values', 'request_schema', 'check_labels', 'labels_schema', 'read_labels',
-           'canary_mask', 'Scorer', 'answers', 'log_fields', 'rule_fields', 'unanswerable', 'score_file',
-           'scored_columns', 'decided_summary', 'ServiceMetrics', 'score_passes', 'follow_alias', 'service_openapi',
-           'predictions_schema', 'log_refusal', 'prediction_routes', 'status_routes', 'Drain', 'DrainMiddleware',
-           'make_app', 'serve', 'run_with', 'serving_requirements', 'dockerfile', 'smoke_test', 'write_bundle',
-           'bundle_serving_run', 'smoke_test_bundle', 'promoted_here', 'fill_shared_online', 'run_step']
+           'DRAIN_SECONDS', 'DOCKERFILE', 'PACKAGE_FILES', 'IMAGE_BUNDLE', 'WARM_UP', 'SERVING_RUN', 'ServingError',
+           'ServingModel', 'known_categories', 'explainer_of', 'require_explanations', 'unexplainable', 'serving_rule',
+           'class_order', 'load_version', 'LeanModel', 'category_codes', 'numeric_imputation', 'tree_model',
+           'lean_model', 'serving_run', 'reference_rows', 'snapshot_table', 'FeatureLookup', 'n_rows', 'python_value',
+           'request_columns', 'column_types', 'RequestError', 'shown', 'is_text', 'parse_body', 'parse_records',
+           'check_records', 'records_columns', 'validate_records', 'unseen_values', 'request_schema', 'check_labels',
+           'labels_schema', 'read_labels', 'canary_mask', 'Scorer', 'answers', 'log_fields', 'rule_fields',
+           'unanswerable', 'explanation', 'score_file', 'scored_columns', 'decided_summary', 'ServiceMetrics',
+           'score_passes', 'follow_alias', 'service_openapi', 'predictions_schema', 'log_refusal', 'explain_parameter',
+           'prediction_routes', 'status_routes', 'Drain', 'DrainMiddleware', 'make_app', 'serve', 'run_with',
+           'serving_requirements', 'dockerfile', 'smoke_test', 'write_bundle', 'bundle_serving_run',
+           'smoke_test_bundle', 'promoted_here', 'fill_shared_online', 'check_explainable', 'run_step']
 
 # %% ../nbs/06_deploy.ipynb #4f639048
 class ServingError(ValueError):
@@ -57,6 +59,7 @@ class ServingModel:
         # scikit-learn orders a classifier's columns by sorted class; the rule may order the classes otherwise
         self.order = class_order(model, rule, f"model {name!r} version {version}") if kind == "multiclass" else None
         self.lean, self.inference = lean_model(model, reference, kind)
+        self.explainer, self.unexplained = explainer_of(model, reference)
         self.loaded_at = now_iso()
 
     @property
@@ -68,6 +71,16 @@ class ServingModel:
         "For each row of `X` (a frame, or {column: values} as the service holds them): P(positive), the class probabilities (columns in the rule's `classes` order), or the estimate."
         out = self.lean.predict(X) if self.lean is not None else model_outputs(self.model, pd.DataFrame({c: X[c] for c in self.columns}), self.kind)
         return out if self.order is None else out[:, self.order]
+
+    def explained(self, X, rows: Optional[np.ndarray] = None) -> tuple:
+        "(`predict(X)`, the contributions of `rows` of `X` (default: all) as rows x model columns x outputs, `explain.Explainer`): one pass over the inputs for both."
+        if self.lean is not None:
+            Z = self.lean.inputs(X)
+            out, phi = self.lean.outputs(Z), self.explainer.contributions(Z if rows is None else Z[rows])
+        else:
+            frame = pd.DataFrame({c: X[c] for c in self.columns})
+            out, phi = model_outputs(self.model, frame, self.kind), self.explainer.explain(frame if rows is None else frame.iloc[rows])
+        return (out if self.order is None else out[:, self.order]), phi
 
     def decide(self, out) -> np.ndarray:
         "What the version decides for its outputs `out` (`design.decide`): flags, numbers or class names."
@@ -90,6 +103,26 @@ def known_categories(model) -> dict:
     encoder = transforms.named_transformers_["categorical"][-1]
     return {c: [v for v in cats.tolist() if v != "(missing)"] for c, cats in zip(cols, encoder.categories_)}
 
+
+# %% ../nbs/06_deploy.ipynb #282a91e9
+def explainer_of(model, reference: Optional[pd.DataFrame]) -> tuple:
+    "(Explainer or None, why not): the version's explainer, warmed up on a reference row."
+    columns = list(model.feature_names_in_)
+    background = reference[columns] if reference is not None and not reference.empty and set(columns) <= set(reference) else None
+    try:
+        explainer = Explainer(model, background)
+        if background is not None: explainer.explain(background.head(1))
+    except ExplainError as e: return None, str(e)
+    return explainer, None
+
+def require_explanations(m: ServingModel, transparency: str):
+    "Refuse to serve a version that cannot explain its answers when the design card promises the end user `transparency`."
+    if transparency and m.explainer is None: raise unexplainable(m.name, m.version, m.unexplained, transparency)
+
+def unexplainable(name: str, version: str, why: str, transparency: str) -> ServingError:
+    "The refusal of a version that cannot explain its answers, naming the card's requirement."
+    return ServingError(f"model {name!r} version {version} cannot explain its answers ({why}), but the design card's "
+                        f"`requirements.end_user.transparency` asks: {transparency!r}; train an explainable family or change the card")
 
 # %% ../nbs/06_deploy.ipynb #2b7d4304
 def serving_rule(tags: dict, model, where: str) -> tuple:
@@ -668,6 +701,10 @@ class Scorer:
         self.run_dir = Path(run_dir) if run_dir else serving_run(lp)
         self.reference = reference_rows(self.run_dir)
         self.model = load_version(self.client, self.name, version, self.reference)
+        self.transparency = lp.project.design.requirements.end_user.transparency
+        require_explanations(self.model, self.transparency)
+        spec = lp.project.features
+        self.views, self.descriptions = (feature_views(spec), describe_columns(spec)) if spec is not None else ({}, {})
         self.rollout = lp.deploy
         self.challenger = self._challenger()
         self.shadow_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
@@ -705,9 +742,9 @@ def check(self: Scorer, records: list[dict]) -> dict:
 
 # %% ../nbs/06_deploy.ipynb #b1f1cb44
 @patch
-def score(self: Scorer, records: list[dict], request_id: Optional[str] = None, batch: bool = False) -> dict:
-    "Score `records`; log them; return the response body. `batch`: the serving version only, logged as `batch`."
-    answer = self.score_apart([(self.check(records), records)], [request_id], batch)[0]
+def score(self: Scorer, records: list[dict], request_id: Optional[str] = None, batch: bool = False, explain: Optional[bool] = None) -> dict:
+    "Score `records`; log them; return the response body. `batch`: the serving version only, logged as `batch`; `explain`: whether to (`wants_explanation`)."
+    answer = self.score_apart([(self.check(records), records)], [request_id], batch, [explain])[0]
     if isinstance(answer, Exception): raise answer
     return answer
 
@@ -737,9 +774,21 @@ def unanswerable(m: ServingModel, out) -> Optional[int]:
     bad = np.flatnonzero(~np.isfinite(np.asarray(out, float)).reshape(len(out), -1).all(axis=1))
     return int(bad[0]) if len(bad) else None
 
+# %% ../nbs/06_deploy.ipynb #be58804c
+def explanation(m: ServingModel, phi: np.ndarray, values: dict, answer: dict, views: dict, descriptions: dict, top: int) -> tuple:
+    "(the answer's `explanation`, the log's {column: contribution}) of one record: `phi` its contributions (columns x outputs), `values` its model inputs."
+    ex = m.explainer
+    k = 0 if ex.outputs is None else ex.outputs.index(answer["class"])  # several classes: why the answered one
+    c, base = phi[:, k], float(ex.base[k])
+    body = {"method": ex.method, "space": ex.space, "base": round(base, 6), "score": round(base + float(c.sum()), 6),
+            **({"for_class": answer["class"]} if m.kind == "multiclass" else {}), "factors": factors(c, ex.columns, values, views, descriptions, top)}
+    return body, {col: round(float(v), 6) for col, v in zip(ex.columns, c.tolist())}
+
 # %% ../nbs/06_deploy.ipynb #17afc9c6
 @patch
-def score_many(self: Scorer, requests: list[tuple], request_ids: Optional[list] = None, batch: bool = False) -> list[dict]:
+def score_many(self: Scorer, requests: list[tuple], request_ids: Optional[list] = None, batch: bool = False,
+               explain: Optional[list] = None,  # per request: True, False or None (`wants_explanation`)
+              ) -> list[dict]:
     "Score several checked requests (`(check(records), records)` pairs) in one pass; one response body each (see `score_apart`)."
     t0 = time.perf_counter()
     champ, chall = self.model, (None if batch else self.challenger)  # one snapshot of each for the whole pass
@@ -751,22 +800,29 @@ def score_many(self: Scorer, requests: list[tuple], request_ids: Optional[list] 
     index = np.concatenate([np.arange(n) for n in sizes])  # its record number within that request
     canary = (canary_mask(rows, rids[0], self.rollout.sticky_key, self.rollout.canary_share)
               if chall is not None and self.rollout.strategy == "canary" else np.zeros(len(records), bool))
-    answered = [None] * len(records)
+    answered, contributions = [None] * len(records), [None] * len(records)
+    wanted = np.repeat([self.wants_explanation(e) for e in (explain or [None] * len(requests))], sizes)
     for m, mask in ((champ, ~canary), (chall, canary)):
         if not mask.any(): continue
-        rows_of, out = np.flatnonzero(mask), m.predict(X if mask.all() else {c: v[mask] for c, v in X.items()})
+        rows_of, Xm = np.flatnonzero(mask), (X if mask.all() else {c: v[mask] for c, v in X.items()})
+        explained = np.flatnonzero(wanted[mask]) if m.explainer is not None else np.array([], int)
+        out, phi = m.explained(Xm, explained) if len(explained) else (m.predict(Xm), None)
         if (bad := unanswerable(m, out)) is not None:
             j = rows_of[bad]
             raise RequestError(f"records[{index[j]}]", f"version {m.version}'s output is {np.asarray(out)[bad]}, not a finite number: "
                                                         "an input far outside what it was trained on?", index=int(index[j]))
         for j, a in zip(rows_of, answers(m, out)): answered[j] = a
+        for i, r in enumerate(explained):
+            j = rows_of[r]
+            answered[j]["explanation"], contributions[j] = explanation(m, phi[i], {c: Xm[c][r] for c in m.columns}, answered[j],
+                                                                       self.views, self.descriptions, self.rollout.explain_top)
     latency = (time.perf_counter() - t0) * 1000
     version = [chall.version if c else champ.version for c in canary]
     variant = ["batch" if batch else "canary" if c else "champion" for c in canary]
     now = now_iso()
     fields = [log_fields(a) for a in answered]
     self.log.append(records, X, [(rids[o], int(i), now, champ.name, version[j], variant[j], *fields[j][:2], latency, decided[j] or now,
-                                  fields[j][2]) for j, (o, i) in enumerate(zip(owner, index))])
+                                  fields[j][2], contributions[j]) for j, (o, i) in enumerate(zip(owner, index))])
     if chall is not None and self.rollout.strategy == "shadow":
         self.shadow_pool.submit(self._shadow, chall, X, [rids[o] for o in owner], index, records, now, decided)
     bodies, start = [], 0
@@ -780,6 +836,13 @@ def score_many(self: Scorer, requests: list[tuple], request_ids: Optional[list] 
 
 # %% ../nbs/06_deploy.ipynb #b12a4652
 @patch
+def wants_explanation(self: Scorer, asked: Optional[bool]) -> bool:
+    "Whether a request's answers carry their factors: `deploy.explain` decides (`always`, `off`), a request asking overrides it either way; `off` refuses the asking."
+    mode = self.rollout.explain
+    if asked and mode == "off": raise RequestError("explain", "explanations are off for this service (`deploy.explain: off`)")
+    return (mode == "always") if asked is None else bool(asked)
+
+@patch
 def model_inputs(self: Scorer, cols: dict) -> tuple:
     "(rows, model inputs, decision times) of checked columns `cols` (of one request, or of several concatenated)."
     rows = records_columns(cols, self.types)
@@ -788,15 +851,15 @@ def model_inputs(self: Scorer, cols: dict) -> tuple:
 
 # %% ../nbs/06_deploy.ipynb #572e30c3
 @patch
-def score_apart(self: Scorer, requests: list[tuple], request_ids: Optional[list] = None, batch: bool = False) -> list:
+def score_apart(self: Scorer, requests: list[tuple], request_ids: Optional[list] = None, batch: bool = False, explain: Optional[list] = None) -> list:
     "`score_many`'s bodies; when the pass fails, each request scored alone: a body, or the exception of the request that fails."
-    request_ids = request_ids or [None] * len(requests)
-    try: return self.score_many(requests, request_ids, batch)
+    request_ids, explain = request_ids or [None] * len(requests), explain or [None] * len(requests)
+    try: return self.score_many(requests, request_ids, batch, explain)
     except Exception as e:
         if len(requests) == 1: return [self.blame(*requests[0], e)]
     out = []
-    for request, rid in zip(requests, request_ids):
-        try: out += self.score_many([request], [rid], batch)
+    for request, rid, asked in zip(requests, request_ids, explain):
+        try: out += self.score_many([request], [rid], batch, [asked])
         except Exception as e: out.append(self.blame(*request, e))
     return out
 
@@ -840,7 +903,9 @@ def refresh(self: Scorer) -> Optional[str]:
     self.challenger = self._challenger()
     version = alias_version(self.client, self.name, self.alias)
     if version is None or version == self.model.version: return None
-    self.model = load_version(self.client, self.name, version, self.reference)  # one assignment: requests in flight keep theirs
+    loaded = load_version(self.client, self.name, version, self.reference)
+    require_explanations(loaded, self.transparency)  # the service keeps the version it has (`follow_alias` says why)
+    self.model = loaded  # one assignment: requests in flight keep theirs
     self.challenger = self._challenger()
     return version
 
@@ -854,12 +919,16 @@ def metadata(self: Scorer) -> dict:
             "training_set_digest": m.meta.get("training_set_digest"), "holdout_digest": m.meta.get("holdout_digest"),
             "pipeline_run": m.meta.get("pipeline_run"), "serving_run": self.run_dir.name,
             "feature_lookup": "point_in_time" if self.features.point_in_time else "online",
+            "explanations": {"mode": self.rollout.explain, "method": m.explainer.method, "space": m.explainer.space, "top": self.rollout.explain_top}
+                            if m.explainer is not None else {"mode": "unavailable", "why": m.unexplained},
             "request_fields": self.types, "known_categories": {c: v for c, v in m.categories.items() if c in self.types},
             "example": self.example}
 
 
 # %% ../nbs/06_deploy.ipynb #a7a117a9
-def score_file(scorer: Scorer, input_path, output_path, chunk: int = 20_000, say=print) -> dict:
+def score_file(scorer: Scorer, input_path, output_path, chunk: int = 20_000, say=print,
+               explain: Optional[bool] = None,  # each row's factors in a `factors` column (JSON); default: `deploy.explain` decides
+              ) -> dict:
     "Score every row of `input_path` into `output_path`; return a summary."
     input_path, output_path = Path(input_path), Path(output_path)
     if output_path.suffix.lower() not in (".csv", ".parquet"): raise ProjectError(f"--output {output_path}: write .csv or .parquet")
@@ -880,7 +949,7 @@ def score_file(scorer: Scorer, input_path, output_path, chunk: int = 20_000, say
     job, answered, unseen = uuid.uuid4().hex, [], {}
     t0 = time.perf_counter()
     for start in range(0, len(records), chunk):
-        try: body = scorer.score(records[start:start + chunk], request_id=f"{job}-{start}", batch=True)
+        try: body = scorer.score(records[start:start + chunk], request_id=f"{job}-{start}", batch=True, explain=explain)
         except RequestError as e:
             raise ProjectError(f"{input_path}, {where(start + (e.index or 0))}: {e.where.split('.', 1)[-1]}: {e.message}; nothing was written") from None
         answered += body["predictions"]
@@ -903,6 +972,7 @@ def scored_columns(m: ServingModel, answered: list[dict]) -> dict:
         cols = {"class": [a["class"] for a in answered],
                 **{f"probability_{c}": [a["probabilities"].get(c) for a in answered] for c in m.rule["classes"]}}
     else: cols = {k: [a[k] for a in answered] for k in (("probability", "decision") if m.kind == "binary" else ("prediction", "estimate"))}
+    if answered and "explanation" in answered[0]: cols["factors"] = [json.dumps(a["explanation"]["factors"], default=str) for a in answered]
     return {**cols, "version": [a["version"] for a in answered]}
 
 def decided_summary(m: ServingModel, out: pd.DataFrame) -> str:
@@ -947,7 +1017,7 @@ async def score_passes(scorer: Scorer, waiting: asyncio.Queue):
         items = [i for i in items if not i[2].done()]
         if not items: continue
         # on the loop: see the text above. A request that breaks the pass fails alone (`score_apart`)
-        for (_, _, fut), answer in zip(items, scorer.score_apart([(cols, recs) for cols, recs, _ in items])):
+        for (_, _, fut, _), answer in zip(items, scorer.score_apart([(cols, recs) for cols, recs, _, _ in items], explain=[i[3] for i in items])):
             if fut.done(): continue  # its client went while it was scored
             if isinstance(answer, Exception): fut.set_exception(answer)
             else: fut.set_result(answer)
@@ -1024,6 +1094,13 @@ def log_refusal(log: PredictionLog, status: int, where: str, message: str):
     try: log.refuse(status, where, message)
     except Exception as e: print(f"[serve] the prediction log could not record a {status} ({where}): {type(e).__name__}: {e}", flush=True)
 
+def explain_parameter(value: Optional[str]) -> Optional[bool]:
+    "`?explain=` of a request: true, false, or absent (None); anything else a 422 naming it."
+    if value is None: return None
+    if value.lower() in ("true", "1", "yes"): return True
+    if value.lower() in ("false", "0", "no"): return False
+    raise RequestError("explain", f"{shown(value)} is not true or false")
+
 def prediction_routes(app: FastAPI, scorer: Scorer, waiting: asyncio.Queue, metrics: ServiceMetrics):
     "`POST /predict` and `POST /feedback` on `app`."
     # the body is read and checked by hand (see `check_records`); its schema is only published (`service_openapi`)
@@ -1032,8 +1109,10 @@ def prediction_routes(app: FastAPI, scorer: Scorer, waiting: asyncio.Queue, metr
         t0 = time.perf_counter()
         try:
             records = parse_records(await request.body())
+            asked = explain_parameter(request.query_params.get("explain"))
+            scorer.wants_explanation(asked)  # refused before it waits: `off`
             done = asyncio.get_running_loop().create_future()
-            await waiting.put((scorer.check(records), records, done))
+            await waiting.put((scorer.check(records), records, done, asked))
             body = await done
         except RequestError as e:
             metrics.requests.labels(str(e.status)).inc(); log_refusal(scorer.log, e.status, e.where, e.message)
@@ -1223,8 +1302,14 @@ def dockerfile(name: str, version: str, run_dir: Path, bundle: Path, root: Path,
                              requirements=" ".join(map(shlex.quote, serving_requirements())), command=json.dumps(command))
 
 # %% ../nbs/06_deploy.ipynb #6859ff58
-def smoke_test(url: str, timeout: float = 120) -> dict:
-    "Real requests against a started service; {'passed', 'checks': [...], 'latency_ms_p50'}."
+WARM_UP = 20  # requests before the timed ones
+
+def smoke_test(url: str, timeout: float = 120,
+               requests_n: int = 200,  # single-record requests timed (`deploy.latency_requests`)
+               max_latency_ms: Optional[float] = None,  # the design card's `requirements.end_user.max_latency_ms`: their p99 must meet it
+               explained: bool = False,  # the answers must carry their factors (the card asks for transparency)
+              ) -> dict:
+    "Real requests against a started service; {'passed', 'checks': [...], 'latency_ms_p50', 'latency_ms_p99'}."
     import requests
     checks = []
     wait_for_server(f"{url}/ready", timeout=timeout)  # the checks below say what went wrong if it never got ready
@@ -1232,18 +1317,24 @@ def smoke_test(url: str, timeout: float = 120) -> dict:
     try:
         ready = requests.get(f"{url}/ready", timeout=5).json(); check("ready", ready.get("ready"), ready)
         meta = requests.get(f"{url}/metadata", timeout=5).json()
+        for _ in range(WARM_UP): requests.post(f"{url}/predict", json=meta["example"], timeout=10)  # first requests load what the service loads lazily
         times = []
-        for _ in range(20):
+        for _ in range(requests_n):
             t0 = time.perf_counter(); r = requests.post(f"{url}/predict", json=meta["example"], timeout=10); times.append((time.perf_counter() - t0) * 1000)
         body = r.json()
         first = body["predictions"][0] if r.status_code == 200 else {}
         check("example request answered", "prediction" in first or 0 <= first.get("probability", -1) <= 1, body)
+        p99 = float(np.sort(times)[math.ceil(0.99 * len(times)) - 1])  # nearest rank
+        if max_latency_ms is not None:
+            check("p99 latency meets the design card", p99 <= max_latency_ms,
+                  f"p99 {p99:.1f} ms over {requests_n} single-record requests; requirements.end_user.max_latency_ms: {max_latency_ms:g} ms")
+        if explained: check("answers explain themselves (the card asks for transparency)", first.get("explanation", {}).get("factors"), first)
         check("served version is the champion", body.get("version") == meta["version"], f"{body.get('version')} vs {meta['version']}")
         bad = requests.post(f"{url}/predict", json={"records": [{}]}, timeout=10)
         check("a bad request gets a 422 naming the field", bad.status_code == 422 and bad.json()["detail"][0]["loc"].startswith("records[0]."), bad.text)
-        check("metrics count the requests", 'mlops_nb_requests_total{status="200"} 20.0' in requests.get(f"{url}/metrics", timeout=5).text)
-        return {"passed": all(c["passed"] for c in checks), "checks": checks, "version": meta["version"],
-                "latency_ms_p50": float(np.median(times)), "latency_ms_max": float(max(times))}
+        check("metrics count the requests", f'mlops_nb_requests_total{{status="200"}} {float(WARM_UP + requests_n)}' in requests.get(f"{url}/metrics", timeout=5).text)
+        return {"passed": all(c["passed"] for c in checks), "checks": checks, "version": meta["version"], "requests": requests_n,
+                "latency_ms_p50": float(np.median(times)), "latency_ms_p99": p99, "latency_ms_max": float(max(times))}
     except Exception as e:
         check("the service answered", False, f"{type(e).__name__}: {e}")
         return {"passed": False, "checks": checks}
@@ -1298,7 +1389,9 @@ def smoke_test_bundle(step) -> tuple:
         # dies with the step's kernel: a run killed during its smoke test leaves no service behind (`runs.die_with_parent`)
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"},
                                 preexec_fn=partial(die_with_parent, os.getpid()))
-        try: result = smoke_test(f"http://127.0.0.1:{port}")
+        end_user = step.project.design.requirements.end_user
+        try: result = smoke_test(f"http://127.0.0.1:{port}", requests_n=step.lp.deploy.latency_requests, max_latency_ms=end_user.max_latency_ms,
+                                 explained=bool(end_user.transparency) and step.lp.deploy.explain == "always")
         finally:
             proc.terminate()
             try: proc.wait(timeout=20)
@@ -1329,6 +1422,14 @@ def fill_shared_online(step, version: str) -> Optional[dict]:
             "views": applied_views(store)}
 
 # %% ../nbs/06_deploy.ipynb #d05843e6
+def check_explainable(step, name: str, version: str):
+    "Refuse version `version` when the design card asks for transparency and the version cannot explain its answers (`require_explanations`)."
+    transparency = step.project.design.requirements.end_user.transparency
+    if not transparency: return
+    model, _ = load_model(registry_client(step.tracking_uri), name, version)
+    explainer, why = explainer_of(model, reference_rows(step.run_dir))
+    if explainer is None: raise unexplainable(name, version, why, transparency)
+
 def run_step(step) -> dict:
     "Write the deployment bundle, start the service, smoke-test it, stop it; finish."
     import sys
@@ -1339,19 +1440,22 @@ def run_step(step) -> dict:
         step.save_json("smoke.json", result); step.params.update(deployed=False); step.finish()
         print(f"[deploy] {result['reason']}; nothing to deploy", file=sys.stderr, flush=True)
         return result
+    check_explainable(step, name, version)  # before anything is written: a refused model deploys nothing
     online = fill_shared_online(step, version)  # before the smoke test: the service reads it
     bundle = write_bundle(step, name, version)
     result, seconds = smoke_test_bundle(step)
     result.update(deployed=result["passed"], model=name, model_uri=bundle["model_uri"], seconds=seconds, online_features=online)
     step.save_json("smoke.json", result)
     step.params.update(model_uri=bundle["model_uri"], deployed=result["passed"])
-    step.metrics.update(smoke_passed=float(result["passed"]), smoke_latency_ms_p50=result.get("latency_ms_p50", float("nan")))
+    step.metrics.update(smoke_passed=float(result["passed"]), smoke_latency_ms_p50=result.get("latency_ms_p50", float("nan")),
+                        smoke_latency_ms_p99=result.get("latency_ms_p99", float("nan")))
     if not result["passed"]:
         failed = [c["check"] + ": " + c["detail"] for c in result["checks"] if not c["passed"]]
         tail = (step.staging / "service.log").read_text()[-1500:]
         raise ServingError(f"the service for {bundle['model_uri']} failed its smoke test: {'; '.join(failed)[:800]}\n"
                            f"the end of its output:\n{tail}")
-    print(f"[deploy] {bundle['model_uri']} served and smoke-tested: p50 {result['latency_ms_p50']:.1f} ms", file=sys.stderr, flush=True)
+    print(f"[deploy] {bundle['model_uri']} served and smoke-tested: p50 {result['latency_ms_p50']:.1f} ms, p99 {result['latency_ms_p99']:.1f} ms "
+          f"over {result['requests']} requests", file=sys.stderr, flush=True)
     step.finish()
     return result
 
