@@ -452,7 +452,8 @@ def main():
                     print(f"[bench] round {k + 1}/{args.rounds}: today's and {args.before}'s service, 1 record, concurrency 8 ...", file=sys.stderr, flush=True)
                     pair = {}
                     for name, port in (("ours", ours_port), ("before", before_port))[::1 if k % 2 == 0 else -1]:
-                        pair[name] = load(port, "/predict", body[("ours", 1)], n1, 8, 1)
+                        # explanations declined: today's speed without them against the service before them (which ignores the parameter)
+                        pair[name] = load(port, "/predict?explain=false", body[("ours", 1)], n1, 8, 1)
                     rounds.append(pair)
             start_s = {k: p.start_seconds for k, p in procs.items()}
         finally:
@@ -553,6 +554,7 @@ def main():
         med = lambda name, k: statistics.median(r[name][k] for r in rounds)
         lines += ["", f"Today's service against the same service at `{args.before}` (`--before {args.before}`: the package at that commit "
                   f"first on the path of an otherwise identical `mlops-nb serve`, its own scratch log), single records at concurrency 8, "
+                  f"explanations declined (`?explain=false`, which a service from before them ignores), "
                   f"{n1:,} requests a round, the two alternated (the first of each round alternates too):", "",
                   f"| round | today req/s | today p50 ms | today p99 ms | {args.before} req/s | {args.before} p50 ms | {args.before} p99 ms | errors |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|"]

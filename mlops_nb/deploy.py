@@ -21,7 +21,7 @@ from .design import decide, model_outputs
 from .feature_store import (EPOCH, applied_views, bucket_key, expression_columns, feast_name, join_keys, materialize,
                                     namespace_of, open_store, request_feature_values, resolve_use, service_parts, shared_online,
                                     td, training_frame, view_fields)
-from .explain import ExplainError, Explainer, describe_columns, factors, feature_views
+from .explain import REFERENCE_TAG, ExplainError, Explainer, case_frame, describe_columns, factors, feature_views
 from .predictions import LabelError, PredictionLog, is_server_log, log_location, open_log
 from .registry import alias_version, is_server, load_model, model_name, registry_client, requirements, version_rule
 from .runs import die_with_parent
@@ -59,7 +59,7 @@ class ServingModel:
         # scikit-learn orders a classifier's columns by sorted class; the rule may order the classes otherwise
         self.order = class_order(model, rule, f"model {name!r} version {version}") if kind == "multiclass" else None
         self.lean, self.inference = lean_model(model, reference, kind)
-        self.explainer, self.unexplained = explainer_of(model, reference)
+        self.explainer, self.unexplained = explainer_of(model, reference, meta.get(REFERENCE_TAG))
         self.loaded_at = now_iso()
 
     @property
@@ -105,13 +105,13 @@ def known_categories(model) -> dict:
 
 
 # %% ../nbs/06_deploy.ipynb #282a91e9
-def explainer_of(model, reference: Optional[pd.DataFrame]) -> tuple:
-    "(Explainer or None, why not): the version's explainer, warmed up on a reference row."
+def explainer_of(model, reference: Optional[pd.DataFrame], case: Optional[str] = None) -> tuple:
+    "(Explainer or None, why not): the version's explainer from the reference case training recorded (`case`, JSON) or else from the reference rows, warmed up on one."
     columns = list(model.feature_names_in_)
     background = reference[columns] if reference is not None and not reference.empty and set(columns) <= set(reference) else None
     try:
-        explainer = Explainer(model, background)
-        if background is not None: explainer.explain(background.head(1))
+        explainer = Explainer(model, background, json.loads(case) if case else None)
+        explainer.explain(case_frame(explainer.reference, columns))
     except ExplainError as e: return None, str(e)
     return explainer, None
 
@@ -919,7 +919,8 @@ def metadata(self: Scorer) -> dict:
             "training_set_digest": m.meta.get("training_set_digest"), "holdout_digest": m.meta.get("holdout_digest"),
             "pipeline_run": m.meta.get("pipeline_run"), "serving_run": self.run_dir.name,
             "feature_lookup": "point_in_time" if self.features.point_in_time else "online",
-            "explanations": {"mode": self.rollout.explain, "method": m.explainer.method, "space": m.explainer.space, "top": self.rollout.explain_top}
+            "explanations": {"mode": self.rollout.explain, "method": m.explainer.method, "space": m.explainer.space, "top": self.rollout.explain_top,
+                             "base": m.explainer.base.tolist(), "reference": m.explainer.reference}
                             if m.explainer is not None else {"mode": "unavailable", "why": m.unexplained},
             "request_fields": self.types, "known_categories": {c: v for c, v in m.categories.items() if c in self.types},
             "example": self.example}
@@ -1426,8 +1427,8 @@ def check_explainable(step, name: str, version: str):
     "Refuse version `version` when the design card asks for transparency and the version cannot explain its answers (`require_explanations`)."
     transparency = step.project.design.requirements.end_user.transparency
     if not transparency: return
-    model, _ = load_model(registry_client(step.tracking_uri), name, version)
-    explainer, why = explainer_of(model, reference_rows(step.run_dir))
+    model, mv = load_model(registry_client(step.tracking_uri), name, version)
+    explainer, why = explainer_of(model, reference_rows(step.run_dir), mv.tags.get(REFERENCE_TAG))
     if explainer is None: raise unexplainable(name, version, why, transparency)
 
 def run_step(step) -> dict:

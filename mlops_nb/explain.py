@@ -14,9 +14,9 @@ import pandas as pd
 from .config import FeatureSpec
 
 # %% auto #0
-__all__ = ['SPACES', 'REQUEST_VIEW', 'leaf_paths', 'shapley_weights', 'Forest', 'sklearn_tree', 'boosted_trees', 'forest',
-           'ExplainError', 'column_groups', 'Explainer', 'feature_views', 'describe_columns', 'factors',
-           'contribution_shares']
+__all__ = ['REFERENCE_TAG', 'SPACES', 'REQUEST_VIEW', 'tree_depth', 'shapley_weights', 'Forest', 'sklearn_tree', 'boosted_trees',
+           'forest', 'ExplainError', 'column_groups', 'reference_case', 'case_frame', 'Explainer', 'feature_views',
+           'describe_columns', 'factors', 'contribution_shares']
 
 # %% ../nbs/87_explain.ipynb #e5a40d8c
 from numba import njit
@@ -41,115 +41,113 @@ def _directions(x, left_of, feature, threshold, default_left, numeric_nodes, cat
 
 # %% ../nbs/87_explain.ipynb #f9567fe6
 @njit(cache=True, error_model="numpy")
-def _leaf_shares(X, n_nodes, feature, threshold, default_left, numeric_nodes, categorical_nodes, left_bits, left_bits_row, known_bits,
-                 known_bits_row, leaf_value, e_ptr, e_feature, e_zero, p_ptr, p_node, p_left, p_element, weights, n_columns):
-    "SHAP values (rows x columns x outputs) of the trees, given each leaf's path (`leaf_paths`)."
-    n_leaves, K = leaf_value.shape
+def _baseline_shares(X, reference_left, roots, left, right, feature, threshold, default_left, numeric_nodes, categorical_nodes, left_bits,
+                     left_bits_row, known_bits, known_bits_row, values, weights, n_columns, max_depth):
+    "Baseline Shapley values (rows x columns x outputs): each column's part of f(record) - f(reference); `reference_left` the reference's directions."
+    n_nodes, K = len(left), values.shape[1]
     out = np.zeros((X.shape[0], n_columns, K))
-    left_of = np.zeros(n_nodes, np.bool_)
-    m_max = weights.shape[0]
-    hot = np.empty(m_max, np.bool_)
-    E, zh, b, prev = np.empty(m_max + 1), np.empty(m_max), np.empty(m_max), np.empty(m_max)
-    fh = np.empty(m_max, np.int64)
-    for r in range(X.shape[0]):
-        phi = out[r]
-        _directions(X[r], left_of, feature, threshold, default_left, numeric_nodes, categorical_nodes, left_bits, left_bits_row,
+    x_left = np.zeros(n_nodes, np.bool_)
+    side = np.zeros(n_columns, np.int64)  # 0: not split on along the path, 1: the record's value, 2: the reference's
+    stack_node, stack_column, stack_side = np.empty(4 * max_depth + 8, np.int64), np.empty(4 * max_depth + 8, np.int64), np.empty(4 * max_depth + 8, np.int64)
+    taken = np.empty(max_depth + 1, np.int64)  # the columns given a side along the path, in order
+    for row in range(X.shape[0]):
+        phi = out[row]
+        _directions(X[row], x_left, feature, threshold, default_left, numeric_nodes, categorical_nodes, left_bits, left_bits_row,
                     known_bits, known_bits_row)
-        for leaf in range(n_leaves):
-            e0, m = e_ptr[leaf], e_ptr[leaf + 1] - e_ptr[leaf]
-            for j in range(m): hot[j] = True
-            for p in range(p_ptr[leaf], p_ptr[leaf + 1]):
-                hot[p_element[p]] &= left_of[p_node[p]] == p_left[p]
-            h, cold = 0, 1.0
-            E[0] = 1.0
-            for j in range(m):
-                z = e_zero[e0 + j]
-                if hot[j]:
-                    zh[h], fh[h] = z, e_feature[e0 + j]
-                    h += 1
-                    E[h] = 0.0
-                    for k in range(h, 0, -1): E[k] += z * E[k - 1]
-                else: cold *= z
-            if h < m:  # every cold column gets the same share
-                a = 0.0
-                for s in range(h + 1): a += weights[m, s] * E[h - s]
-                a *= -cold
-                for j in range(m):
-                    if not hot[j]:
-                        for k in range(K): phi[e_feature[e0 + j], k] += a * leaf_value[leaf, k]
-            if h == 0: continue
-            w0 = weights[m, h - 1]  # all hot columns at once: E without each one's z
-            for j in range(h): prev[j], b[j] = 1.0, w0
-            for k in range(1, h):
-                ek, wk = E[k], weights[m, h - 1 - k]
-                for j in range(h):
-                    prev[j] = ek - zh[j] * prev[j]
-                    b[j] += wk * prev[j]
-            for j in range(h):
-                c = b[j] * (1.0 - zh[j]) * cold
-                for k in range(K): phi[fh[j], k] += c * leaf_value[leaf, k]
+        for t in range(len(roots)):
+            top, n_x, n_r, n_taken = 0, 0, 0, 0
+            stack_node[0], stack_column[0] = roots[t], -1
+            while top >= 0:
+                node, c, s = stack_node[top], stack_column[top], stack_side[top]
+                top -= 1
+                if node < 0:  # leaving the subtree where column c took a side
+                    if side[c] == 1: n_x -= 1
+                    else: n_r -= 1
+                    side[c] = 0
+                    n_taken -= 1
+                    continue
+                if c >= 0:
+                    side[c], taken[n_taken] = s, c
+                    n_taken += 1
+                    if s == 1: n_x += 1
+                    else: n_r += 1
+                    top += 1
+                    stack_node[top], stack_column[top] = -1, c
+                if left[node] < 0:
+                    if n_taken == 0: continue  # the record and the reference share this leaf: nobody's part
+                    share_x = weights[n_x - 1, n_r] if n_x > 0 else 0.0
+                    share_r = weights[n_x, n_r - 1] if n_r > 0 else 0.0
+                    for i in range(n_taken):
+                        g = taken[i]
+                        w = share_x if side[g] == 1 else -share_r
+                        for k in range(K): phi[g, k] += w * values[node, k]
+                    continue
+                g, gx, gr = feature[node], x_left[node], reference_left[node]
+                if gx == gr or side[g] != 0:  # one way: both agree, or the column already took a side
+                    go = gx if gx == gr or side[g] == 1 else gr
+                    top += 1
+                    stack_node[top], stack_column[top] = left[node] if go else right[node], -1
+                else:
+                    top += 1
+                    stack_node[top], stack_column[top], stack_side[top] = left[node] if gr else right[node], g, 2
+                    top += 1
+                    stack_node[top], stack_column[top], stack_side[top] = left[node] if gx else right[node], g, 1
     return out
 
 # %% ../nbs/87_explain.ipynb #f598c4c2
-def leaf_paths(left, right, feature, cover, values, roots) -> tuple:
-    "Per leaf of every tree: its values, its path's distinct columns with their zero fractions, and its (node, goes left, column slot) steps."
-    leaf_value, e_ptr, e_feature, e_zero, p_ptr, p_node, p_left, p_element = [], [0], [], [], [0], [], [], []
-    for root in roots:
-        stack = [(root, [], [], [])]
-        while stack:
-            node, columns, zeros, steps = stack.pop()
-            if left[node] < 0:
-                leaf_value.append(values[node]); e_feature += columns; e_zero += zeros; e_ptr.append(len(e_feature))
-                for s in steps: p_node.append(s[0]); p_left.append(s[1]); p_element.append(s[2])
-                p_ptr.append(len(p_node))
-                continue
-            total, f = cover[left[node]] + cover[right[node]], feature[node]
-            for child, goes_left in ((right[node], False), (left[node], True)):
-                cs, zs, share = list(columns), list(zeros), cover[child] / total
-                if f in cs: j = cs.index(f); zs[j] *= share  # a column split on again: one slot, fractions multiplied
-                else: j = len(cs); cs.append(f); zs.append(share)
-                stack.append((child, cs, zs, steps + [(node, goes_left, j)]))
-    a = np.asarray
-    return (a(leaf_value, float).reshape(len(leaf_value), -1), a(e_ptr, np.int64), a(e_feature, np.int64), a(e_zero, float),
-            a(p_ptr, np.int64), a(p_node, np.int64), a(p_left, np.bool_), a(p_element, np.int64))
+def tree_depth(left, right, root: int) -> int:
+    "The depth of the tree at `root`."
+    deepest, stack = 0, [(root, 0)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if left[node] >= 0: stack += [(left[node], depth + 1), (right[node], depth + 1)]
+    return deepest
 
-def shapley_weights(m_max: int) -> np.ndarray:
-    "w[m, s] = s! (m-1-s)! / m!: the Shapley weight of a subset of s of the m-1 other columns."
-    w = np.zeros((m_max + 1, m_max + 1))
-    for m in range(1, m_max + 1):
-        for s in range(m): w[m, s] = math.factorial(s) * math.factorial(m - 1 - s) / math.factorial(m)
+def shapley_weights(depth: int) -> np.ndarray:
+    "w[a, b] = a! b! / (a+b+1)!, for the columns a path of at most `depth` splits can take."
+    w = np.zeros((depth + 2, depth + 2))
+    for a in range(depth + 2):
+        for b in range(depth + 2 - a): w[a, b] = math.factorial(a) * math.factorial(b) / math.factorial(a + b + 1)
     return w
 
 # %% ../nbs/87_explain.ipynb #440cfb83
 class Forest:
-    "The trees of an ensemble as flat arrays, each leaf's path, and the expected score (`base`)."
-    def __init__(self, trees: list[dict], n_outputs: int, start: np.ndarray, left_bits=None, known_bits=None, float32: bool = False):
+    "The trees of an ensemble as flat arrays; `shap_values` walks them with a record and a reference."
+    def __init__(self, trees: list[dict], left_bits=None, known_bits=None, float32: bool = False):
         cat = lambda key: np.concatenate([t[key] for t in trees])
-        offsets = np.cumsum([0] + [len(t["left"]) for t in trees])[:-1]
-        self.left = np.concatenate([np.where(t["left"] < 0, -1, t["left"] + o) for t, o in zip(trees, offsets)]).astype(np.int64)
-        self.right = np.concatenate([np.where(t["left"] < 0, -1, t["right"] + o) for t, o in zip(trees, offsets)]).astype(np.int64)
+        self.roots = np.cumsum([0] + [len(t["left"]) for t in trees])[:-1].astype(np.int64)
+        self.left = np.concatenate([np.where(t["left"] < 0, -1, t["left"] + o) for t, o in zip(trees, self.roots)]).astype(np.int64)
+        self.right = np.concatenate([np.where(t["left"] < 0, -1, t["right"] + o) for t, o in zip(trees, self.roots)]).astype(np.int64)
         self.feature, self.threshold = cat("feature").astype(np.int64), cat("threshold").astype(np.float64)
         self.default_left, self.categorical = cat("default_left").astype(np.bool_), cat("categorical").astype(np.bool_)
         self.left_bits_row, self.known_bits_row = cat("left_bits_row").astype(np.int64), cat("known_bits_row").astype(np.int64)
-        self.cover, self.values = cat("cover").astype(np.float64), np.concatenate([t["values"] for t in trees]).astype(np.float64)
+        self.values = np.concatenate([t["values"] for t in trees]).astype(np.float64)
         bits = lambda b: np.zeros((1, 8), np.uint32) if b is None or len(b) == 0 else np.ascontiguousarray(b, np.uint32)
         self.left_bits, self.known_bits, self.float32 = bits(left_bits), bits(known_bits), float32
         split = self.left >= 0
         self.numeric_nodes, self.categorical_nodes = np.flatnonzero(split & ~self.categorical), np.flatnonzero(split & self.categorical)
-        self.paths = leaf_paths(self.left, self.right, self.feature, self.cover, self.values, offsets)
-        leaf_value, e_ptr, _, e_zero = self.paths[:4]
-        reach = np.array([np.prod(e_zero[a:b]) for a, b in zip(e_ptr[:-1], e_ptr[1:])])  # the share of training rows reaching each leaf
-        self.base = (reach[:, None] * leaf_value).sum(axis=0) + np.asarray(start, float).ravel()
-        self.weights = shapley_weights(int(np.diff(e_ptr).max(initial=0)) + 1)
-        self.n_outputs, self.n_trees, self.n_leaves = n_outputs, len(trees), len(leaf_value)
+        self.depth = max(tree_depth(self.left, self.right, r) for r in self.roots)
+        self.weights = shapley_weights(self.depth)
+        self.n_trees, self.n_leaves = len(trees), int((~split).sum())
 
-    def shap_values(self, Z: np.ndarray) -> np.ndarray:
-        "(rows x columns of `Z` x outputs) SHAP values of the estimator matrix `Z`."
+    def _matrix(self, Z) -> np.ndarray:
         Z = np.asarray(Z, np.float64)
-        if self.float32: Z = Z.astype(np.float32).astype(np.float64)
-        return _leaf_shares(np.ascontiguousarray(Z), len(self.left), self.feature, self.threshold, self.default_left, self.numeric_nodes,
-                            self.categorical_nodes, self.left_bits, self.left_bits_row, self.known_bits, self.known_bits_row,
-                            *self.paths, self.weights, Z.shape[1])
+        return np.ascontiguousarray(Z.astype(np.float32).astype(np.float64) if self.float32 else Z)
+
+    def directions(self, z: np.ndarray) -> np.ndarray:
+        "For each node: whether the record `z` (one row of the estimator's matrix) goes left."
+        out = np.zeros(len(self.left), np.bool_)
+        _directions(self._matrix(z[None])[0], out, self.feature, self.threshold, self.default_left, self.numeric_nodes, self.categorical_nodes,
+                    self.left_bits, self.left_bits_row, self.known_bits, self.known_bits_row)
+        return out
+
+    def shap_values(self, Z: np.ndarray, reference_left: np.ndarray) -> np.ndarray:
+        "(rows x columns of `Z` x outputs) baseline Shapley values of the rows of the estimator matrix `Z` against the reference whose `directions` are `reference_left`."
+        Z = self._matrix(Z)
+        return _baseline_shares(Z, reference_left, self.roots, self.left, self.right, self.feature, self.threshold, self.default_left,
+                                self.numeric_nodes, self.categorical_nodes, self.left_bits, self.left_bits_row, self.known_bits,
+                                self.known_bits_row, self.values, self.weights, Z.shape[1], self.depth)
 
 # %% ../nbs/87_explain.ipynb #d023fb4b
 def sklearn_tree(tree, scale: float, column: Optional[int] = None, classifier: bool = False) -> dict:
@@ -161,11 +159,10 @@ def sklearn_tree(tree, scale: float, column: Optional[int] = None, classifier: b
     n, leaf = t.node_count, t.children_left < 0
     return dict(left=t.children_left.astype(np.int64), right=t.children_right.astype(np.int64), feature=np.where(leaf, 0, t.feature),
                 threshold=t.threshold, default_left=np.asarray(getattr(t, "missing_go_to_left", np.zeros(n)), bool),
-                categorical=np.zeros(n, bool), left_bits_row=np.zeros(n, np.int64), known_bits_row=np.zeros(n, np.int64),
-                cover=t.weighted_n_node_samples, values=v * scale)
+                categorical=np.zeros(n, bool), left_bits_row=np.zeros(n, np.int64), known_bits_row=np.zeros(n, np.int64), values=v * scale)
 
 def boosted_trees(est) -> tuple:
-    "(trees, outputs, categorical sets, known categories) of a fitted `HistGradientBoosting*`."
+    "(trees, outputs, categorical sets, known categories) of a fitted `HistGradientBoosting*`: its starting score adds to every record alike, so no column's part."
     K = len(est._predictors[0])
     known, f_idx_map = est._bin_mapper.make_known_categories_bitsets()
     trees, left_bits, n_bits = [], [], 0
@@ -177,7 +174,7 @@ def boosted_trees(est) -> tuple:
             trees.append(dict(left=np.where(leaf, -1, nd["left"].astype(np.int64)), right=np.where(leaf, -1, nd["right"].astype(np.int64)),
                               feature=nd["feature_idx"].astype(np.int64), threshold=nd["num_threshold"], default_left=nd["missing_go_to_left"].astype(bool),
                               categorical=cat, left_bits_row=np.where(cat, nd["bitset_idx"].astype(np.int64) + n_bits, 0),
-                              known_bits_row=np.where(cat, f_idx_map[nd["feature_idx"]].astype(np.int64), 0), cover=nd["count"].astype(float), values=values))
+                              known_bits_row=np.where(cat, f_idx_map[nd["feature_idx"]].astype(np.int64), 0), values=values))
             if len(p.raw_left_cat_bitsets): left_bits.append(p.raw_left_cat_bitsets); n_bits += len(p.raw_left_cat_bitsets)
     return trees, K, (np.concatenate(left_bits) if left_bits else None), known
 
@@ -187,11 +184,10 @@ def forest(est) -> Optional[Forest]:
     if isinstance(est, (RandomForestClassifier, RandomForestRegressor)):
         scale, classifier = 1 / len(est.estimators_), isinstance(est, RandomForestClassifier)
         binary = classifier and len(est.classes_) == 2
-        trees = [sklearn_tree(e, scale, 1 if binary else None, classifier) for e in est.estimators_]
-        return Forest(trees, trees[0]["values"].shape[1], np.zeros(1), float32=True)
+        return Forest([sklearn_tree(e, scale, 1 if binary else None, classifier) for e in est.estimators_], float32=True)
     if isinstance(est, (HistGradientBoostingClassifier, HistGradientBoostingRegressor)):
         trees, K, left_bits, known = boosted_trees(est)
-        return Forest(trees, K, est._baseline_prediction, left_bits, known)
+        return Forest(trees, left_bits, known)
     return None
 
 # %% ../nbs/87_explain.ipynb #d6f773da
@@ -238,38 +234,59 @@ def column_groups(pipeline) -> np.ndarray:
         groups[where] = mine
     return groups
 
+# %% ../nbs/87_explain.ipynb #02c3b4d9
+def _plain(v):
+    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA: return None
+    return v.item() if hasattr(v, "item") else v
+
+REFERENCE_TAG = "explanation_reference"  # the registered version's tag holding its reference case (JSON)
+
+def reference_case(rows: pd.DataFrame) -> dict:
+    "{column: value}: each number's median and each other column's most common value over `rows` (None where a column is always missing)."
+    out = {}
+    for c in rows.columns:
+        values = rows[c].dropna()
+        if values.empty: out[c] = None
+        elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values): out[c] = float(values.median())
+        else: out[c] = _plain(values.value_counts().index[0])
+    return out
+
+def case_frame(case: dict, columns: list[str]) -> pd.DataFrame:
+    "One row of `case` as a frame the pipeline reads: a missing value as NaN, which its imputers take for numbers and categories alike."
+    return pd.DataFrame({c: [np.nan if case.get(c) is None else case[c]] for c in columns})
+
 # %% ../nbs/87_explain.ipynb #d4d87480
 SPACES = {"HistGradientBoostingClassifier": "log-odds", "LogisticRegression": "log-odds", "RandomForestClassifier": "probability",
           "HistGradientBoostingRegressor": "target units", "RandomForestRegressor": "target units", "Ridge": "target units"}
 
 class Explainer:
-    "Exact additive contributions of a fitted pipeline's input columns to its score (`space`), with the base value they start from."
+    "Exact additive contributions of a fitted pipeline's input columns to its score (`space`), from the score of a reference case (`base`)."
     def __init__(self, pipeline,
-                 background: Optional[pd.DataFrame] = None,  # rows whose mean the linear family starts from (the training rows); unused by trees
+                 background: Optional[pd.DataFrame] = None,  # training rows: the reference case is their typical record (`reference_case`)
+                 reference: Optional[dict] = None,  # or the reference case itself, as training recorded it
                 ):
         from sklearn.linear_model import LogisticRegression, Ridge
         self.pipeline, self.estimator = pipeline, pipeline[-1]
         self.columns, self.groups = list(pipeline.feature_names_in_), column_groups(pipeline)
         name = type(self.estimator).__name__
+        self.trees = forest(self.estimator)
+        if self.trees is None and not isinstance(self.estimator, (LogisticRegression, Ridge)):
+            raise ExplainError(f"a {name} cannot be explained: explanations cover random forests, histogram gradient boosting, "
+                               "logistic regression and ridge (the families `train` fits)")
+        if reference is None and (background is None or background.empty or not set(self.columns) <= set(background)):
+            raise ExplainError(f"contributions start from a reference case: give the training rows (with the model's {len(self.columns)} columns) or the case")
         classes = getattr(self.estimator, "classes_", None)
         self.outputs = None if classes is None or len(classes) == 2 else [str(c) for c in classes]
         self.space = SPACES.get(name, "")
         if self.outputs is not None and self.space == "log-odds": self.space = "class log-odds (before the softmax)"
-        self.trees = forest(self.estimator)
-        if self.trees is not None:
-            self.method, self.base = "tree_shap", self.trees.base
-            if name.startswith("HistGradientBoostingRegressor") and type(self.estimator._loss.link).__name__ != "IdentityLink":
-                self.space = "log of the estimate"
-        elif isinstance(self.estimator, (LogisticRegression, Ridge)):
-            if background is None or background.empty: raise ExplainError("a linear model's contributions start from the mean of background rows: give the training rows")
-            self.method = "linear"
-            self.coef = np.atleast_2d(self.estimator.coef_)  # outputs x estimator columns
-            self.mean = self.matrix(background).mean(axis=0)
-            self.base = self.coef @ self.mean + np.atleast_1d(self.estimator.intercept_)
-        else:
-            raise ExplainError(f"a {name} cannot be explained: explanations cover random forests, histogram gradient boosting, "
-                               "logistic regression and ridge (the families `train` fits)")
-        self.base = np.asarray(self.base, float).ravel()
+        if name == "HistGradientBoostingRegressor" and type(self.estimator._loss.link).__name__ != "IdentityLink": self.space = "log of the estimate"
+        self.method = "tree_shap" if self.trees is not None else "linear"
+        self.reference = reference if reference is not None else reference_case(background[self.columns])
+        case = case_frame(self.reference, self.columns)
+        self.base = self.score(case)[0]
+        r = self.matrix(case)[0]
+        if self.trees is not None: self.reference_left = self.trees.directions(r)
+        else: self.coef, self.r = np.atleast_2d(self.estimator.coef_), r  # outputs x estimator columns
         self.summing = np.zeros((len(self.groups), len(self.columns)))
         self.summing[np.arange(len(self.groups)), self.groups] = 1.0
 
@@ -279,7 +296,8 @@ class Explainer:
 
     def contributions(self, Z: np.ndarray) -> np.ndarray:
         "(rows x model columns x outputs) contributions of the estimator's matrix `Z`."
-        per_column = self.trees.shap_values(Z) if self.trees is not None else (np.asarray(Z, float) - self.mean)[:, :, None] * self.coef.T[None]
+        per_column = (self.trees.shap_values(Z, self.reference_left) if self.trees is not None
+                      else (np.asarray(Z, float) - self.r)[:, :, None] * self.coef.T[None])
         return np.einsum("nzk,zc->nck", per_column, self.summing)
 
     def explain(self, X: pd.DataFrame) -> np.ndarray:

@@ -58,7 +58,8 @@ def test_answers_explain_themselves_per_kind(kinds, kind):
     rows = p.df.iloc[::9].head(20)
     r = requests.post(f"{url}/predict", json={"records": records_of(rows, p.features)}, timeout=30)
     assert r.status_code == 200, r.text
-    body, ex = r.json(), Explainer(p.model)
+    body = r.json()
+    ex = Explainer(p.model, reference=requests.get(f"{url}/metadata", timeout=10).json()["explanations"]["reference"])
     score = ex.score(rows[p.features])
     logged = logged_contributions(p.root / "serving" / "predictions.db", body["request_id"])
     for i, a in enumerate(body["predictions"]):
@@ -75,7 +76,9 @@ def test_answers_explain_themselves_per_kind(kinds, kind):
 def test_demo_answers_name_views_and_add_up(demo_service):
     "The demo's factors name feature views; base + contributions is the log-odds of the answered probability."
     meta = requests.get(f"{demo_service.url}/metadata", timeout=10).json()
-    assert meta["explanations"] == {"mode": "always", "method": "tree_shap", "space": "log-odds", "top": 5}
+    e = meta["explanations"]
+    assert (e["mode"], e["method"], e["space"], e["top"]) == ("always", "tree_shap", "log-odds", 5)
+    assert "sched_hour" in e["reference"] and len(e["base"]) == 1  # the base is the score of this typical flight
     flights = pd.read_parquet(demo_service.run_dir / "artifacts/ingest/flights.parquet").tail(40)
     records = json.loads(flights[list(meta["request_fields"])].to_json(orient="records", date_format="iso"))
     body = requests.post(f"{demo_service.url}/predict", json={"records": records}, timeout=30).json()
@@ -133,7 +136,10 @@ def test_a_model_that_cannot_explain_is_refused_when_the_card_asks(kinds, tmp_pa
     from mlops_nb.deploy import Scorer, ServingError, check_explainable
     from mlflow import MlflowClient
     p, _ = kinds["regression"]
-    knn = Pipeline([("transforms", p.model.named_steps["transforms"]), ("model", KNeighborsRegressor())]).fit(p.df[p.features], p.df[p.target])
+    from mlops_nb.train import make_model
+    categorical = [c for c in p.features if p.df[c].dtype == object]
+    imputed = make_model("random_forest", {}, [c for c in p.features if c not in categorical], categorical, kind="regression").named_steps["transforms"]
+    knn = Pipeline([("transforms", imputed), ("model", KNeighborsRegressor())]).fit(p.df[p.features], p.df[p.target])
     version = register(p.uri, p.root / "mlartifacts", "knn", knn, p.df[p.features], {"kind": "regression", "decision_rule": json.dumps(p.rule)})
     MlflowClient(tracking_uri=p.uri, registry_uri=p.uri).set_registered_model_alias("knn", "champion", version)
     asks = load_project(p.file, ["design.requirements.end_user.transparency=The clinician sees why."])
