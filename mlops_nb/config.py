@@ -551,6 +551,8 @@ class MonitorSpec(Model):
     start: Optional[datetime] = None  # an explicit window instead (decision times, UTC), e.g. from `mlops-nb monitor --start`
     end: Optional[datetime] = None  # exclusive
     min_rows: int = Field(100, ge=1)  # fewer predictions in the window: reported, not judged
+    explanation_shift: float = Field(0.15, ge=0, le=1)  # alert when a feature view's share of the explaining moves by more (absolute; 0: off)
+    explanation_min_rows: int = Field(200, ge=1)  # judge that shift only on at least this many explained predictions
     drift: DriftThresholds = DriftThresholds()
     retrain: RetrainSpec = RetrainSpec()
     schedule: ScheduleSpec = ScheduleSpec()

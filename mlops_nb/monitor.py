@@ -15,18 +15,20 @@ import pandas as pd
 from .checks import dimension_scores, evaluate_table
 from .config import LOWER_IS_BETTER, LoadedProject, MonitorSpec, TableQuality, utc_time
 from .design import decide, evaluate_gates, measure, model_outputs
+from .explain import REQUEST_VIEW, contribution_shares, feature_views
 from .feature_store import expression_columns
 from .predictions import log_exists, log_location, newest_decision, read_window, refused_between
 from .registry import alias_version, load_model, model_name, registry_client, version_rule
 
 
 # %% auto #0
-__all__ = ['KINDS', 'PERIOD_METRICS', 'PREDICTION_COLUMN', 'DriftError', 'MissingColumnError', 'EmptyWindowError', 'infer_kind',
-           'check_kind', 'distinct_sorted', 'wasserstein_sorted', 'wasserstein_norm', 'jensen_shannon', 'psi',
-           'ks_p_value', 'chi_square_p_value', 'z_p_value', 'column_drift', 'drift_table', 'drift_summary',
+__all__ = ['KINDS', 'PERIOD_METRICS', 'SHARE_TAGS', 'PREDICTION_COLUMN', 'DriftError', 'MissingColumnError', 'EmptyWindowError',
+           'infer_kind', 'check_kind', 'distinct_sorted', 'wasserstein_sorted', 'wasserstein_norm', 'jensen_shannon',
+           'psi', 'ks_p_value', 'chi_square_p_value', 'z_p_value', 'column_drift', 'drift_table', 'drift_summary',
            'MonitorError', 'window_bounds', 'logged_window', 'json_columns', 'champion_context', 'unseen_categories',
-           'logged_outputs', 'performance', 'computational', 'request_quality', 'retrain_decision', 'retrain_window',
-           'reference_predictions', 'window_drift', 'record_monitoring', 'run_step']
+           'logged_outputs', 'performance', 'computational', 'request_quality', 'logged_contributions',
+           'reference_shares', 'explanation_shares', 'latency_alert', 'window_alerts', 'retrain_decision',
+           'retrain_window', 'reference_predictions', 'window_drift', 'record_monitoring', 'run_step']
 
 # %% ../nbs/07_monitor.ipynb #6c11d839
 class DriftError(ValueError):
@@ -318,7 +320,7 @@ def json_columns(texts: pd.Series) -> pd.DataFrame:
 
 # %% ../nbs/07_monitor.ipynb #b53470bd
 def champion_context(step) -> dict:
-    "The serving champion and what it learned from: version, kind and decision rule, model card, importance, reference rows."
+    "The serving champion and what it learned from: version, kind and decision rule, model card, importance, reference rows, shares of the explaining."
     name = model_name(step.project)
     client = registry_client(step.tracking_uri)
     version = alias_version(client, name)
@@ -338,7 +340,8 @@ def champion_context(step) -> dict:
     if rule is None: raise MonitorError(f"model {name!r} version {version} is multiclass without a `decision_rule` tag; re-register it with `mlops-nb run`")
     return {"name": name, "version": str(version), "kind": kind, "rule": rule, "threshold": rule.get("threshold"), "card": card,
             "ranked_features": ranked, "reference": train.reset_index(drop=True), "source_run": source.name,
-            "source_is_pipeline_run": source == run, "newest_training_data": period.get("holdout_end"), "train_end": period.get("train_end")}
+            "source_is_pipeline_run": source == run, "newest_training_data": period.get("holdout_end"), "train_end": period.get("train_end"),
+            "explanation_reference": reference_shares(mv.tags, f"model {name!r} version {version}")}
 
 # %% ../nbs/07_monitor.ipynb #a377dc7d
 def unseen_categories(features: pd.DataFrame,  # the window's model inputs (`json_columns` of the log's features)
@@ -416,6 +419,71 @@ def request_quality(project, inputs: pd.DataFrame) -> dict:
     return {"table": table, "checks": checks, "scores": dimension_scores(checks),
             "failed": [f"{c['name']}: {c['failed']:,} of {c['total']:,}" for c in checks if not c["passed"]]}
 
+
+# %% ../nbs/07_monitor.ipynb #22c69aca
+def logged_contributions(window: pd.DataFrame,  # the window (`predictions.read_window`); rows without an explanation are skipped
+                         ) -> pd.DataFrame:
+    "One row per explained prediction, one column per model column: the logged contributions (a column a row lacks: 0)."
+    return json_columns(window.contributions.dropna()).astype(float).fillna(0.0)
+
+# %% ../nbs/07_monitor.ipynb #60f12aa7
+SHARE_TAGS = {"views": "explanation_view_shares", "columns": "explanation_column_shares"}  # what training records on the version
+
+def reference_shares(tags: dict,  # a model version's tags
+                     where: str,  # the version, for messages: `model 'delay_model' version 3`
+                    ) -> Optional[dict]:
+    "The version's shares of the explaining on its hold-out, {'views': {view: share}, 'columns': {column: share}}; None without the tags."
+    if SHARE_TAGS["views"] not in tags: return None
+    out = {}
+    for key, tag in SHARE_TAGS.items():
+        try: out[key] = {str(k): float(v) for k, v in json.loads(tags.get(tag) or "{}").items()}
+        except (ValueError, AttributeError, TypeError):
+            raise MonitorError(f"{where}: its tag `{tag}` is not a JSON object of shares: {tags[tag][:80]!r}; "
+                               "re-register it with `mlops-nb run`") from None
+    return out
+
+# %% ../nbs/07_monitor.ipynb #1dadfd1f
+def explanation_shares(contributions: pd.DataFrame,  # `logged_contributions` of the window
+                       views: dict,  # {model column: feature view} (`explain.feature_views`); others: `request`
+                       reference: Optional[dict],  # `reference_shares` of the champion (None: not recorded)
+                       spec: MonitorSpec,  # for `explanation_shift` and `explanation_min_rows`
+                       top: int = 10,  # columns kept, the largest shares first
+                       ) -> dict:
+    "The window's shares of the explaining per view and per column, the reference's, whether a shift was judged, and an alert per view that moved."
+    by_column, by_view = contribution_shares(contributions, views)
+    n, out_of = len(contributions), spec.explanation_min_rows
+    columns = by_column.head(top).round(6).to_dict()
+    out = {"explained": n, "min_rows": out_of, "threshold": spec.explanation_shift, "views": by_view.round(6).to_dict(), "columns": columns,
+           "column_views": {c: views.get(c, REQUEST_VIEW) for c in columns}, "reference": reference, "shifts": [], "alerts": []}
+    if not spec.explanation_shift: return {**out, "judged": False, "finding": "off (monitor.explanation_shift is 0)"}
+    if reference is None: return {**out, "judged": False, "finding": "not judged: the champion's reference shares are not recorded (registered before explanations)"}
+    if n < out_of: return {**out, "judged": False, "finding": f"not judged: {n:,} explained predictions, fewer than monitor.explanation_min_rows = {out_of:,}"}
+    ref = reference["views"]
+    moves = [(v, ref.get(v, 0.0), float(by_view.get(v, 0.0))) for v in dict.fromkeys([*ref, *by_view.index])]
+    shifts = sorted([m for m in moves if abs(m[2] - m[1]) > spec.explanation_shift], key=lambda m: -abs(m[2] - m[1]))
+    alerts = [f"{v} drives {w:.0%} of the explaining (reference {r:.0%}), on {n:,} explained predictions; "
+              f"monitor.explanation_shift = {spec.explanation_shift:g}" for v, r, w in shifts]
+    return {**out, "judged": True, "shifts": [{"view": v, "reference": r, "window": w} for v, r, w in shifts], "alerts": alerts,
+            "finding": "; ".join(alerts) or f"no view moved by more than {spec.explanation_shift:g} on {n:,} explained predictions"}
+
+# %% ../nbs/07_monitor.ipynb #b5503676
+def latency_alert(health: dict,  # `computational` of the window
+                  card,  # the design card
+                 ) -> Optional[str]:
+    "An alert when the window's p99 latency exceeds the design card's `max_latency_ms`; None when it does not, or the card sets no limit."
+    limit, p99 = card.requirements.end_user.max_latency_ms, health.get("latency_ms_p99")
+    if limit is None or p99 is None or p99 <= limit: return None
+    return (f"p99 latency {p99:,.1f} ms over {health['predictions']:,} predictions exceeds the design card's "
+            f"requirements.end_user.max_latency_ms = {limit:g} ms")
+
+# %% ../nbs/07_monitor.ipynb #8c974b85
+def window_alerts(explaining: dict,  # `explanation_shares` of the window
+                  health: dict,  # `computational` of the window
+                  card,  # the design card
+                 ) -> list[dict]:
+    "The window's alerts for people, [{kind, message}]: a view that moved in the explaining, an answer time above the card's."
+    slow = latency_alert(health, card)
+    return [{"kind": "explanation_shift", "message": a} for a in explaining["alerts"]] + ([{"kind": "latency", "message": slow}] if slow else [])
 
 # %% ../nbs/07_monitor.ipynb #208f6abc
 def retrain_decision(spec: MonitorSpec, card, drift: pd.DataFrame, ranked: list, perf: dict, rows: int,
@@ -506,6 +574,7 @@ def record_monitoring(step, report: dict, drift: pd.DataFrame) -> None:
     step.metrics.update(predictions=float(report["window"]["predictions"]), labelled=float(perf["labelled"]), drift_share=float(summary["share"]),
                         drifted_columns=float(summary["drifted"]), retrain=float(decision["retrain"]),
                         unseen_category_share=float(report["unseen_categories"]["share"]),
+                        explained_predictions=float(report["explanations"]["explained"]), alerts=float(len(report["alerts"])),
                         **{f"window_{k}": float(perf["metrics"][k]) for k in PERIOD_METRICS[report["kind"]] if k in perf["metrics"]},
                         **{k: float(health[k]) for k in ("latency_ms_p99", "error_rate") if k in health})
     step.params.update(model=report["model"], version=report["version"], window_start=report["window"]["start"], window_end=report["window"]["end"])
@@ -528,6 +597,9 @@ def run_step(step) -> dict:
     perf = performance(window, ctx["kind"], ctx["rule"], step.project.design, spec.retrain.min_labels)
     health = computational(window, refused_between(log, window.ts.min(), window.ts.max()) if len(window) else pd.DataFrame(columns=["status"]))
     decision = retrain_decision(spec, step.project.design, drift["table"], ctx["ranked_features"], perf, len(window), end, ctx["newest_training_data"])
+    explaining = explanation_shares(logged_contributions(window), feature_views(step.project.features) if step.project.features else {},
+                                    ctx["explanation_reference"], spec)
+    alerts = window_alerts(explaining, health, step.project.design)
     report = {"model": ctx["name"], "version": ctx["version"], "kind": ctx["kind"], "rule": ctx["rule"], "threshold": ctx["threshold"],
               "window": {"start": start.isoformat(), "end": end.isoformat(), "predictions": len(window),
                          "versions": {str(k): int(v) for k, v in window.version.value_counts().items()}},
@@ -536,7 +608,7 @@ def run_step(step) -> dict:
                         "without_values": [c for c in drift["inputs"] if c not in drift["columns"]]},  # a feature with no value at all: a quality finding
               "prediction_drift": drift["prediction"], "unseen_categories": drift["unseen"],
               "performance": perf, "computational": health, "request_quality": request_quality(step.project, json_columns(window.inputs)),
-              "decision": decision, "retrain_window": retrain_window(lp, spec, end) if decision["retrain"] else None,
+              "explanations": explaining, "alerts": alerts, "decision": decision, "retrain_window": retrain_window(lp, spec, end) if decision["retrain"] else None,
               "thresholds": spec.drift.model_dump()}
     record_monitoring(step, report, drift["table"])
     summary, headline = drift["summary"], PERIOD_METRICS[ctx["kind"]][0]
@@ -544,6 +616,7 @@ def run_step(step) -> dict:
         + (f" ({', '.join(summary['drifted_columns'][:6])})" if summary["drifted"] else "")
         + (f"; {perf['labelled']:,} labelled: {headline} {perf['metrics'].get(headline, float('nan')):.3f}" if perf["labelled"] else "")
         + f"; retrain: {'yes: ' + '; '.join(decision['reasons']) if decision['retrain'] else 'no'}")
+    for a in alerts: say(f"alert: {a['message']}")
     step.finish()
     return report
 

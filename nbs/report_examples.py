@@ -171,8 +171,34 @@ FEATURES = [("carrier_late_rate", "numeric", "wasserstein"), ("sched_hour", "num
             ("route_flights", "numeric", "wasserstein"), ("wind_gust", "numeric", "wasserstein")]
 
 
+EXAMPLE_SIZES = {"carrier_late_rate": 0.22, "sched_hour": 0.2, "carrier": 0.15, "route_flights": 0.1, "carrier_flights": 0.1,
+                 "distance": 0.05, "temp": 0.6, "wind_gust": 0.25, "visib": 0.15}  # weather's columns: shares of weather's part
+EXAMPLE_VIEWS = {"carrier_late_rate": "carrier_history", "carrier_flights": "carrier_history", "route_flights": "route_history",
+                 "sched_hour": "request", "carrier": "request", "distance": "request", "temp": "weather", "wind_gust": "weather", "visib": "weather"}
+
+
+def example_contributions(weather, rows, seed=0):
+    "`rows` made-up contributions (signs at random, sizes fixed) whose weather columns carry `weather` of the total."
+    import numpy as np, pandas as pd
+    g = np.random.default_rng(seed)
+    others = sum(s for c, s in EXAMPLE_SIZES.items() if EXAMPLE_VIEWS[c] != "weather")
+    size = {c: s * (weather if EXAMPLE_VIEWS[c] == "weather" else (1 - weather) / others) for c, s in EXAMPLE_SIZES.items()}
+    return pd.DataFrame({c: s * g.choice([-1.0, 1.0], rows) for c, s in size.items()})
+
+
+def example_explaining(weather, explained, computational):
+    "The `explanations` and `alerts` of `monitoring.json`, made by the monitor step's own functions (the champion's hold-out: weather 18%)."
+    from mlops_nb.config import DesignCard, MonitorSpec
+    from mlops_nb.explain import contribution_shares
+    from mlops_nb.monitor import explanation_shares, window_alerts
+    by_column, by_view = contribution_shares(example_contributions(0.18, 1000, seed=1), EXAMPLE_VIEWS)
+    reference = {"views": by_view.to_dict(), "columns": by_column.head(10).to_dict()}
+    explaining = explanation_shares(example_contributions(weather, explained), EXAMPLE_VIEWS, reference, MonitorSpec())
+    return explaining, window_alerts(explaining, computational, DesignCard.model_validate(demo_card))
+
+
 def example_report(start, end, stats, version="1", roc_auc=0.718, recall=0.655, value=1133316.4, labelled=3932,
-                   predictions=5949, refused=0, weeks=()):
+                   predictions=5949, refused=0, weeks=(), weather=0.19, explained=5000):
     "A small `monitoring.json` as `mlops_nb.monitor.run_step` writes it: six features, weeks as (period, start, roc_auc, value)."
     table = [{"column": c, "kind": k, "method": m, "statistic": stats[c], "threshold": 0.1, "drifted": stats[c] >= 0.1,
               "rule": "distance >= 0.1", "psi": stats[c] * 1.2, "psi_drifted": stats[c] * 1.2 >= 0.2, "reference_rows": 5118,
@@ -194,6 +220,10 @@ def example_report(start, end, stats, version="1", roc_auc=0.718, recall=0.655, 
                         "finding": f"{k['metric']} = {v:.4g} on {labelled:,} labelled predictions, floor {k['threshold']:g}" if judged
                                    else f"not judged: {labelled:,} labelled predictions (needs 200)"})
     reasons = [f"{c['rule']}: {c['finding']}" for c in checked if c["fired"]]
+    computational = {"predictions": predictions, "requests": 12 + refused, "latency_ms_p50": 6.5, "latency_ms_p95": 31.2,
+                     "latency_ms_p99": 48.0 if not refused else 75.3, "served_seconds": 60.0, "predictions_per_second": predictions / 60,
+                     "refused": refused, "error_rate": refused / (12 + refused), "refused_by_status": {"422": refused} if refused else {}}
+    explaining, alerts = example_explaining(weather, explained, computational)
     return {"model": "delay_model", "version": version, "threshold": 0.1615,
             "window": {"start": start, "end": end, "predictions": predictions, "versions": {version: predictions}},
             "reference": {"run": "20130101-050000-pipe", "rows": 5118, "is_champion_run": True},
@@ -205,14 +235,13 @@ def example_report(start, end, stats, version="1", roc_auc=0.718, recall=0.655, 
                             "judged": judged, "metrics": metrics, "gates": gates,
                             "by_period": [{"period": p, "start": s, "rows": 1200, "positives": 300, "roc_auc": a, "recall": 0.6,
                                            "precision": 0.35, "value": v} for p, s, a, v in weeks]},
-            "computational": {"predictions": predictions, "requests": 12 + refused, "latency_ms_p50": 6.5, "latency_ms_p95": 31.2,
-                              "latency_ms_p99": 48.0 if not refused else 75.3, "served_seconds": 60.0, "predictions_per_second": predictions / 60,
-                              "refused": refused, "error_rate": refused / (12 + refused), "refused_by_status": {"422": refused} if refused else {}},
+            "computational": computational,
             "request_quality": {"table": "flights", "scores": {"accuracy": 1.0 if not refused else 0.9966, "completeness": 1.0, "consistency": 1.0, "timeliness": None},
                                 "checks": [{"table": "flights", "name": "origin.allowed", "dimension": "accuracy", "severity": "error",
                                             "rule": "in [EWR, JFK, LGA]", "failed": 3 if refused else 0, "total": predictions,
                                             "pass_rate": 1 - (3 if refused else 0) / predictions, "min_pass_rate": 1.0, "passed": not refused}],
                                 "failed": [f"origin.allowed: 3 of {predictions:,}"] if refused else []},
+            "explanations": explaining, "alerts": alerts,
             "decision": {"retrain": bool(reasons), "reasons": reasons, "checked": checked},
             "retrain_window": {"start": "2013-01-01T00:00:00+00:00", "end": end} if reasons else None,
             "thresholds": {"psi": 0.2, "dataset_share": 0.5}}
@@ -246,13 +275,13 @@ def example_monitoring_runs() -> tuple[Path, Path, Path, Path, Path]:
     m1 = example_monitor_run(mon_runs, "20130101-060000-m001", "2013-01-01T06:00:00+00:00", example_report(
         "2012-12-01T21:00:00+00:00", "2012-12-31T21:00:00+00:00", calm, weeks=[("2012-12-24/2012-12-30", "2012-12-24T00:00:00+00:00", 0.731, 1402000.0)]))
     m2 = example_monitor_run(mon_runs, "20130108-060000-m002", "2013-01-08T06:00:00+00:00", example_report(
-        "2012-12-08T21:00:00+00:00", "2013-01-07T21:00:00+00:00", {**calm, "temp": 0.432, "wind_gust": 0.492}, roc_auc=0.6213,
+        "2012-12-08T21:00:00+00:00", "2013-01-07T21:00:00+00:00", {**calm, "temp": 0.432, "wind_gust": 0.492}, roc_auc=0.6213, weather=0.41,
         weeks=[("2012-12-31/2013-01-06", "2012-12-31T00:00:00+00:00", 0.6533, 1438095.2), ("2013-01-07/2013-01-13", "2013-01-07T00:00:00+00:00", 0.5793, -736842.1)]),
         retrain={"run_id": "20130108-061500-rtrn", "status": "succeeded",
                  "registered": {"name": "delay_model", "version": "2", "decision": "champion", "reasons": []},
                  "summary": "version 2 registered, champion: "})
     retrain_dir = example_run(mon_runs, "20130108-061500-rtrn", "2013-01-08T06:15:00+00:00")
     m3 = example_monitor_run(mon_runs, "20130115-060000-m003", "2013-01-15T06:00:00+00:00", example_report(
-        "2012-12-15T21:00:00+00:00", "2013-01-14T21:00:00+00:00", calm, version="2", labelled=150, refused=3,
+        "2012-12-15T21:00:00+00:00", "2013-01-14T21:00:00+00:00", calm, version="2", labelled=150, refused=3, weather=0.2, explained=150,
         weeks=[("2013-01-07/2013-01-13", "2013-01-07T00:00:00+00:00", 0.6021, 120000.0)]))
     return mon_runs, m1, m2, retrain_dir, m3

@@ -64,8 +64,18 @@ def monitoring(root: Path) -> tuple:
 
 
 def test_monitor_reports_and_decides_without_retraining(served):
+    from mlflow import MlflowClient
     f, uri, log, sent = served
-    code, out = mlops_nb("monitor", "--project", f, "--start", WEEK2[0], "--end", WEEK2[1], "--no-retrain", "--no-reports")
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    tags = client.get_model_version("delay_model", "1").tags
+    # the champion's hold-out shares of the explaining, as if the request's own fields had done all of it
+    client.set_model_version_tag("delay_model", "1", "explanation_view_shares", json.dumps({"request": 1.0}))
+    client.set_model_version_tag("delay_model", "1", "explanation_column_shares", json.dumps({"sched_hour": 1.0}))
+    try: code, out = mlops_nb("monitor", "--project", f, "--start", WEEK2[0], "--end", WEEK2[1], "--no-retrain", "--no-reports")
+    finally:
+        for t in ("explanation_view_shares", "explanation_column_shares"):
+            if t in tags: client.set_model_version_tag("delay_model", "1", t, tags[t])
+            else: client.delete_model_version_tag("delay_model", "1", t)
     assert code == 0, out
     run_dir, rep = monitoring(f.parent)
     assert rep["version"] == "1" and rep["window"]["start"].startswith(WEEK2[0])
@@ -79,6 +89,19 @@ def test_monitor_reports_and_decides_without_retraining(served):
     assert 0.5 < rep["performance"]["metrics"]["roc_auc"] < 1 and rep["performance"]["gates"]
     assert rep["request_quality"]["scores"] and rep["computational"]["latency_ms_p99"] > 0
     assert {c["rule"] for c in rep["decision"]["checked"]} >= {"drift of important features", "roc_auc floor"}
+    with sqlite3.connect(log) as db:  # what drives the decisions: the explained predictions of the window, and the card's answer time
+        logged = pd.read_sql("select contributions from predictions where event_time >= ? and event_time < ? and contributions is not null",
+                             db, params=(rep["window"]["start"], rep["window"]["end"]))
+    assert rep["explanations"]["explained"] == len(logged) == scored, "deploy.explain: always (the default) explains every answer"
+    from mlops_nb.config import load_project
+    from mlops_nb.explain import contribution_shares, feature_views
+    _, views = contribution_shares(pd.DataFrame([json.loads(c) for c in logged.contributions]), feature_views(load_project(f).project.features))
+    assert rep["explanations"]["views"] == pytest.approx(views.to_dict(), abs=1e-5) and rep["explanations"]["judged"]
+    assert rep["explanations"]["reference"]["views"] == {"request": 1.0}
+    assert rep["alerts"][0] == {"kind": "explanation_shift", "message": f"request drives {views['request']:.0%} of the explaining (reference 100%), "
+                                f"on {scored:,} explained predictions; monitor.explanation_shift = 0.15"}
+    assert ("latency" in {a["kind"] for a in rep["alerts"]}) == (rep["computational"]["latency_ms_p99"] > 50)  # the demo card's max_latency_ms
+    assert all(f"alert: {a['message']}" in out for a in rep["alerts"])
     assert "[monitor]" in out and ("retrain asked for" in out or "no retrain" in out)
     rec = json.loads((run_dir / "run.json").read_text())
     statuses = [s["status"] for s in rec["steps"]]  # the latest run's steps, linked for monitoring to read, then monitoring

@@ -283,7 +283,27 @@ def report_quiet() -> dict:
          "finding": "none of the 5 most important features drifted (carrier, plane_manufacturer, carrier_late_rate, carrier_flights, origin)"},
         {"rule": "roc_auc floor", "fired": False, "finding": "roc_auc = 0.7044 on 3,932 labelled predictions, floor 0.65"}]}
     m["retrain_window"] = None
+    m["explanations"], m["alerts"] = explaining(m["computational"])
     return m
+
+
+def explaining(health: dict) -> tuple:
+    "What the monitor step records of a window whose weather does four times its hold-out share of the explaining: (explanations, alerts)."
+    import numpy as np
+    import pandas as pd
+    from mlops_nb.config import MonitorSpec
+    from mlops_nb.explain import contribution_shares, feature_views
+    from mlops_nb.monitor import explanation_shares, window_alerts
+    project = load_project(demo_project_file()).project
+    views = feature_views(project.features)
+    sizes = pd.Series({"sched_hour": 0.3, "carrier_late_rate": 0.25, "route_late_rate": 0.15, "temp": 0.1, "wind_gust": 0.1, "plane_year": 0.1})
+    weather = sizes.index.map(lambda c: views[c] == "weather")
+    g = np.random.default_rng(5)
+    def rows(n, size): return pd.DataFrame(np.outer(g.choice([-1.0, 1.0], n), size.to_numpy()), columns=size.index)
+    by_column, by_view = contribution_shares(rows(1000, sizes), views)
+    reference = {"views": by_view.to_dict(), "columns": by_column.head(10).to_dict()}
+    e = explanation_shares(rows(3000, sizes.where(~weather, sizes * 4)), views, reference, MonitorSpec())
+    return e, window_alerts(e, health, project.design)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -401,7 +421,11 @@ def test_latest_monitoring_run_frozen(root, browser):
               "Retrain: no.", "delay_model version 2", "2012-12-15 21:00 to 2013-01-14 21:00 UTC", "3,932 of 5,949 (66.1%)",
               "none of the 5 most important features drifted", "quiet",
               # alerts
-              "2 requests refused (error rate 14.29%; HTTP 422: 2)", "99% of scoring passes took up to 62.4 ms",
+              "2 requests refused (error rate 14.29%; HTTP 422: 2)",
+              "p99 latency 62.4 ms over 5,949 predictions exceeds the design card's requirements.end_user.max_latency_ms = 50 ms",
+              "What drives the decisions moved: weather drives 50% of the explaining (reference 20%), on 3,000 explained predictions",
+              # what drives the decisions, beside the reference
+              "Reference (version 2's hold-out)", "50.0% ▲", "20.0%", "The largest columns of this window", "Predictions explained",
               "1 other features drifted: wind_gust",
               # drift over time and this window's table
               "carrier_late_rate ★", "0.253 ▲", "0.153 ▲", "predictions (probability)", "0.32 ▲", "jensenshannon",
@@ -427,7 +451,9 @@ def test_retraining_window_frozen(root, browser):
               f"Retrain run {RETRAIN} succeeded: version 2 registered, champion",
               "2 of the 5 most important features drifted: carrier_late_rate (wasserstein 0.253), carrier_flights (wasserstein 1.87)",
               "delay_model version 1", "2012-12-08 21:00 to 2013-01-07 21:00 UTC", "fired",
-              "The predictions drifted", "0.5793 ▼", "2 monitoring runs; 2 asked for a retrain; 1 retrains recorded."]:
+              "The predictions drifted", "0.5793 ▼",
+              "99% of scoring passes took up to 254 ms; the design card allows 50 ms",  # a window monitored before alerts were recorded
+              "No prediction of these windows was explained", "2 monitoring runs; 2 asked for a retrain; 1 retrains recorded."]:
         assert s in text, s
     assert MON2 not in text.split("Other monitoring runs")[0], "the history of a frozen copy ends with its run"
 
