@@ -29,18 +29,18 @@ from .tables import read_table_file
 
 # %% auto #0
 __all__ = ['TREELITE_ROWS', 'SCALAR_VALUES', 'MAX_RECORDS', 'PASS_RECORDS', 'GATHER_TURNS', 'MAX_BODY_BYTES', 'MAX_TEXT',
-           'MAX_INT', 'MAX_NUMBER', 'YEARS', 'YEARS_PATTERN', 'LABEL_KINDS', 'ANSWER_SCHEMAS', 'RESPONSE_SCHEMAS',
-           'DRAIN_SECONDS', 'DOCKERFILE', 'PACKAGE_FILES', 'IMAGE_BUNDLE', 'WARM_UP', 'SERVING_RUN', 'ServingError',
-           'ServingModel', 'known_categories', 'explainer_of', 'require_explanations', 'unexplainable', 'serving_rule',
-           'class_order', 'load_version', 'LeanModel', 'category_codes', 'numeric_imputation', 'tree_model',
-           'lean_model', 'serving_run', 'reference_rows', 'snapshot_table', 'FeatureLookup', 'n_rows', 'python_value',
-           'request_columns', 'column_types', 'RequestError', 'shown', 'is_text', 'parse_body', 'parse_records',
-           'check_records', 'records_columns', 'validate_records', 'unseen_values', 'request_schema', 'check_labels',
-           'labels_schema', 'read_labels', 'canary_mask', 'Scorer', 'answers', 'log_fields', 'rule_fields',
-           'unanswerable', 'explanation', 'score_file', 'scored_columns', 'decided_summary', 'ServiceMetrics',
-           'score_passes', 'follow_alias', 'service_openapi', 'predictions_schema', 'log_refusal', 'explain_parameter',
-           'prediction_routes', 'status_routes', 'Drain', 'DrainMiddleware', 'make_app', 'serve', 'run_with',
-           'serving_requirements', 'dockerfile', 'smoke_test', 'write_bundle', 'bundle_serving_run',
+           'MAX_INT', 'MAX_NUMBER', 'YEARS', 'YEARS_PATTERN', 'LABEL_KINDS', 'ANSWER_SCHEMAS', 'EXPLANATION_SCHEMA',
+           'RESPONSE_SCHEMAS', 'DRAIN_SECONDS', 'DOCKERFILE', 'PACKAGE_FILES', 'IMAGE_BUNDLE', 'WARM_UP', 'SERVING_RUN',
+           'ServingError', 'ServingModel', 'known_categories', 'explainer_of', 'require_explanations', 'unexplainable',
+           'serving_rule', 'class_order', 'load_version', 'LeanModel', 'category_codes', 'numeric_imputation',
+           'tree_model', 'lean_model', 'serving_run', 'reference_rows', 'snapshot_table', 'FeatureLookup', 'n_rows',
+           'python_value', 'request_columns', 'column_types', 'RequestError', 'shown', 'is_text', 'parse_body',
+           'parse_records', 'check_records', 'records_columns', 'validate_records', 'unseen_values', 'request_schema',
+           'check_labels', 'labels_schema', 'read_labels', 'canary_mask', 'Scorer', 'answers', 'log_fields',
+           'rule_fields', 'unanswerable', 'explanation', 'score_file', 'scored_columns', 'decided_summary',
+           'ServiceMetrics', 'score_passes', 'follow_alias', 'service_openapi', 'predictions_schema', 'log_refusal',
+           'explain_parameter', 'prediction_routes', 'status_routes', 'Drain', 'DrainMiddleware', 'make_app', 'serve',
+           'run_with', 'serving_requirements', 'dockerfile', 'smoke_test', 'write_bundle', 'bundle_serving_run',
            'smoke_test_bundle', 'promoted_here', 'fill_shared_online', 'check_explainable', 'run_step']
 
 # %% ../nbs/06_deploy.ipynb #4f639048
@@ -1057,6 +1057,9 @@ def service_openapi(app: FastAPI, scorer: Scorer) -> dict:
             "schema": {"$ref": f"#/components/schemas/{request}"}, **({"example": example} if example else {})}}}
         op["responses"] = {"200": {"description": "answered", "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{answer}"}}}},
                            **refused}
+    doc["paths"]["/predict"]["post"]["parameters"] = [{
+        "name": "explain", "in": "query", "required": False, "schema": {"type": "boolean"},
+        "description": f"each answer's main factors (`explanation`), or not; default: the service's `deploy.explain` ({scorer.rollout.explain})"}]
     return doc
 
 _detail = {"type": "object", "required": ["loc", "msg"], "properties": {"loc": {"type": "string"}, "msg": {"type": "string"}}}
@@ -1070,6 +1073,16 @@ ANSWER_SCHEMAS = {  # per kind: the rule's field in the body, and a record's ans
                     "probabilities": {"type": "object", "additionalProperties": _probability}}),
 }
 
+EXPLANATION_SCHEMA = {  # an explained answer's `explanation` (`explanation`)
+    "type": "object", "required": ["method", "space", "base", "score", "factors"], "properties": {
+        "method": {"type": "string"}, "space": {"type": "string", "description": "the units of base, score and contributions"},
+        "base": {"type": "number", "description": "the score of the reference case"}, "score": {"type": "number", "description": "base plus every contribution"},
+        "for_class": {"type": "string", "description": "several classes: the answered one, which the factors explain"},
+        "factors": {"type": "array", "description": "the largest contributions, largest in size first", "items": {
+            "type": "object", "required": ["feature", "value", "view", "contribution"], "properties": {
+                "feature": {"type": "string"}, "value": {}, "view": {"type": "string", "description": "the feature view, or `request`"},
+                "contribution": {"type": "number"}, "description": {"type": "string"}}}}}}
+
 def predictions_schema(kind: str, classes: Optional[list] = None) -> dict:
     "The JSON schema of a `/predict` answer of a model of `kind` (its class names listed for multiclass)."
     rule, answer = ANSWER_SCHEMAS[kind]
@@ -1078,7 +1091,7 @@ def predictions_schema(kind: str, classes: Optional[list] = None) -> dict:
     return {"type": "object", "required": ["request_id", "model", "version", "kind", *rule, "predictions", "warnings"], "properties": {
         "request_id": {"type": "string"}, "model": {"type": "string"}, "version": {"type": "string"}, "kind": {"const": kind}, **rule,
         "predictions": {"type": "array", "items": {"type": "object", "required": ["record", *answer, "version"], "properties": {
-            "record": {"type": "integer", "minimum": 0}, **answer, "version": {"type": "string"}}}},
+            "record": {"type": "integer", "minimum": 0}, **answer, "version": {"type": "string"}, "explanation": EXPLANATION_SCHEMA}}},
         "warnings": {"type": "array", "description": "a value the model never saw, per record and field: scored all the same",
                      "items": {**_detail, "required": ["record", "loc", "msg"], "properties": {**_detail["properties"], "record": {"type": "integer"}}}}}}
 

@@ -92,6 +92,11 @@ def test_demo_answers_name_views_and_add_up(demo_service):
 
 
 def test_explain_parameter(demo_service):
+    "`?explain=` declines or asks, anything else is a 422 naming it; the OpenAPI document publishes the parameter and the answer's explanation."
+    doc = requests.get(f"{demo_service.url}/openapi.json", timeout=10).json()
+    assert doc["paths"]["/predict"]["post"]["parameters"][0]["name"] == "explain"
+    answer = doc["components"]["schemas"]["Predictions"]["properties"]["predictions"]["items"]["properties"]["explanation"]
+    assert answer["required"] == ["method", "space", "base", "score", "factors"]
     url = f"{demo_service.url}/predict"
     example = requests.get(f"{demo_service.url}/metadata", timeout=10).json()["example"]
     assert "explanation" not in requests.post(f"{url}?explain=false", json=example, timeout=10).json()["predictions"][0]
