@@ -1300,7 +1300,7 @@ def run_with(image: str, root: Path, tracking_uri: str, log_on_server: bool = Fa
 def serving_requirements() -> list[str]:
     "The pinned packages the image installs: the model's own (as registered) and the service's, as smoke-tested here."
     from importlib.metadata import version as package_version
-    return requirements() + [f"{p}=={package_version(p.split('[')[0])}" for p in ("fastapi", "uvicorn", "feast[duckdb]", "mlflow", "treelite", "pyarrow")]
+    return requirements() + [f"{p}=={package_version(p.split('[')[0])}" for p in ("fastapi", "uvicorn", "feast[duckdb]", "mlflow", "treelite", "numba", "pyarrow")]
 
 # %% ../nbs/06_deploy.ipynb #e4b7ebe0
 IMAGE_BUNDLE = "/srv/bundle"  # where the image holds the bundle
