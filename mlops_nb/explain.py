@@ -14,9 +14,9 @@ import pandas as pd
 from .config import FeatureSpec
 
 # %% auto #0
-__all__ = ['REFERENCE_TAG', 'SPACES', 'REQUEST_VIEW', 'tree_depth', 'shapley_weights', 'Forest', 'sklearn_tree', 'boosted_trees',
-           'forest', 'ExplainError', 'column_groups', 'reference_case', 'case_frame', 'Explainer', 'feature_views',
-           'describe_columns', 'factors', 'contribution_shares']
+__all__ = ['REFERENCE_TAG', 'SHARE_TAGS', 'SPACES', 'REQUEST_VIEW', 'tree_depth', 'shapley_weights', 'Forest', 'sklearn_tree',
+           'boosted_trees', 'forest', 'ExplainError', 'column_groups', 'json_value', 'reference_case', 'case_frame',
+           'Explainer', 'feature_views', 'describe_columns', 'factors', 'contribution_shares']
 
 # %% ../nbs/87_explain.ipynb #e5a40d8c
 from numba import njit
@@ -235,11 +235,14 @@ def column_groups(pipeline) -> np.ndarray:
     return groups
 
 # %% ../nbs/87_explain.ipynb #02c3b4d9
-def _plain(v):
-    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA: return None
+def json_value(v):
+    "A value as JSON keeps it: a number or text as Python's, a time in ISO 8601, anything missing as None."
+    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or v is pd.NaT: return None
+    if hasattr(v, "isoformat"): return v.isoformat()
     return v.item() if hasattr(v, "item") else v
 
 REFERENCE_TAG = "explanation_reference"  # the registered version's tag holding its reference case (JSON)
+SHARE_TAGS = {"views": "explanation_view_shares", "columns": "explanation_column_shares"}  # its hold-out's shares (`contribution_shares`), for monitoring
 
 def reference_case(rows: pd.DataFrame) -> dict:
     "{column: value}: each number's median and each other column's most common value over `rows` (None where a column is always missing)."
@@ -248,7 +251,7 @@ def reference_case(rows: pd.DataFrame) -> dict:
         values = rows[c].dropna()
         if values.empty: out[c] = None
         elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values): out[c] = float(values.median())
-        else: out[c] = _plain(values.value_counts().index[0])
+        else: out[c] = json_value(values.value_counts().index[0])
     return out
 
 def case_frame(case: dict, columns: list[str]) -> pd.DataFrame:
@@ -335,17 +338,12 @@ def describe_columns(features: FeatureSpec) -> dict:
     return out
 
 # %% ../nbs/87_explain.ipynb #44f77f96
-def _shown(v):
-    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or v is pd.NaT: return None
-    if hasattr(v, "isoformat"): return v.isoformat()
-    return v.item() if hasattr(v, "item") else v
-
 def factors(contributions: np.ndarray,  # one record's contribution per model column (one output)
             columns: list[str], values: dict,  # the model columns, and the record's value of each
             views: dict, descriptions: Optional[dict] = None, top: int = 5) -> list[dict]:
     "The record's `top` contributions, largest in size first: {feature, value, view, contribution, description}."
     order = np.argsort(-np.abs(contributions), kind="stable")[:top]
-    return [{"feature": columns[j], "value": _shown(values.get(columns[j])), "view": views.get(columns[j], REQUEST_VIEW),
+    return [{"feature": columns[j], "value": json_value(values.get(columns[j])), "view": views.get(columns[j], REQUEST_VIEW),
              "contribution": round(float(contributions[j]), 6), **({"description": descriptions[columns[j]]} if descriptions and descriptions.get(columns[j]) else {})}
             for j in order]
 

@@ -15,16 +15,16 @@ import pandas as pd
 from .checks import dimension_scores, evaluate_table
 from .config import LOWER_IS_BETTER, LoadedProject, MonitorSpec, TableQuality, utc_time
 from .design import decide, evaluate_gates, measure, model_outputs
-from .explain import REQUEST_VIEW, contribution_shares, feature_views
+from .explain import REQUEST_VIEW, SHARE_TAGS, contribution_shares, feature_views
 from .feature_store import expression_columns
 from .predictions import log_exists, log_location, newest_decision, read_window, refused_between
 from .registry import alias_version, load_model, model_name, registry_client, version_rule
 
 
 # %% auto #0
-__all__ = ['KINDS', 'PERIOD_METRICS', 'SHARE_TAGS', 'PREDICTION_COLUMN', 'DriftError', 'MissingColumnError', 'EmptyWindowError',
-           'infer_kind', 'check_kind', 'distinct_sorted', 'wasserstein_sorted', 'wasserstein_norm', 'jensen_shannon',
-           'psi', 'ks_p_value', 'chi_square_p_value', 'z_p_value', 'column_drift', 'drift_table', 'drift_summary',
+__all__ = ['KINDS', 'PERIOD_METRICS', 'PREDICTION_COLUMN', 'DriftError', 'MissingColumnError', 'EmptyWindowError', 'infer_kind',
+           'check_kind', 'distinct_sorted', 'wasserstein_sorted', 'wasserstein_norm', 'jensen_shannon', 'psi',
+           'ks_p_value', 'chi_square_p_value', 'z_p_value', 'column_drift', 'drift_table', 'drift_summary',
            'MonitorError', 'window_bounds', 'logged_window', 'json_columns', 'champion_context', 'unseen_categories',
            'logged_outputs', 'performance', 'computational', 'request_quality', 'logged_contributions',
            'reference_shares', 'explanation_shares', 'latency_alert', 'window_alerts', 'retrain_decision',
@@ -427,8 +427,6 @@ def logged_contributions(window: pd.DataFrame,  # the window (`predictions.read_
     return json_columns(window.contributions.dropna()).astype(float).fillna(0.0)
 
 # %% ../nbs/07_monitor.ipynb #60f12aa7
-SHARE_TAGS = {"views": "explanation_view_shares", "columns": "explanation_column_shares"}  # what training records on the version
-
 def reference_shares(tags: dict,  # a model version's tags
                      where: str,  # the version, for messages: `model 'delay_model' version 3`
                     ) -> Optional[dict]:

@@ -953,9 +953,9 @@ def explained_output(explainer, kind: str, out, rule: dict) -> np.ndarray:
     return np.array([explainer.outputs.index(str(c)) for c in decided_by(kind, out, rule)], int)
 
 def row_values(row: pd.Series) -> dict:
-    "A row's values as JSON keeps them: numbers, text, timestamps in ISO 8601, missing as None."
-    plain = lambda v: None if pd.isna(v) else v.isoformat() if hasattr(v, "isoformat") else v.item() if hasattr(v, "item") else v
-    return {str(k): plain(v) for k, v in row.items()}
+    "A row's values as JSON keeps them (`explain.json_value`)."
+    from mlops_nb.explain import json_value
+    return {str(k): json_value(v) for k, v in row.items()}
 
 # %% ../nbs/05_train.ipynb #c0fba964
 def worked_cases(kind: str, out, rule: dict, classes_at_most: int = 3) -> list[tuple]:
@@ -1027,11 +1027,11 @@ TAG_CHARACTERS = 5000  # MLflow's limit on a model version tag's value
 
 def explanation_tags(explanation: dict) -> dict:
     "The version's tags: the hold-out's explanation shares, `explanation_view_shares` {view: share} and `explanation_column_shares` (10 largest), and its reference case (`explain.REFERENCE_TAG`) when it fits in a tag."
-    from mlops_nb.explain import REFERENCE_TAG
+    from mlops_nb.explain import REFERENCE_TAG, SHARE_TAGS
     if not explanation.get("explainable"): return {}
     case = json.dumps(explanation["reference"], default=str)
-    return {"explanation_view_shares": json.dumps(explanation["shares"]["views"]),
-            "explanation_column_shares": json.dumps(dict(list(explanation["shares"]["columns"].items())[:10])),
+    return {SHARE_TAGS["views"]: json.dumps(explanation["shares"]["views"]),
+            SHARE_TAGS["columns"]: json.dumps(dict(list(explanation["shares"]["columns"].items())[:10])),
             **({REFERENCE_TAG: case} if len(case) <= TAG_CHARACTERS else {})}
 
 # %% ../nbs/05_train.ipynb #3b328c1c
